@@ -1,0 +1,301 @@
+//! Configuration: the command line (parsed by clap) and the validated,
+//! immutable [`Config`] that every thread shares through an `Arc`.
+//!
+//! Every limit has a default here with one sentence of why. Validation
+//! turns a CLI mistake into one [`ConfigError`] line, never a panic.
+//!
+//! Runs on: the main thread, once, before the server starts.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Longest request head (request line + fields) we buffer. nginx and most
+/// servers use 8 KiB; real browser heads are under 2 KiB.
+pub const DEFAULT_MAX_HEAD: usize = 8 * 1024;
+
+/// Connections served at once. Each idle one costs a few hundred bytes here
+/// and a socket in the kernel; past this we stop accepting and let the
+/// kernel's backlog hold the rest.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// Whole time allowed for one request head (slowloris defence).
+pub const DEFAULT_HEADER_TIMEOUT_SECS: f64 = 10.0;
+
+/// How long an idle keep-alive connection is kept (nginx: 75 s; we are
+/// stingier, since an idle connection serves nobody).
+pub const DEFAULT_KEEPALIVE_TIMEOUT_SECS: f64 = 5.0;
+
+/// How long a graceful shutdown waits for responses in flight.
+pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: f64 = 10.0;
+
+/// stoke — a small static-file HTTP/1.1 server.
+///
+/// Serves the files under ROOT over HTTP/1.1 with keep-alive, pipelining,
+/// ranges, validators and precompressed sidecars. RUST_LOG controls logging
+/// (the access log is the `access` target at info level).
+#[derive(Parser, Debug, Clone)]
+#[command(name = "stoke", version, about, long_about = None)]
+pub struct Cli {
+    /// Directory to serve.
+    #[arg(default_value = ".")]
+    pub root: PathBuf,
+
+    /// Address to listen on (IPv4 `127.0.0.1:8080` or IPv6 `[::1]:8080`); repeatable.
+    #[arg(
+        short,
+        long = "listen",
+        value_name = "ADDR:PORT",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub listen: Vec<SocketAddr>,
+
+    /// Worker threads for file work [default: available parallelism].
+    #[arg(short, long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Most connections served at once; further clients wait in the backlog.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+
+    /// Seconds a client has to send a whole request head.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_HEADER_TIMEOUT_SECS)]
+    pub header_timeout: f64,
+
+    /// Seconds an idle keep-alive connection is kept open.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_KEEPALIVE_TIMEOUT_SECS)]
+    pub keepalive_timeout: f64,
+
+    /// Seconds a graceful shutdown waits for responses in flight.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_SHUTDOWN_TIMEOUT_SECS)]
+    pub shutdown_timeout: f64,
+
+    /// Largest request head in bytes (larger → 431, a longer request line → 414).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_HEAD)]
+    pub max_head_size: usize,
+
+    /// List directories that have no index.html.
+    #[arg(long)]
+    pub listing: bool,
+
+    /// Serve dotfiles and dot-directories (.git, .env, ...); off by default.
+    #[arg(long)]
+    pub hidden: bool,
+
+    /// Follow symlinks that point outside ROOT (by default only links that stay inside are followed).
+    #[arg(long)]
+    pub follow_symlinks: bool,
+
+    /// Value of a Cache-Control header added to file responses.
+    #[arg(long, value_name = "VALUE")]
+    pub cache_control: Option<String>,
+
+    /// Extra response header, as 'Name: value'; repeatable.
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+
+    /// Content type for a file extension, as EXT=TYPE (e.g. md=text/markdown); repeatable.
+    #[arg(long = "mime", value_name = "EXT=TYPE")]
+    pub mime: Vec<String>,
+}
+
+/// The validated configuration shared by the reactor and every worker.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Canonical absolute path of the served directory.
+    pub root: PathBuf,
+    pub listen: Vec<SocketAddr>,
+    pub threads: usize,
+    pub max_connections: usize,
+    pub max_head: usize,
+    pub header_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub listing: bool,
+    pub hidden: bool,
+    pub follow_symlinks: bool,
+    pub cache_control: Option<String>,
+    /// Extra headers, already checked to be valid field names and values.
+    pub headers: Vec<(String, String)>,
+    /// Lower-case extension → content type.
+    pub mime: HashMap<String, String>,
+}
+
+/// A configuration mistake, shown to the user as one line.
+#[derive(Debug)]
+pub enum ConfigError {
+    Root(PathBuf, std::io::Error),
+    RootNotDirectory(PathBuf),
+    Invalid(String),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Root(path, e) => write!(f, "cannot serve {}: {e}", path.display()),
+            ConfigError::RootNotDirectory(path) => {
+                write!(f, "cannot serve {}: not a directory", path.display())
+            }
+            ConfigError::Invalid(msg) => f.write_str(msg),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// A configuration with every default, serving `root` on `127.0.0.1:0`
+    /// (tests and embedders start from here).
+    pub fn for_root(root: impl Into<PathBuf>) -> Result<Config, ConfigError> {
+        let mut cli = Cli::parse_from(["stoke"]);
+        cli.root = root.into();
+        cli.listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
+        Config::from_cli(cli)
+    }
+
+    pub fn from_cli(cli: Cli) -> Result<Config, ConfigError> {
+        let root =
+            std::fs::canonicalize(&cli.root).map_err(|e| ConfigError::Root(cli.root.clone(), e))?;
+        if !root.is_dir() {
+            return Err(ConfigError::RootNotDirectory(cli.root));
+        }
+        let threads = match cli.threads {
+            Some(0) => return Err(invalid("--threads must be at least 1")),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        };
+        if cli.max_connections == 0 {
+            return Err(invalid("--max-connections must be at least 1"));
+        }
+        if cli.max_head_size < 256 {
+            return Err(invalid("--max-head-size must be at least 256 bytes"));
+        }
+        let headers = cli
+            .headers
+            .iter()
+            .map(|h| parse_header(h))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut mime = HashMap::new();
+        for m in &cli.mime {
+            let (ext, ty) = m
+                .split_once('=')
+                .filter(|(e, t)| !e.is_empty() && is_field_value(t) && !t.is_empty())
+                .ok_or_else(|| invalid(&format!("--mime {m:?}: expected EXT=TYPE")))?;
+            mime.insert(
+                ext.trim_start_matches('.').to_ascii_lowercase(),
+                ty.to_owned(),
+            );
+        }
+        if let Some(cc) = &cli.cache_control {
+            if !is_field_value(cc) {
+                return Err(invalid("--cache-control: not a valid header value"));
+            }
+        }
+        Ok(Config {
+            root,
+            listen: cli.listen,
+            threads,
+            max_connections: cli.max_connections,
+            max_head: cli.max_head_size,
+            header_timeout: seconds("--header-timeout", cli.header_timeout)?,
+            keepalive_timeout: seconds("--keepalive-timeout", cli.keepalive_timeout)?,
+            shutdown_timeout: seconds("--shutdown-timeout", cli.shutdown_timeout)?,
+            listing: cli.listing,
+            hidden: cli.hidden,
+            follow_symlinks: cli.follow_symlinks,
+            cache_control: cli.cache_control,
+            headers,
+            mime,
+        })
+    }
+}
+
+fn invalid(msg: &str) -> ConfigError {
+    ConfigError::Invalid(msg.to_owned())
+}
+
+fn seconds(flag: &str, secs: f64) -> Result<Duration, ConfigError> {
+    if secs.is_finite() && secs > 0.0 && secs < 1e9 {
+        Ok(Duration::from_secs_f64(secs))
+    } else {
+        Err(invalid(&format!(
+            "{flag} must be a positive number of seconds"
+        )))
+    }
+}
+
+fn parse_header(h: &str) -> Result<(String, String), ConfigError> {
+    let bad = || invalid(&format!("--header {h:?}: expected 'Name: value'"));
+    let (name, value) = h.split_once(':').ok_or_else(bad)?;
+    let value = value.trim();
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(token) || !is_field_value(value) {
+        return Err(bad());
+    }
+    Ok((name.to_owned(), value.to_owned()))
+}
+
+/// Visible ASCII, spaces and tabs only: nothing that could end a header line.
+fn is_field_value(v: &str) -> bool {
+    v.bytes().all(|b| b == b'\t' || (b' '..0x7f).contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Result<Config, String> {
+        let mut argv = vec!["stoke"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        Config::from_cli(cli).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = cli(&["."]).unwrap();
+        assert_eq!(c.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
+        assert_eq!(c.max_connections, 10_000);
+        assert_eq!(c.max_head, 8192);
+        assert_eq!(c.keepalive_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn repeated_listen_and_headers() {
+        let c = cli(&[
+            ".",
+            "-l",
+            "127.0.0.1:1",
+            "--listen",
+            "[::1]:2",
+            "--header",
+            "X-A: b c",
+            "--mime",
+            "MD=text/markdown",
+        ])
+        .unwrap();
+        assert_eq!(c.listen.len(), 2);
+        assert_eq!(c.headers, vec![("X-A".to_owned(), "b c".to_owned())]);
+        assert_eq!(c.mime["md"], "text/markdown");
+    }
+
+    #[test]
+    fn mistakes_are_one_line() {
+        for args in [
+            &["/no/such/dir"][..],
+            &["Cargo.toml"],
+            &[".", "--threads", "0"],
+            &[".", "--header", "bad header"],
+            &[".", "--header", "X: a\nb"],
+            &[".", "--keepalive-timeout=-1"],
+            &[".", "--mime", "md"],
+        ] {
+            let e = cli(args).unwrap_err();
+            assert!(!e.trim().contains('\n'), "{args:?}: {e}");
+        }
+    }
+}

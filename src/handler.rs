@@ -1,0 +1,526 @@
+//! The worker's job: turn one parsed request into a [`Response`].
+//!
+//! This is the blocking part of a request, so it runs on a pool thread:
+//! decode the URL path (`url_path`), open the file beneath the root
+//! (`sys::open_beneath`), `fstat` it, pick a precompressed sidecar
+//! (`http::encoding`), evaluate the validators (`http::conditional`) and the
+//! range (`http::range`), and build the response head. Small files are read
+//! into memory here so the reactor sends head and body in one `writev`;
+//! larger ones travel as an open `File` for `sendfile`.
+//!
+//! Every alternate file (index, sidecar, listing entry) goes through the same
+//! decode-then-`open_beneath` path as the requested one: one policy, one
+//! place.
+//!
+//! Runs on: worker threads.
+
+use std::fs::{File, Metadata};
+use std::io::{self, Read};
+use std::net::IpAddr;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::access_log;
+use crate::config::Config;
+use crate::http::conditional::{self, Conditions, Precondition, Validators};
+use crate::http::encoding::{AcceptEncoding, Coding};
+use crate::http::range::{self, ByteRange, RangeOutcome};
+use crate::http::request::{Method, RequestHead};
+use crate::http::response::{error_response, http_date, Chunk, HeadBuilder, Response, Status};
+use crate::listing;
+use crate::sys;
+use crate::url_path::{self, PathError};
+
+/// Files up to this size are read into memory by the worker and leave in the
+/// same `writev` as the head: one syscall on the reactor instead of two, and
+/// no descriptor held open. Above it, `sendfile` wins.
+pub const SMALL_FILE: u64 = 16 * 1024;
+
+/// The methods we answer, for `Allow` (405 and OPTIONS).
+const ALLOW: &str = "GET, HEAD, OPTIONS";
+
+/// What every request needs: the configuration and the open root directory
+/// (the anchor for `openat2`).
+pub struct Site {
+    pub config: Arc<Config>,
+    root: File,
+}
+
+impl Site {
+    pub fn new(config: Arc<Config>) -> io::Result<Site> {
+        let root = File::open(&config.root)?;
+        Ok(Site { config, root })
+    }
+}
+
+/// Answers `req`. Never panics: a bug that panics answers 500 and is logged,
+/// and the worker goes on.
+pub fn handle(site: &Site, req: &RequestHead, peer: IpAddr) -> Response {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| respond(site, req)));
+    let mut response = outcome.unwrap_or_else(|_| {
+        log::error!(
+            "internal error answering {:?}; responded 500",
+            req.request_line()
+        );
+        error_response(
+            Status::INTERNAL_SERVER_ERROR,
+            false,
+            req.method == Method::Head,
+            &[],
+        )
+    });
+    response.log = access_log::record(
+        peer,
+        &req.request_line(),
+        response.status,
+        req.fields.referer.as_deref(),
+        req.fields.user_agent.as_deref(),
+    );
+    response
+}
+
+fn respond(site: &Site, req: &RequestHead) -> Response {
+    match req.method {
+        Method::Get | Method::Head => serve(site, req),
+        Method::Options => {
+            let mut head = HeadBuilder::new(Status::NO_CONTENT);
+            head.header("Allow", ALLOW);
+            plain(Status::NO_CONTENT, head, req)
+        }
+        _ => error(req, Status::METHOD_NOT_ALLOWED, &[("Allow", ALLOW)]),
+    }
+}
+
+fn error(req: &RequestHead, status: Status, extra: &[(&str, &str)]) -> Response {
+    error_response(status, req.keep_alive, req.method == Method::Head, extra)
+}
+
+/// A response that is only a head.
+fn plain(status: Status, head: HeadBuilder, req: &RequestHead) -> Response {
+    Response {
+        status,
+        chunks: vec![Chunk::Bytes(
+            head.finish(req.keep_alive, req.minor_version == 0),
+        )],
+        close: !req.keep_alive,
+        log: None,
+    }
+}
+
+fn serve(site: &Site, req: &RequestHead) -> Response {
+    if req.path == "*" {
+        return error(req, Status::BAD_REQUEST, &[]);
+    }
+    if cfg!(feature = "test-hooks") && req.path == "/__stoke_test_panic" {
+        panic!("forced by the test-only panic path");
+    }
+    let url = match url_path::decode(&req.path, site.config.hidden) {
+        Ok(url) => url,
+        Err(PathError::BadEncoding | PathError::NotAbsolute) => {
+            return error(req, Status::BAD_REQUEST, &[])
+        }
+        Err(PathError::EncodedSlash | PathError::Hidden) => {
+            return error(req, Status::NOT_FOUND, &[])
+        }
+    };
+    let (file, meta) = match open(site, &url.relative) {
+        Ok(found) => found,
+        Err(e) => return open_error(req, &url.relative, &e),
+    };
+    if meta.is_file() {
+        return serve_file(site, req, file, meta, &url.relative);
+    }
+    if !meta.is_dir() {
+        // FIFOs, sockets and devices are never served: reading one could block a worker forever.
+        return error(req, Status::NOT_FOUND, &[]);
+    }
+    if !url.trailing_slash {
+        let mut location = url_path::encode(&url.decoded);
+        location.push('/');
+        if let Some(q) = &req.query {
+            location.push('?');
+            location.push_str(q);
+        }
+        return error(req, Status::MOVED_PERMANENTLY, &[("Location", &location)]);
+    }
+    let index = url.relative.join("index.html");
+    match open(site, &index) {
+        Ok((file, meta)) if meta.is_file() => return serve_file(site, req, file, meta, &index),
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return open_error(req, &index, &e),
+    }
+    drop(file);
+    if site.config.listing {
+        return serve_listing(site, req, &url.relative, &url.decoded);
+    }
+    error(req, Status::FORBIDDEN, &[])
+}
+
+fn open(site: &Site, relative: &Path) -> io::Result<(File, Metadata)> {
+    let file = sys::open_beneath(
+        &site.root,
+        &site.config.root,
+        relative,
+        site.config.follow_symlinks,
+    )?;
+    let meta = file.metadata()?;
+    Ok((file, meta))
+}
+
+/// Why a file could not be opened, as a status code.
+fn open_error(req: &RequestHead, relative: &Path, e: &io::Error) -> Response {
+    match e.raw_os_error() {
+        // Missing, a file used as a directory, a name too long, or a path
+        // that leaves the root through a symlink: all simply "not here".
+        Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG | libc::EXDEV | libc::ELOOP) => {
+            error(req, Status::NOT_FOUND, &[])
+        }
+        Some(libc::EACCES | libc::EPERM) => {
+            log::warn!("permission denied: {}", relative.display());
+            error(req, Status::FORBIDDEN, &[])
+        }
+        _ => {
+            log::error!("cannot open {}: {e}", relative.display());
+            error(req, Status::INTERNAL_SERVER_ERROR, &[])
+        }
+    }
+}
+
+/// Content type from the extension: the user's `--mime` table first, then
+/// mime_guess's; text gets `charset=utf-8`.
+fn content_type(config: &Config, path: &Path) -> String {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    if let Some(ty) = ext.as_ref().and_then(|e| config.mime.get(e)) {
+        return ty.clone();
+    }
+    let ty = mime_guess::from_path(path)
+        .first_raw()
+        .unwrap_or("application/octet-stream");
+    if ty.starts_with("text/") || ty == "application/javascript" || ty == "application/json" {
+        format!("{ty}; charset=utf-8")
+    } else {
+        ty.to_owned()
+    }
+}
+
+/// Only types that compress well are looked up for `.br`/`.gz` sidecars:
+/// nobody precompresses a JPEG, and each lookup is a syscall.
+fn may_have_sidecar(content_type: &str) -> bool {
+    content_type.starts_with("text/")
+        || content_type.starts_with("application/javascript")
+        || content_type.starts_with("application/json")
+        || content_type.starts_with("application/xml")
+        || content_type.starts_with("application/wasm")
+        || content_type.starts_with("image/svg+xml")
+}
+
+/// The variant of a file chosen for this request.
+struct Variant {
+    file: File,
+    meta: Metadata,
+    coding: Coding,
+}
+
+fn sidecar(site: &Site, relative: &Path, coding: Coding) -> Option<(File, Metadata)> {
+    let suffix = coding.sidecar_suffix()?;
+    let mut name = relative.as_os_str().to_owned();
+    name.push(suffix);
+    match open(site, &PathBuf::from(name)) {
+        Ok((file, meta)) if meta.is_file() => Some((file, meta)),
+        _ => None,
+    }
+}
+
+fn serve_file(
+    site: &Site,
+    req: &RequestHead,
+    file: File,
+    meta: Metadata,
+    relative: &Path,
+) -> Response {
+    let config = &site.config;
+    let ty = content_type(config, relative);
+
+    // Precompressed sidecars: look them up, choose by Accept-Encoding.
+    let (mut brotli, mut gzip) = (None, None);
+    if may_have_sidecar(&ty) {
+        brotli = sidecar(site, relative, Coding::Brotli);
+        gzip = sidecar(site, relative, Coding::Gzip);
+    }
+    let has_sidecar = brotli.is_some() || gzip.is_some();
+    let accept = AcceptEncoding::parse(req.fields.accept_encoding.as_deref());
+    let chosen = accept.choose(brotli.is_some(), gzip.is_some());
+    let variant = match (chosen, brotli, gzip) {
+        (Coding::Brotli, Some((file, meta)), _) | (Coding::Gzip, _, Some((file, meta))) => {
+            Variant {
+                file,
+                meta,
+                coding: chosen,
+            }
+        }
+        _ => Variant {
+            file,
+            meta,
+            coding: Coding::Identity,
+        },
+    };
+
+    let len = variant.meta.len();
+    let modified = variant.meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    let coding_token = match variant.coding {
+        Coding::Identity => "",
+        c => c.token(),
+    };
+    let etag = conditional::make_etag(variant.meta.ino(), len, modified, coding_token);
+    let validators = Validators {
+        etag: &etag,
+        last_modified: modified,
+    };
+    let last_modified = http_date(modified);
+
+    // Headers shared by 200, 206, 304 and 416.
+    let common = |head: &mut HeadBuilder| {
+        head.header("Last-Modified", &last_modified);
+        head.header("ETag", &etag);
+        head.header("Accept-Ranges", "bytes");
+        if has_sidecar {
+            head.header("Vary", "Accept-Encoding");
+        }
+        if let Some(cc) = &config.cache_control {
+            head.header("Cache-Control", cc);
+        }
+        for (name, value) in &config.headers {
+            head.header(name, value);
+        }
+    };
+
+    let conditions = Conditions {
+        if_match: req.fields.if_match.as_deref(),
+        if_none_match: req.fields.if_none_match.as_deref(),
+        if_modified_since: req.fields.if_modified_since.as_deref(),
+        if_unmodified_since: req.fields.if_unmodified_since.as_deref(),
+        if_range: req.fields.if_range.as_deref(),
+    };
+    match conditional::evaluate(true, &conditions, &validators) {
+        Precondition::Proceed => {}
+        Precondition::NotModified => {
+            let mut head = HeadBuilder::new(Status::NOT_MODIFIED);
+            common(&mut head);
+            return plain(Status::NOT_MODIFIED, head, req);
+        }
+        Precondition::Failed => return error(req, Status::PRECONDITION_FAILED, &[]),
+    }
+
+    let ranges = match req.fields.range.as_deref() {
+        Some(r)
+            if conditions
+                .if_range
+                .is_none_or(|ir| conditional::if_range_allows(ir, &validators)) =>
+        {
+            range::evaluate(r, len)
+        }
+        _ => RangeOutcome::Full,
+    };
+
+    let head_only = req.method == Method::Head;
+    match ranges {
+        RangeOutcome::Unsatisfiable => {
+            let unsatisfied = range::unsatisfied_range(len);
+            error(
+                req,
+                Status::RANGE_NOT_SATISFIABLE,
+                &[("Content-Range", &unsatisfied)],
+            )
+        }
+        RangeOutcome::Full => {
+            let mut head = HeadBuilder::new(Status::OK);
+            head.header("Content-Type", &ty);
+            if variant.coding != Coding::Identity {
+                head.header("Content-Encoding", variant.coding.token());
+            }
+            common(&mut head);
+            head.content_length(len);
+            single_body(Status::OK, head, req, variant.file, 0, len, head_only)
+        }
+        RangeOutcome::Partial(parts) if parts.len() == 1 => {
+            let part = parts[0];
+            let mut head = HeadBuilder::new(Status::PARTIAL_CONTENT);
+            head.header("Content-Type", &ty);
+            if variant.coding != Coding::Identity {
+                head.header("Content-Encoding", variant.coding.token());
+            }
+            head.header("Content-Range", &range::content_range(part, len));
+            common(&mut head);
+            head.content_length(part.len());
+            single_body(
+                Status::PARTIAL_CONTENT,
+                head,
+                req,
+                variant.file,
+                part.start,
+                part.len(),
+                head_only,
+            )
+        }
+        RangeOutcome::Partial(parts) => {
+            multipart(req, variant, &ty, &etag, &parts, len, head_only, common)
+        }
+    }
+}
+
+/// A body that is one stretch of one file.
+fn single_body(
+    status: Status,
+    head: HeadBuilder,
+    req: &RequestHead,
+    mut file: File,
+    offset: u64,
+    len: u64,
+    head_only: bool,
+) -> Response {
+    let mut bytes = head.finish(req.keep_alive, req.minor_version == 0);
+    let mut chunks = Vec::with_capacity(2);
+    if head_only || len == 0 {
+        chunks.push(Chunk::Bytes(bytes));
+    } else if len <= SMALL_FILE {
+        let start = bytes.len();
+        bytes.resize(start + len as usize, 0);
+        let read = read_at_exact(&mut file, offset, &mut bytes[start..]);
+        if let Err(e) = read {
+            // The file shrank between fstat and read: we can't send what the
+            // head promised.
+            log::warn!("file changed while being read: {e}");
+            return error(req, Status::INTERNAL_SERVER_ERROR, &[]);
+        }
+        chunks.push(Chunk::Bytes(bytes));
+    } else {
+        chunks.push(Chunk::Bytes(bytes));
+        chunks.push(Chunk::File {
+            file: Arc::new(file),
+            offset,
+            len,
+        });
+    }
+    Response {
+        status,
+        chunks,
+        close: !req.keep_alive,
+        log: None,
+    }
+}
+
+fn read_at_exact(file: &mut File, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    if offset == 0 {
+        file.read_exact(buf)
+    } else {
+        file.read_exact_at(buf, offset)
+    }
+}
+
+/// `206 multipart/byteranges` (RFC 9110 §14.6): each range as a part with its
+/// own `Content-Type` and `Content-Range`, the file bytes sent with sendfile.
+#[allow(clippy::too_many_arguments)]
+fn multipart(
+    req: &RequestHead,
+    variant: Variant,
+    ty: &str,
+    etag: &str,
+    parts: &[ByteRange],
+    len: u64,
+    head_only: bool,
+    common: impl Fn(&mut HeadBuilder),
+) -> Response {
+    // The boundary must not occur in the parts; deriving it from the ETag
+    // (hex and dashes) and never from file data makes it unique enough.
+    let boundary = format!(
+        "stoke-{}",
+        etag.trim_matches('"')
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "")
+    );
+    let encoding = match variant.coding {
+        Coding::Identity => String::new(),
+        c => format!("Content-Encoding: {}\r\n", c.token()),
+    };
+    let file = Arc::new(variant.file);
+    let mut body: Vec<Chunk> = Vec::with_capacity(parts.len() * 2 + 1);
+    for (i, part) in parts.iter().enumerate() {
+        let lead = if i == 0 { "" } else { "\r\n" };
+        let part_head = format!(
+            "{lead}--{boundary}\r\nContent-Type: {ty}\r\n{encoding}Content-Range: {}\r\n\r\n",
+            range::content_range(*part, len)
+        );
+        body.push(Chunk::Bytes(part_head.into_bytes()));
+        body.push(Chunk::File {
+            file: Arc::clone(&file),
+            offset: part.start,
+            len: part.len(),
+        });
+    }
+    body.push(Chunk::Bytes(format!("\r\n--{boundary}--\r\n").into_bytes()));
+    let body_len: u64 = body.iter().map(Chunk::len).sum();
+
+    let mut head = HeadBuilder::new(Status::PARTIAL_CONTENT);
+    head.header(
+        "Content-Type",
+        &format!("multipart/byteranges; boundary={boundary}"),
+    );
+    common(&mut head);
+    head.content_length(body_len);
+    let mut chunks = vec![Chunk::Bytes(
+        head.finish(req.keep_alive, req.minor_version == 0),
+    )];
+    if !head_only {
+        chunks.extend(body);
+    }
+    Response {
+        status: Status::PARTIAL_CONTENT,
+        chunks,
+        close: !req.keep_alive,
+        log: None,
+    }
+}
+
+fn serve_listing(site: &Site, req: &RequestHead, relative: &Path, decoded: &str) -> Response {
+    let dir = site.config.root.join(relative);
+    let entries = match listing::read_entries(&dir, site.config.hidden) {
+        Ok(entries) => entries,
+        Err(e) => return open_error(req, relative, &e),
+    };
+    let wants_json = req
+        .fields
+        .accept
+        .as_deref()
+        .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"));
+    let (ty, body) = if wants_json {
+        ("application/json", listing::render_json(decoded, &entries))
+    } else {
+        (
+            "text/html; charset=utf-8",
+            listing::render_html(decoded, &entries),
+        )
+    };
+    let mut head = HeadBuilder::new(Status::OK);
+    head.header("Content-Type", ty);
+    head.header("Vary", "Accept");
+    for (name, value) in &site.config.headers {
+        head.header(name, value);
+    }
+    head.content_length(body.len() as u64);
+    let mut bytes = head.finish(req.keep_alive, req.minor_version == 0);
+    if req.method != Method::Head {
+        bytes.extend_from_slice(body.as_bytes());
+    }
+    Response {
+        status: Status::OK,
+        chunks: vec![Chunk::Bytes(bytes)],
+        close: !req.keep_alive,
+        log: None,
+    }
+}

@@ -1,0 +1,589 @@
+//! Request-head parsing: the bytes a client sent → a [`RequestHead`], or a
+//! typed [`ParseError`] saying precisely what was wrong.
+//!
+//! Sans-IO: it only looks at a byte slice, so the reactor, the fuzzers and
+//! the unit tests all call the same function. `httparse` does the grammar;
+//! this module adds the rules of RFC 9112 that keep framing unambiguous
+//! (exactly one `Host`, no `Content-Length` beside `Transfer-Encoding`, ...)
+//! and copies out the few header fields stoke acts on.
+//!
+//! Runs on: the reactor thread, once per request head.
+
+use std::str;
+
+/// How many header fields one request may carry. Browsers send about 15;
+/// 64 leaves room for proxies while bounding the work per head.
+pub const MAX_HEADERS: usize = 64;
+
+/// Request methods stoke knows. Unknown tokens are [`ParseError::UnknownMethod`] (501).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Options,
+    Post,
+    Put,
+    Delete,
+    Patch,
+    Trace,
+    Connect,
+}
+
+impl Method {
+    fn from_token(token: &str) -> Option<Method> {
+        // Methods are case-sensitive (RFC 9110 §9.1): "get" is not GET.
+        Some(match token {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "OPTIONS" => Method::Options,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "DELETE" => Method::Delete,
+            "PATCH" => Method::Patch,
+            "TRACE" => Method::Trace,
+            "CONNECT" => Method::Connect,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Options => "OPTIONS",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Patch => "PATCH",
+            Method::Trace => "TRACE",
+            Method::Connect => "CONNECT",
+        }
+    }
+}
+
+/// How the request's body, if any, is delimited (RFC 9112 §6.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFraming {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// The header fields stoke acts on, copied out of the read buffer so the
+/// request can travel to a worker thread. Repeated list fields are joined
+/// with ", " as RFC 9110 §5.3 allows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Fields {
+    pub host: Option<String>,
+    pub range: Option<String>,
+    pub if_match: Option<String>,
+    pub if_none_match: Option<String>,
+    pub if_modified_since: Option<String>,
+    pub if_unmodified_since: Option<String>,
+    pub if_range: Option<String>,
+    pub accept: Option<String>,
+    pub accept_encoding: Option<String>,
+    pub referer: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// One parsed request head: everything the worker needs to answer it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestHead {
+    pub method: Method,
+    /// The request target exactly as sent (for the access log).
+    pub target: String,
+    /// The path of the target, still percent-encoded, always starting with
+    /// `/`; the query is split off and the authority of an absolute-form
+    /// target removed. `*` for `OPTIONS *`.
+    pub path: String,
+    /// The query string without its `?`, if any (kept for redirects).
+    pub query: Option<String>,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor_version: u8,
+    /// Whether the client lets us keep the connection open afterwards.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` was sent.
+    pub expect_continue: bool,
+    pub body: BodyFraming,
+    pub fields: Fields,
+}
+
+impl RequestHead {
+    /// `GET /path HTTP/1.1`, as the access log shows it.
+    pub fn request_line(&self) -> String {
+        format!(
+            "{} {} HTTP/1.{}",
+            self.method.as_str(),
+            self.target,
+            self.minor_version
+        )
+    }
+}
+
+/// Why a head was refused. Each variant maps to exactly one status code in
+/// [`crate::http::response::Status::for_parse_error`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParseError {
+    /// The request line or a header field breaks the grammar (includes
+    /// obs-fold, whitespace before a colon, bare CR, control bytes).
+    Malformed,
+    /// The request line alone is longer than the head limit.
+    TargetTooLong,
+    /// The head is longer than the limit or has too many fields.
+    HeadTooLarge,
+    /// Not HTTP/1.0 or HTTP/1.1.
+    UnsupportedVersion,
+    /// A method token we don't know.
+    UnknownMethod,
+    /// HTTP/1.1 without a `Host`, or with more than one.
+    BadHost,
+    /// Neither origin-form nor absolute-form (asterisk-form only with OPTIONS,
+    /// authority-form only with CONNECT).
+    BadTarget,
+    /// Invalid or conflicting `Content-Length` values.
+    BadContentLength,
+    /// `Content-Length` together with `Transfer-Encoding`, `chunked` not the
+    /// final coding, or `Transfer-Encoding` in an HTTP/1.0 request.
+    AmbiguousFraming,
+    /// A transfer coding other than `chunked` (before the final `chunked`).
+    UnknownTransferCoding,
+}
+
+/// The outcome of looking at a buffer that may hold a request head.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed {
+    /// Not a whole head yet: read more (unless the buffer is already at the limit).
+    Partial,
+    /// A head of `len` bytes; the body (if any) and pipelined requests follow.
+    Complete { head: Box<RequestHead>, len: usize },
+}
+
+/// Parses the head at the start of `buf`. `max_head` bounds it: a partial
+/// head that already fills `max_head` bytes is an error, not `Partial`, so a
+/// client can't make us buffer without end.
+pub fn parse(buf: &[u8], max_head: usize) -> Result<Parsed, ParseError> {
+    // Browsers may send a stray CRLF after a POST body; RFC 9112 §2.2 lets a
+    // server skip empty lines before the request line.
+    let skip = leading_empty_lines(buf);
+    let buf = &buf[skip..];
+
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let status = match req.parse(buf) {
+        Ok(status) => status,
+        Err(httparse::Error::TooManyHeaders) => return Err(ParseError::HeadTooLarge),
+        Err(httparse::Error::Version) => return Err(version_error(buf)),
+        Err(_) => return Err(ParseError::Malformed),
+    };
+    let len = match status {
+        httparse::Status::Partial => {
+            if buf.len() + skip >= max_head {
+                return Err(too_large(buf, max_head));
+            }
+            return Ok(Parsed::Partial);
+        }
+        httparse::Status::Complete(len) if len + skip > max_head => {
+            return Err(too_large(buf, max_head))
+        }
+        httparse::Status::Complete(len) => len,
+    };
+
+    // httparse fills these in for every complete head.
+    let (Some(method), Some(target), Some(minor_version)) = (req.method, req.path, req.version)
+    else {
+        return Err(ParseError::Malformed);
+    };
+    let method = Method::from_token(method).ok_or(ParseError::UnknownMethod)?;
+    let (path, query) = split_target(method, target)?;
+
+    let mut fields = Fields::default();
+    let mut host_count = 0;
+    let mut content_length: Option<u64> = None;
+    let mut transfer_encoding: Option<String> = None;
+    let mut connection_close = false;
+    let mut connection_keep_alive = false;
+    let mut expect_continue = false;
+    for h in req.headers.iter() {
+        let value = str::from_utf8(h.value).ok();
+        let name = h.name;
+        if name.eq_ignore_ascii_case("host") {
+            host_count += 1;
+            fields.host = value.map(str::to_owned);
+        } else if name.eq_ignore_ascii_case("content-length") {
+            let n = parse_content_length(h.value)?;
+            if content_length.is_some_and(|prev| prev != n) {
+                return Err(ParseError::BadContentLength);
+            }
+            content_length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            let v = value.ok_or(ParseError::Malformed)?;
+            join(&mut transfer_encoding, v);
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in value.unwrap_or("").split(',').map(str::trim) {
+                connection_close |= token.eq_ignore_ascii_case("close");
+                connection_keep_alive |= token.eq_ignore_ascii_case("keep-alive");
+            }
+        } else if name.eq_ignore_ascii_case("expect") {
+            expect_continue |= value.is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"));
+        } else if let Some(slot) = field_slot(&mut fields, name) {
+            // Fields that are not UTF-8 (obs-text) are dropped rather than
+            // refused: they can only be ones we would ignore anyway.
+            if let Some(v) = value {
+                join(slot, v);
+            }
+        }
+    }
+
+    if minor_version == 1 && host_count != 1 {
+        return Err(ParseError::BadHost);
+    }
+    if host_count > 1 {
+        return Err(ParseError::BadHost);
+    }
+    let body = match (transfer_encoding, content_length) {
+        (Some(_), Some(_)) => return Err(ParseError::AmbiguousFraming),
+        (Some(_), None) if minor_version == 0 => return Err(ParseError::AmbiguousFraming),
+        (Some(te), None) => transfer_framing(&te)?,
+        (None, Some(0)) | (None, None) => BodyFraming::None,
+        (None, Some(n)) => BodyFraming::Length(n),
+    };
+    let keep_alive = match minor_version {
+        1 => !connection_close,
+        _ => connection_keep_alive && !connection_close,
+    };
+
+    Ok(Parsed::Complete {
+        head: Box::new(RequestHead {
+            method,
+            target: target.to_owned(),
+            path,
+            query,
+            minor_version,
+            keep_alive,
+            expect_continue,
+            body,
+            fields,
+        }),
+        len: skip + len,
+    })
+}
+
+fn leading_empty_lines(buf: &[u8]) -> usize {
+    let mut i = 0;
+    loop {
+        if buf[i..].starts_with(b"\r\n") {
+            i += 2;
+        } else if buf[i..].starts_with(b"\n") {
+            i += 1;
+        } else {
+            return i;
+        }
+    }
+}
+
+/// httparse says "Version" both for `HTTP/2.0` and for garbage; only a
+/// well-formed `HTTP/x.y` is a version we don't support (505), the rest is 400.
+fn version_error(buf: &[u8]) -> ParseError {
+    let line_end = buf
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(buf.len());
+    let line = &buf[..line_end];
+    let version = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
+    let well_formed = version.len() == 8
+        && version.starts_with(b"HTTP/")
+        && version[5].is_ascii_digit()
+        && version[6] == b'.'
+        && version[7].is_ascii_digit();
+    if well_formed {
+        ParseError::UnsupportedVersion
+    } else {
+        ParseError::Malformed
+    }
+}
+
+/// Over the limit: if the request line alone fills the limit, it is the
+/// target that is too long (414); otherwise the header section is (431).
+fn too_large(buf: &[u8], max_head: usize) -> ParseError {
+    let line_len = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+    if line_len >= max_head {
+        ParseError::TargetTooLong
+    } else {
+        ParseError::HeadTooLarge
+    }
+}
+
+/// Splits a request target into its path and query (RFC 9112 §3.2).
+fn split_target(method: Method, target: &str) -> Result<(String, Option<String>), ParseError> {
+    let path_and_query = if target.starts_with('/') {
+        target
+    } else if target == "*" {
+        // asterisk-form: only for a server-wide OPTIONS.
+        return match method {
+            Method::Options => Ok(("*".to_owned(), None)),
+            _ => Err(ParseError::BadTarget),
+        };
+    } else if let Some(rest) = strip_scheme(target) {
+        // absolute-form: drop the authority; the Host header still had to be sent.
+        match rest.find(['/', '?']) {
+            Some(i) if rest.as_bytes()[i] == b'/' => &rest[i..],
+            Some(i) => return Ok(("/".to_owned(), Some(rest[i + 1..].to_owned()))),
+            None => "/",
+        }
+    } else if method == Method::Connect {
+        // authority-form belongs to CONNECT, which we answer with 405.
+        return Ok((target.to_owned(), None));
+    } else {
+        return Err(ParseError::BadTarget);
+    };
+    // A fragment is never sent by a correct client; treat '#' as data of the
+    // path rather than guessing.
+    Ok(match path_and_query.split_once('?') {
+        Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+        None => (path_and_query.to_owned(), None),
+    })
+}
+
+fn strip_scheme(target: &str) -> Option<&str> {
+    for scheme in ["http://", "https://"] {
+        if target.len() >= scheme.len() && target[..scheme.len()].eq_ignore_ascii_case(scheme) {
+            return Some(&target[scheme.len()..]);
+        }
+    }
+    None
+}
+
+/// `Content-Length = 1*DIGIT`; a list of identical values ("5, 5") is allowed
+/// by RFC 9110 §8.6, anything else is an error.
+fn parse_content_length(value: &[u8]) -> Result<u64, ParseError> {
+    let text = str::from_utf8(value).map_err(|_| ParseError::BadContentLength)?;
+    let mut result: Option<u64> = None;
+    for part in text.split(',') {
+        let part = part.trim_matches([' ', '\t']);
+        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ParseError::BadContentLength);
+        }
+        let n: u64 = part.parse().map_err(|_| ParseError::BadContentLength)?;
+        if result.is_some_and(|prev| prev != n) {
+            return Err(ParseError::BadContentLength);
+        }
+        result = Some(n);
+    }
+    result.ok_or(ParseError::BadContentLength)
+}
+
+/// `chunked` must be the final coding (else the length is unknowable: 400);
+/// any other coding before it is one we can't decode (501).
+fn transfer_framing(te: &str) -> Result<BodyFraming, ParseError> {
+    let codings: Vec<&str> = te
+        .split(',')
+        .map(|c| c.trim_matches([' ', '\t']))
+        .filter(|c| !c.is_empty())
+        .collect();
+    match codings.split_last() {
+        Some((last, rest)) if last.eq_ignore_ascii_case("chunked") => {
+            if rest.is_empty() {
+                Ok(BodyFraming::Chunked)
+            } else if rest.iter().any(|c| c.eq_ignore_ascii_case("chunked")) {
+                Err(ParseError::AmbiguousFraming)
+            } else {
+                Err(ParseError::UnknownTransferCoding)
+            }
+        }
+        _ => Err(ParseError::AmbiguousFraming),
+    }
+}
+
+fn field_slot<'a>(fields: &'a mut Fields, name: &str) -> Option<&'a mut Option<String>> {
+    let slot = match name.len() {
+        4 if name.eq_ignore_ascii_case("host") => &mut fields.host,
+        5 if name.eq_ignore_ascii_case("range") => &mut fields.range,
+        6 if name.eq_ignore_ascii_case("accept") => &mut fields.accept,
+        7 if name.eq_ignore_ascii_case("referer") => &mut fields.referer,
+        8 if name.eq_ignore_ascii_case("if-match") => &mut fields.if_match,
+        8 if name.eq_ignore_ascii_case("if-range") => &mut fields.if_range,
+        10 if name.eq_ignore_ascii_case("user-agent") => &mut fields.user_agent,
+        13 if name.eq_ignore_ascii_case("if-none-match") => &mut fields.if_none_match,
+        15 if name.eq_ignore_ascii_case("accept-encoding") => &mut fields.accept_encoding,
+        17 if name.eq_ignore_ascii_case("if-modified-since") => &mut fields.if_modified_since,
+        19 if name.eq_ignore_ascii_case("if-unmodified-since") => &mut fields.if_unmodified_since,
+        _ => return None,
+    };
+    Some(slot)
+}
+
+fn join(slot: &mut Option<String>, value: &str) {
+    let value = value.trim_matches([' ', '\t']);
+    match slot {
+        Some(existing) => {
+            existing.push_str(", ");
+            existing.push_str(value);
+        }
+        None => *slot = Some(value.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMIT: usize = 8192;
+
+    fn ok(raw: &str) -> Box<RequestHead> {
+        match parse(raw.as_bytes(), LIMIT) {
+            Ok(Parsed::Complete { head, len }) => {
+                assert_eq!(len, raw.len(), "whole input is one head: {raw:?}");
+                head
+            }
+            other => panic!("{raw:?} → {other:?}"),
+        }
+    }
+
+    fn err(raw: &str) -> ParseError {
+        match parse(raw.as_bytes(), LIMIT) {
+            Err(e) => e,
+            other => panic!("{raw:?} should fail, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn simple_get() {
+        let h = ok("GET /a/b.txt?x=1 HTTP/1.1\r\nHost: h\r\nUser-Agent: t\r\n\r\n");
+        assert_eq!(h.method, Method::Get);
+        assert_eq!(h.path, "/a/b.txt");
+        assert_eq!(h.query.as_deref(), Some("x=1"));
+        assert_eq!(h.minor_version, 1);
+        assert!(h.keep_alive);
+        assert_eq!(h.fields.user_agent.as_deref(), Some("t"));
+        assert_eq!(h.body, BodyFraming::None);
+    }
+
+    #[test]
+    fn partial_heads_ask_for_more() {
+        let full = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+        for end in 0..full.len() {
+            assert_eq!(
+                parse(&full[..end], LIMIT),
+                Ok(Parsed::Partial),
+                "prefix {end}"
+            );
+        }
+    }
+
+    #[test]
+    fn pipelined_heads_leave_the_rest() {
+        let two = b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n";
+        match parse(two, LIMIT) {
+            Ok(Parsed::Complete { head, len }) => {
+                assert_eq!(head.path, "/1");
+                assert_eq!(&two[len..len + 6], b"GET /2");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn connection_semantics() {
+        let table = [
+            ("GET / HTTP/1.1\r\nHost: h\r\n\r\n", true),
+            (
+                "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+                false,
+            ),
+            (
+                "GET / HTTP/1.1\r\nHost: h\r\nConnection: TE, Close\r\n\r\n",
+                false,
+            ),
+            ("GET / HTTP/1.0\r\n\r\n", false),
+            ("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", true),
+            ("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", true),
+        ];
+        for (raw, keep_alive) in table {
+            assert_eq!(ok(raw).keep_alive, keep_alive, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn target_forms() {
+        let h = ok("GET http://example.com/x%20y?q HTTP/1.1\r\nHost: example.com\r\n\r\n");
+        assert_eq!((h.path.as_str(), h.query.as_deref()), ("/x%20y", Some("q")));
+        let h = ok("GET HTTP://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n");
+        assert_eq!(h.path, "/");
+        assert_eq!(ok("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n").path, "*");
+        assert_eq!(
+            err("GET * HTTP/1.1\r\nHost: h\r\n\r\n"),
+            ParseError::BadTarget
+        );
+        assert_eq!(
+            err("GET index.html HTTP/1.1\r\nHost: h\r\n\r\n"),
+            ParseError::BadTarget
+        );
+    }
+
+    #[test]
+    fn refusals() {
+        let table = [
+            ("GET / HTTP/1.1\r\n\r\n", ParseError::BadHost),
+            ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", ParseError::BadHost),
+            ("GET / HTTP/2.0\r\nHost: h\r\n\r\n", ParseError::UnsupportedVersion),
+            ("GET / HTTP/1.2\r\nHost: h\r\n\r\n", ParseError::UnsupportedVersion),
+            ("GET / HTXP/1.1\r\nHost: h\r\n\r\n", ParseError::Malformed),
+            ("BREW / HTTP/1.1\r\nHost: h\r\n\r\n", ParseError::UnknownMethod),
+            ("GET / HTTP/1.1\r\nHost : h\r\n\r\n", ParseError::Malformed),
+            ("GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n", ParseError::Malformed),
+            ("GET / HTTP/1.1\r\nHost: h\rX: y\r\n\r\n", ParseError::Malformed),
+            ("GET / HTTP/1.1\r\nHost: h\r\nX: a\0b\r\n\r\n", ParseError::Malformed),
+            ("GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", ParseError::BadContentLength),
+            ("GET / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n", ParseError::BadContentLength),
+            ("GET / HTTP/1.1\r\nHost: h\r\nContent-Length: +1\r\n\r\n", ParseError::BadContentLength),
+            ("GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999999999\r\n\r\n", ParseError::BadContentLength),
+            ("GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", ParseError::AmbiguousFraming),
+            ("GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", ParseError::AmbiguousFraming),
+            ("GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", ParseError::UnknownTransferCoding),
+            ("GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", ParseError::AmbiguousFraming),
+        ];
+        for (raw, want) in table {
+            assert_eq!(err(raw), want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn body_framing() {
+        let h = ok("GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 5, 5\r\n\r\n");
+        assert_eq!(h.body, BodyFraming::Length(5));
+        let h = ok("GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: Chunked\r\n\r\n");
+        assert_eq!(h.body, BodyFraming::Chunked);
+    }
+
+    #[test]
+    fn limits() {
+        let long_target = format!("GET /{} HTTP/1.1\r\nHost: h\r\n\r\n", "a".repeat(LIMIT));
+        assert_eq!(err(&long_target), ParseError::TargetTooLong);
+        let long_field = format!(
+            "GET / HTTP/1.1\r\nHost: h\r\nX: {}\r\n\r\n",
+            "a".repeat(LIMIT)
+        );
+        assert_eq!(err(&long_field), ParseError::HeadTooLarge);
+        let many: String = (0..MAX_HEADERS + 1)
+            .map(|i| format!("X{i}: v\r\n"))
+            .collect();
+        assert_eq!(
+            err(&format!("GET / HTTP/1.1\r\nHost: h\r\n{many}\r\n")),
+            ParseError::HeadTooLarge
+        );
+    }
+
+    #[test]
+    fn repeated_list_fields_are_joined() {
+        let h =
+            ok("GET / HTTP/1.1\r\nHost: h\r\nIf-None-Match: \"a\"\r\nif-none-match: \"b\"\r\n\r\n");
+        assert_eq!(h.fields.if_none_match.as_deref(), Some("\"a\", \"b\""));
+    }
+
+    #[test]
+    fn leading_crlf_is_skipped() {
+        let raw = "\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n";
+        assert_eq!(ok(raw).path, "/");
+    }
+}

@@ -1,0 +1,273 @@
+//! Responses: status codes, the serialized head, and the body as a list of
+//! [`Chunk`]s that the reactor writes out (bytes with `writev`, file ranges
+//! with `sendfile`).
+//!
+//! Also the one place where errors become status codes
+//! ([`Status::for_parse_error`]) and where error pages are built.
+//!
+//! Runs on: workers (file responses) and the reactor (parse errors).
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::request::ParseError;
+
+/// An HTTP status code with its reason phrase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Status(pub u16);
+
+impl Status {
+    pub const OK: Status = Status(200);
+    pub const NO_CONTENT: Status = Status(204);
+    pub const PARTIAL_CONTENT: Status = Status(206);
+    pub const MOVED_PERMANENTLY: Status = Status(301);
+    pub const NOT_MODIFIED: Status = Status(304);
+    pub const BAD_REQUEST: Status = Status(400);
+    pub const FORBIDDEN: Status = Status(403);
+    pub const NOT_FOUND: Status = Status(404);
+    pub const METHOD_NOT_ALLOWED: Status = Status(405);
+    pub const REQUEST_TIMEOUT: Status = Status(408);
+    pub const PRECONDITION_FAILED: Status = Status(412);
+    pub const CONTENT_TOO_LARGE: Status = Status(413);
+    pub const URI_TOO_LONG: Status = Status(414);
+    pub const RANGE_NOT_SATISFIABLE: Status = Status(416);
+    pub const EXPECTATION_FAILED: Status = Status(417);
+    pub const HEADER_FIELDS_TOO_LARGE: Status = Status(431);
+    pub const INTERNAL_SERVER_ERROR: Status = Status(500);
+    pub const NOT_IMPLEMENTED: Status = Status(501);
+    pub const SERVICE_UNAVAILABLE: Status = Status(503);
+    pub const VERSION_NOT_SUPPORTED: Status = Status(505);
+
+    pub fn reason(self) -> &'static str {
+        match self.0 {
+            200 => "OK",
+            204 => "No Content",
+            206 => "Partial Content",
+            301 => "Moved Permanently",
+            304 => "Not Modified",
+            400 => "Bad Request",
+            403 => "Forbidden",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
+            408 => "Request Timeout",
+            412 => "Precondition Failed",
+            413 => "Content Too Large",
+            414 => "URI Too Long",
+            416 => "Range Not Satisfiable",
+            417 => "Expectation Failed",
+            431 => "Request Header Fields Too Large",
+            500 => "Internal Server Error",
+            501 => "Not Implemented",
+            503 => "Service Unavailable",
+            505 => "HTTP Version Not Supported",
+            _ => "Unknown",
+        }
+    }
+
+    /// Every way a request head can be refused, and the code it earns.
+    pub fn for_parse_error(e: ParseError) -> Status {
+        match e {
+            ParseError::Malformed
+            | ParseError::BadHost
+            | ParseError::BadTarget
+            | ParseError::BadContentLength
+            | ParseError::AmbiguousFraming => Status::BAD_REQUEST,
+            ParseError::TargetTooLong => Status::URI_TOO_LONG,
+            ParseError::HeadTooLarge => Status::HEADER_FIELDS_TOO_LARGE,
+            ParseError::UnsupportedVersion => Status::VERSION_NOT_SUPPORTED,
+            ParseError::UnknownMethod | ParseError::UnknownTransferCoding => {
+                Status::NOT_IMPLEMENTED
+            }
+        }
+    }
+
+    /// Statuses that never carry a body (RFC 9110 §6.4.1).
+    pub fn has_body(self) -> bool {
+        !(self.0 < 200 || self.0 == 204 || self.0 == 304)
+    }
+}
+
+/// A piece of a response body.
+#[derive(Debug)]
+pub enum Chunk {
+    /// Bytes in memory: the head, small files, multipart boundaries.
+    Bytes(Vec<u8>),
+    /// `len` bytes of `file` from `offset`, sent with `sendfile`. The file is
+    /// shared so that several ranges of one multipart answer can point at it.
+    File {
+        file: Arc<File>,
+        offset: u64,
+        len: u64,
+    },
+}
+
+impl Chunk {
+    pub fn len(&self) -> u64 {
+        match self {
+            Chunk::Bytes(b) => b.len() as u64,
+            Chunk::File { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A finished response: the serialized head first, then the body chunks.
+#[derive(Debug)]
+pub struct Response {
+    pub status: Status,
+    /// Head and body, in order.
+    pub chunks: Vec<Chunk>,
+    /// The connection must close after this response.
+    pub close: bool,
+    /// The access-log line, minus the byte count, when access logging is on.
+    pub log: Option<Box<crate::access_log::AccessRecord>>,
+}
+
+/// Builds a response head line by line.
+pub struct HeadBuilder {
+    buf: Vec<u8>,
+}
+
+impl HeadBuilder {
+    pub fn new(status: Status) -> HeadBuilder {
+        let mut buf = Vec::with_capacity(256);
+        buf.extend_from_slice(b"HTTP/1.1 ");
+        buf.extend_from_slice(itoa3(status.0).as_bytes());
+        buf.push(b' ');
+        buf.extend_from_slice(status.reason().as_bytes());
+        buf.extend_from_slice(b"\r\nServer: stoke\r\nDate: ");
+        with_http_date_now(|date| buf.extend_from_slice(date.as_bytes()));
+        buf.extend_from_slice(b"\r\n");
+        HeadBuilder { buf }
+    }
+
+    pub fn header(&mut self, name: &str, value: &str) -> &mut HeadBuilder {
+        self.buf.extend_from_slice(name.as_bytes());
+        self.buf.extend_from_slice(b": ");
+        self.buf.extend_from_slice(value.as_bytes());
+        self.buf.extend_from_slice(b"\r\n");
+        self
+    }
+
+    pub fn content_length(&mut self, len: u64) -> &mut HeadBuilder {
+        self.header("Content-Length", &len.to_string())
+    }
+
+    /// Ends the head. `keep_alive` says what happens to the connection
+    /// afterwards; `http10` clients need it spelled out to keep it open.
+    pub fn finish(mut self, keep_alive: bool, http10: bool) -> Vec<u8> {
+        if !keep_alive {
+            self.buf.extend_from_slice(b"Connection: close\r\n");
+        } else if http10 {
+            self.buf.extend_from_slice(b"Connection: keep-alive\r\n");
+        }
+        self.buf.extend_from_slice(b"\r\n");
+        self.buf
+    }
+}
+
+fn itoa3(code: u16) -> String {
+    format!("{code:03}")
+}
+
+/// Formats `t` as an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
+pub fn http_date(t: SystemTime) -> String {
+    httpdate::fmt_http_date(t)
+}
+
+/// Calls `f` with the current time as an IMF-fixdate. Formatting a date is
+/// not free and every response needs one, so each thread keeps the string of
+/// the current second and reuses it.
+pub fn with_http_date_now<R>(f: impl FnOnce(&str) -> R) -> R {
+    thread_local! {
+        static CACHE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = SystemTime::now();
+    let secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    CACHE.with(|cell| {
+        let mut cache = cell.borrow_mut();
+        if cache.0 != secs {
+            *cache = (secs, http_date(now));
+        }
+        f(&cache.1)
+    })
+}
+
+/// A small HTML error page, complete with head. `allow` adds an `Allow`
+/// header (405, OPTIONS); `head_only` omits the body but keeps its length.
+pub fn error_response(
+    status: Status,
+    keep_alive: bool,
+    head_only: bool,
+    extra: &[(&str, &str)],
+) -> Response {
+    let body = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{code} {reason}</title></head>\n<body><h1>{code} {reason}</h1><hr><p>stoke</p></body></html>\n",
+        code = status.0,
+        reason = status.reason()
+    );
+    let mut head = HeadBuilder::new(status);
+    head.header("Content-Type", "text/html; charset=utf-8");
+    for (name, value) in extra {
+        head.header(name, value);
+    }
+    head.content_length(body.len() as u64);
+    let mut bytes = head.finish(keep_alive, false);
+    if !head_only {
+        bytes.extend_from_slice(body.as_bytes());
+    }
+    Response {
+        status,
+        chunks: vec![Chunk::Bytes(bytes)],
+        close: !keep_alive,
+        log: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_shape() {
+        let mut b = HeadBuilder::new(Status::NOT_FOUND);
+        b.content_length(3);
+        let head = String::from_utf8(b.finish(false, false)).unwrap();
+        assert!(head.starts_with("HTTP/1.1 404 Not Found\r\nServer: stoke\r\nDate: "));
+        assert!(head.ends_with("Content-Length: 3\r\nConnection: close\r\n\r\n"));
+    }
+
+    #[test]
+    fn error_pages_have_exact_lengths() {
+        let r = error_response(Status::BAD_REQUEST, false, false, &[]);
+        let Chunk::Bytes(bytes) = &r.chunks[0] else {
+            panic!()
+        };
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(len, body.len());
+        assert!(r.close);
+    }
+
+    #[test]
+    fn date_is_imf_fixdate() {
+        with_http_date_now(|d| {
+            assert_eq!(d.len(), 29);
+            assert!(d.ends_with(" GMT"));
+        });
+    }
+}

@@ -1,0 +1,91 @@
+//! The `stoke` command: parse the command line, start the server, turn any
+//! failure into one line on stderr and a non-zero exit.
+//!
+//! Runs on: the main thread, which becomes the reactor.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use stoke::{Cli, Config, Server};
+
+fn main() -> ExitCode {
+    init_logging();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return cli_error(e),
+    };
+    let config = match Config::from_cli(cli) {
+        Ok(config) => config,
+        Err(e) => return fail(&e),
+    };
+    let root = config.root.clone();
+    let mut server = match Server::bind(config) {
+        Ok(server) => server,
+        Err(e) => return fail(&e),
+    };
+    if let Err(e) = server.handle_signals() {
+        return fail(&format!("cannot install signal handlers: {e}"));
+    }
+    for addr in server.local_addrs() {
+        log::info!("serving {} on http://{addr}/", root.display());
+    }
+    match server.run() {
+        Ok(summary) => {
+            log::info!(
+                "shut down: {} requests on {} connections{}",
+                summary.requests,
+                summary.connections,
+                if summary.cut_off > 0 {
+                    format!(", {} cut off at the deadline", summary.cut_off)
+                } else {
+                    String::new()
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&format!("event loop failed: {e}")),
+    }
+}
+
+/// `--help` and `--version` print as clap formats them; a mistake becomes
+/// one line (clap's first), not clap's multi-line usage block.
+fn cli_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or("invalid arguments");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    eprintln!("stoke: {first} (see stoke --help)");
+    ExitCode::from(2)
+}
+
+fn fail(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("stoke: {e}");
+    ExitCode::FAILURE
+}
+
+/// `RUST_LOG` decides what is logged (default: `info`, which includes the
+/// access log). Lines carry a UTC timestamp, the level and the target.
+fn init_logging() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format(|buf, record| {
+            if record.target() == stoke::access_log::TARGET {
+                // Access lines are Combined Log Format already, time included.
+                writeln!(buf, "{}", record.args())
+            } else {
+                let now = httpdate::fmt_http_date(std::time::SystemTime::now());
+                writeln!(
+                    buf,
+                    "[{now} {} {}] {}",
+                    record.level(),
+                    record.target(),
+                    record.args()
+                )
+            }
+        })
+        .init();
+}

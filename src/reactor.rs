@@ -1,0 +1,474 @@
+//! The reactor: one thread, one `mio::Poll` loop, every socket.
+//!
+//! Each turn of the loop:
+//! 1. sleep in `poll` until a socket is ready, a worker wakes us, or the
+//!    earliest deadline (the heap in `timer.rs`) is due;
+//! 2. for each event: accept on a listener until `WouldBlock`; let a
+//!    connection make progress (`connection.rs` reads, parses and writes
+//!    until `WouldBlock`); on the waker's token, deliver every finished
+//!    response from the completion queue (wakes coalesce, so drain it all);
+//! 3. expire due deadlines;
+//! 4. wake as many workers as jobs were submitted this turn (once per batch).
+//!
+//! Sockets are registered once, for both readable and writable, edge-
+//! triggered: no `epoll_ctl` per request. The price is that every operation
+//! must go on until `WouldBlock`, which `Connection::resume` does; a
+//! spurious event is harmless (it finds nothing to do).
+//!
+//! The reactor owns the connections in a `Slab` keyed by `Token`. A key is
+//! reused once its connection closes, so every job carries the connection's
+//! generation too, and a completion for a dead generation is dropped.
+//!
+//! Runs on: the reactor thread (the thread that calls `Server::run`).
+
+use std::io;
+use std::mem;
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::completion::{Completion, CompletionQueue};
+use crate::connection::{Action, Connection, Cx, Limits, Transport};
+use crate::handler::{self, Site};
+use crate::pool::Pool;
+use crate::sys;
+use crate::timer::{Expiry, Timers};
+
+/// Tokens at the top of the range name the non-connection sources; slab keys
+/// (connections) count up from zero and never get near them.
+pub const WAKER: Token = Token(usize::MAX);
+pub const SIGNALS: Token = Token(usize::MAX - 1);
+pub const LISTENER_BASE: usize = usize::MAX - 1024;
+
+/// Size of the read scratch buffer shared by all connections. Enough for a
+/// large head or a burst of pipelined ones in one `read`.
+const SCRATCH_SIZE: usize = 16 * 1024;
+
+/// When `accept` fails for lack of descriptors or memory, we stop accepting
+/// for this long instead of retrying in a hot loop (the pending connection
+/// stays in the backlog, so the listener would report ready forever).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Events taken from the kernel per `poll`.
+const EVENTS_CAPACITY: usize = 1024;
+
+impl Transport for TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        io::Read::read(self, buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        io::Write::write_vectored(self, bufs)
+    }
+
+    fn send_file(&mut self, file: &std::fs::File, offset: u64, len: usize) -> io::Result<usize> {
+        sys::send_file(self.as_raw_fd(), file, offset, len)
+    }
+
+    fn shutdown_write(&mut self) {
+        let _ = self.shutdown(Shutdown::Write);
+    }
+}
+
+/// A slab slot: the connection and the bookkeeping the reactor keeps for it.
+struct Entry {
+    conn: Connection<TcpStream>,
+    /// Distinguishes this connection from earlier ones in the same slot.
+    generation: u64,
+    /// The earliest deadline already in the timer heap for this connection.
+    armed: Option<Instant>,
+}
+
+/// Counters for the shutdown summary.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Summary {
+    pub connections: u64,
+    pub requests: u64,
+    /// Connections still open when the shutdown deadline passed.
+    pub cut_off: usize,
+}
+
+pub struct Reactor {
+    pub(crate) poll: Poll,
+    pub(crate) listeners: Vec<TcpListener>,
+    connections: Slab<Entry>,
+    next_generation: u64,
+    timers: Timers,
+    pool: Pool,
+    site: Arc<Site>,
+    pub(crate) completions: Arc<CompletionQueue>,
+    pub(crate) signals: Option<signal_hook_mio::v1_0::Signals>,
+    /// Set (by a signal or a `Handle`) to ask for a graceful shutdown.
+    pub(crate) shutdown_requested: Arc<AtomicBool>,
+    limits: Limits,
+    max_connections: usize,
+    shutdown_timeout: Duration,
+    scratch: Box<[u8]>,
+    /// Connections that used their write budget and continue next turn.
+    yielded: Vec<(usize, u64)>,
+    /// Accepting is paused until then (descriptor exhaustion).
+    accept_paused_until: Option<Instant>,
+    /// Set once shutdown began: the moment we stop waiting.
+    drain_deadline: Option<Instant>,
+    summary: Summary,
+}
+
+impl Reactor {
+    pub(crate) fn new(
+        poll: Poll,
+        listeners: Vec<TcpListener>,
+        pool: Pool,
+        site: Arc<Site>,
+        completions: Arc<CompletionQueue>,
+    ) -> Reactor {
+        let config = Arc::clone(&site.config);
+        let limits = Limits {
+            max_head: config.max_head,
+            header_timeout: config.header_timeout,
+            keepalive_timeout: config.keepalive_timeout,
+        };
+        Reactor {
+            poll,
+            listeners,
+            connections: Slab::with_capacity(1024),
+            next_generation: 0,
+            timers: Timers::new(),
+            pool,
+            max_connections: config.max_connections,
+            shutdown_timeout: config.shutdown_timeout,
+            site,
+            completions,
+            signals: None,
+            shutdown_requested: Arc::new(AtomicBool::new(false)),
+            limits,
+            scratch: vec![0; SCRATCH_SIZE.max(config.max_head + 1)].into_boxed_slice(),
+            yielded: Vec::new(),
+            accept_paused_until: None,
+            drain_deadline: None,
+            summary: Summary::default(),
+        }
+    }
+
+    /// Runs the loop until a graceful shutdown completes.
+    pub fn run(mut self) -> io::Result<Summary> {
+        let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        let mut completions = Vec::new();
+        loop {
+            let timeout = self.poll_timeout(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            // "Now" is read once per turn: every deadline set in this turn
+            // is measured from the same instant.
+            let now = Instant::now();
+            let mut submitted = 0;
+
+            for (key, generation) in mem::take(&mut self.yielded) {
+                if self.is_current(key, generation) {
+                    self.resume(key, now, &mut submitted);
+                }
+            }
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => {
+                        self.completions.drain_into(&mut completions);
+                        for c in completions.drain(..) {
+                            self.complete(c, now, &mut submitted);
+                        }
+                        if self.shutdown_requested.load(Ordering::Acquire) {
+                            self.begin_shutdown(now);
+                        }
+                    }
+                    SIGNALS => self.on_signals(now),
+                    Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE, now),
+                    Token(key) => self.resume(key, now, &mut submitted),
+                }
+            }
+            if self.accept_paused_until.is_some_and(|t| t <= now) {
+                self.accept_paused_until = None;
+                self.accept_all(now);
+            }
+            self.expire(now, &mut submitted);
+            self.pool.notify(submitted);
+
+            if let Some(deadline) = self.drain_deadline {
+                if self.connections.is_empty() {
+                    break;
+                }
+                if deadline <= now {
+                    self.summary.cut_off = self.connections.len();
+                    log::warn!(
+                        "shutdown deadline passed; closing {} connections still busy",
+                        self.connections.len()
+                    );
+                    self.connections.clear();
+                    break;
+                }
+            }
+        }
+        let summary = self.summary;
+        self.pool.shutdown();
+        Ok(summary)
+    }
+
+    /// The poll sleeps until the earliest of: a yielded connection (no
+    /// sleep), a timer, the end of an accept pause, the shutdown deadline.
+    fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        if !self.yielded.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        [
+            self.timers.timeout(now),
+            self.accept_paused_until
+                .map(|t| t.saturating_duration_since(now)),
+            self.drain_deadline
+                .map(|t| t.saturating_duration_since(now)),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn is_current(&self, key: usize, generation: u64) -> bool {
+        self.connections
+            .get(key)
+            .is_some_and(|e| e.generation == generation)
+    }
+
+    /// Accepts from one listener until `WouldBlock` (edge-triggered: a
+    /// connection left in the backlog would get no second event).
+    fn accept(&mut self, index: usize, now: Instant) {
+        while self.drain_deadline.is_none()
+            && self.accept_paused_until.is_none()
+            && self.connections.len() < self.max_connections
+        {
+            let Some(listener) = self.listeners.get(index) else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => self.add_connection(stream, peer, now),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_resource_exhaustion(&e) => {
+                    log::warn!("accept: {e}; pausing new connections for {ACCEPT_BACKOFF:?}");
+                    self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
+                    return;
+                }
+                // ECONNABORTED and friends: that one client is gone; go on.
+                Err(e) => log::debug!("accept: {e}"),
+            }
+        }
+    }
+
+    /// Accepts on every listener; called when accepting becomes possible again.
+    fn accept_all(&mut self, now: Instant) {
+        for index in 0..self.listeners.len() {
+            self.accept(index, now);
+        }
+    }
+
+    fn add_connection(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
+        // Responses go out whole; Nagle's delay would only slow the last packet.
+        let _ = stream.set_nodelay(true);
+        let slot = self.connections.vacant_entry();
+        let key = slot.key();
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            Token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            log::error!("cannot register a connection: {e}");
+            return;
+        }
+        self.next_generation += 1;
+        self.summary.connections += 1;
+        slot.insert(Entry {
+            conn: Connection::new(stream, peer.ip(), now),
+            generation: self.next_generation,
+            armed: None,
+        });
+        // The client may have sent its request with the handshake already:
+        // with edge triggering we would not hear about it again.
+        let mut submitted = 0;
+        self.resume(key, now, &mut submitted);
+        self.pool.notify(submitted);
+    }
+
+    /// A readiness event (or a yield) for connection `key`.
+    fn resume(&mut self, key: usize, now: Instant, submitted: &mut usize) {
+        let draining = self.drain_deadline.is_some();
+        let Some(entry) = self.connections.get_mut(key) else {
+            return; // an event for a connection closed earlier this turn
+        };
+        let mut cx = Cx {
+            now,
+            limits: &self.limits,
+            scratch: &mut self.scratch,
+            draining,
+        };
+        let action = entry.conn.resume(&mut cx);
+        self.act(key, action, now, submitted);
+    }
+
+    /// A worker finished a request.
+    fn complete(&mut self, c: Completion, now: Instant, submitted: &mut usize) {
+        let draining = self.drain_deadline.is_some();
+        let Some(entry) = self.connections.get_mut(c.key) else {
+            return;
+        };
+        if entry.generation != c.generation {
+            return; // that connection closed and its slot was reused
+        }
+        let mut cx = Cx {
+            now,
+            limits: &self.limits,
+            scratch: &mut self.scratch,
+            draining,
+        };
+        let action = entry.conn.complete(c.response, &mut cx);
+        self.act(c.key, action, now, submitted);
+    }
+
+    /// Carries out what a connection asked for.
+    fn act(&mut self, key: usize, action: Action, now: Instant, submitted: &mut usize) {
+        match action {
+            Action::Wait => self.arm_deadline(key),
+            Action::Yield => {
+                if let Some(entry) = self.connections.get(key) {
+                    self.yielded.push((key, entry.generation));
+                }
+                self.arm_deadline(key);
+            }
+            Action::Dispatch(head) => {
+                let Some(entry) = self.connections.get(key) else {
+                    return;
+                };
+                let generation = entry.generation;
+                let peer = entry.conn.peer();
+                let site = Arc::clone(&self.site);
+                let queue = Arc::clone(&self.completions);
+                self.pool.submit(Box::new(move || {
+                    let response = handler::handle(&site, &head, peer);
+                    queue.push(Completion {
+                        key,
+                        generation,
+                        response,
+                    });
+                }));
+                self.summary.requests += 1;
+                *submitted += 1;
+            }
+            Action::Close => self.close(key, now),
+        }
+    }
+
+    fn close(&mut self, key: usize, now: Instant) {
+        if self.connections.try_remove(key).is_some() {
+            // Dropping the connection closed the socket (which also removes it
+            // from the poller) and any file it was sending.
+            if self.connections.len() + 1 == self.max_connections {
+                // We were at the limit and may have left clients in the backlog.
+                self.accept_all(now);
+            }
+        }
+    }
+
+    /// Makes sure the timer heap holds an entry no later than the
+    /// connection's current deadline (see `timer.rs`).
+    fn arm_deadline(&mut self, key: usize) {
+        let Some(entry) = self.connections.get_mut(key) else {
+            return;
+        };
+        let Some(deadline) = entry.conn.deadline(&self.limits) else {
+            return;
+        };
+        if entry.armed.is_none_or(|armed| deadline < armed) {
+            entry.armed = Some(deadline);
+            self.timers.arm(Expiry {
+                when: deadline,
+                key,
+                generation: entry.generation,
+            });
+        }
+    }
+
+    fn expire(&mut self, now: Instant, submitted: &mut usize) {
+        let draining = self.drain_deadline.is_some();
+        while let Some(expiry) = self.timers.pop_due(now) {
+            let Some(entry) = self.connections.get_mut(expiry.key) else {
+                continue;
+            };
+            if entry.generation != expiry.generation {
+                continue;
+            }
+            if entry.armed == Some(expiry.when) {
+                entry.armed = None;
+            }
+            let mut cx = Cx {
+                now,
+                limits: &self.limits,
+                scratch: &mut self.scratch,
+                draining,
+            };
+            let action = entry.conn.on_timeout(&mut cx);
+            self.act(expiry.key, action, now, submitted);
+        }
+    }
+
+    fn on_signals(&mut self, now: Instant) {
+        let mut received = false;
+        if let Some(signals) = &mut self.signals {
+            for signal in signals.pending() {
+                log::info!("received signal {signal}; shutting down gracefully");
+                received = true;
+            }
+        }
+        if received {
+            self.begin_shutdown(now);
+        }
+    }
+
+    /// Stop accepting, close idle connections, let busy ones finish until
+    /// the shutdown deadline.
+    fn begin_shutdown(&mut self, now: Instant) {
+        if self.drain_deadline.is_some() {
+            return;
+        }
+        self.drain_deadline = Some(now + self.shutdown_timeout);
+        for mut listener in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        let idle: Vec<usize> = self
+            .connections
+            .iter_mut()
+            .filter_map(|(key, entry)| {
+                matches!(entry.conn.on_shutdown(), Action::Close).then_some(key)
+            })
+            .collect();
+        for key in idle {
+            self.connections.remove(key);
+        }
+        log::info!(
+            "stopped accepting; waiting up to {:?} for {} connections in flight",
+            self.shutdown_timeout,
+            self.connections.len()
+        );
+    }
+}
+
+/// `accept` errors that mean "no descriptors or memory right now".
+fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}

@@ -1,0 +1,127 @@
+//! Starting and stopping a server: binds the listeners, starts the worker
+//! pool and hands everything to the reactor. The public face of the library
+//! (`main.rs` and the tests use only this).
+//!
+//! Runs on: whichever thread calls [`Server::bind`] and [`Server::run`]; that
+//! thread becomes the reactor.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use mio::net::TcpListener;
+use mio::{Interest, Poll, Token, Waker};
+
+use crate::completion::CompletionQueue;
+use crate::config::Config;
+use crate::handler::Site;
+use crate::pool::Pool;
+use crate::reactor::{Reactor, Summary, LISTENER_BASE, SIGNALS, WAKER};
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// Binding a listen address failed (in use, not available, no permission).
+    Bind(SocketAddr, io::Error),
+    /// Anything else the OS refused (poller, threads, the root directory).
+    Io(&'static str, io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+            StartError::Io(what, e) => write!(f, "cannot {what}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// A bound server, ready to [`run`](Server::run).
+pub struct Server {
+    reactor: Reactor,
+    addrs: Vec<SocketAddr>,
+}
+
+/// Asks a running server to shut down gracefully, from any thread.
+#[derive(Clone)]
+pub struct Handle {
+    flag: Arc<AtomicBool>,
+    queue: Arc<CompletionQueue>,
+}
+
+impl Handle {
+    pub fn shutdown(&self) {
+        self.flag.store(true, Ordering::Release);
+        self.queue.wake();
+    }
+}
+
+impl Server {
+    /// Binds every listen address and starts the workers. Port 0 picks a
+    /// free port; [`Server::local_addrs`] tells which.
+    pub fn bind(config: Config) -> Result<Server, StartError> {
+        let config = Arc::new(config);
+        let poll = Poll::new().map_err(|e| StartError::Io("create the poller", e))?;
+        let mut listeners = Vec::new();
+        let mut addrs = Vec::new();
+        for (i, addr) in config.listen.iter().enumerate() {
+            let mut listener = TcpListener::bind(*addr).map_err(|e| StartError::Bind(*addr, e))?;
+            poll.registry()
+                .register(&mut listener, Token(LISTENER_BASE + i), Interest::READABLE)
+                .map_err(|e| StartError::Io("register a listener", e))?;
+            addrs.push(
+                listener
+                    .local_addr()
+                    .map_err(|e| StartError::Io("read the listen address", e))?,
+            );
+            listeners.push(listener);
+        }
+        let waker = Waker::new(poll.registry(), WAKER)
+            .map_err(|e| StartError::Io("create the waker", e))?;
+        let completions = Arc::new(CompletionQueue::new(waker));
+        let site = Arc::new(
+            Site::new(Arc::clone(&config)).map_err(|e| StartError::Io("open the root", e))?,
+        );
+        let pool =
+            Pool::new(config.threads).map_err(|e| StartError::Io("start worker threads", e))?;
+        let reactor = Reactor::new(poll, listeners, pool, site, completions);
+        Ok(Server { reactor, addrs })
+    }
+
+    /// The addresses actually bound (useful with port 0).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    pub fn handle(&self) -> Handle {
+        Handle {
+            flag: Arc::clone(&self.reactor.shutdown_requested),
+            queue: Arc::clone(&self.reactor.completions),
+        }
+    }
+
+    /// Shut down gracefully on SIGINT and SIGTERM. (SIGPIPE needs nothing:
+    /// Rust programs start with it ignored, so a write to a closed socket is
+    /// an `EPIPE` error, never a death.)
+    pub fn handle_signals(&mut self) -> io::Result<()> {
+        let mut signals = signal_hook_mio::v1_0::Signals::new([
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+        ])?;
+        self.reactor
+            .poll
+            .registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        self.reactor.signals = Some(signals);
+        Ok(())
+    }
+
+    /// Runs the reactor on this thread until a graceful shutdown completes.
+    pub fn run(self) -> io::Result<Summary> {
+        self.reactor.run()
+    }
+}

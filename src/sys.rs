@@ -1,0 +1,197 @@
+//! The few system calls the standard library does not wrap: `sendfile(2)`
+//! for file bodies and `openat2(2)` for opening a file without leaving the
+//! served root.
+//!
+//! This is the only module with `unsafe`; each block says why it is sound.
+//! Everything OS-specific sits behind these two functions, `cfg`-gated, with
+//! a portable fallback, so the rest of stoke reads the same on Linux (epoll),
+//! macOS and FreeBSD (kqueue).
+//!
+//! Runs on: `send_file` on the reactor thread, `open_beneath` on workers.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::Path;
+
+/// Copies up to `len` bytes of `file`, starting at `offset`, to the socket
+/// `socket` inside the kernel. Returns the number of bytes sent; a short count
+/// means the socket buffer is full (the next call gets `WouldBlock`), and `0`
+/// for a non-zero `len` means the file is shorter than we were told (it was
+/// truncated while being served).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn send_file(socket: RawFd, file: &File, offset: u64, len: usize) -> io::Result<usize> {
+    let mut off = offset as libc::off_t;
+    // SAFETY: both descriptors are open for the duration of the call (we hold
+    // borrows of their owners), and `off` is a valid, exclusive pointer.
+    let n = unsafe { libc::sendfile(socket, file.as_raw_fd(), &mut off, len) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+#[cfg(target_os = "macos")]
+pub fn send_file(socket: RawFd, file: &File, offset: u64, len: usize) -> io::Result<usize> {
+    // macOS reports the bytes sent through `sent` even when it fails with
+    // EAGAIN, so a partial send is not an error for us.
+    let mut sent = len as libc::off_t;
+    // SAFETY: both descriptors are open during the call; `sent` is a valid
+    // pointer and `hdtr` may be null.
+    let rc = unsafe {
+        libc::sendfile(
+            file.as_raw_fd(),
+            socket,
+            offset as libc::off_t,
+            &mut sent,
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    partial_send_result(rc, sent)
+}
+
+#[cfg(target_os = "freebsd")]
+pub fn send_file(socket: RawFd, file: &File, offset: u64, len: usize) -> io::Result<usize> {
+    let mut sent: libc::off_t = 0;
+    // SAFETY: both descriptors are open during the call; `sent` is a valid
+    // pointer and `hdtr` may be null.
+    let rc = unsafe {
+        libc::sendfile(
+            file.as_raw_fd(),
+            socket,
+            offset as libc::off_t,
+            len,
+            std::ptr::null_mut(),
+            &mut sent,
+            0,
+        )
+    };
+    partial_send_result(rc, sent)
+}
+
+#[cfg(any(target_os = "macos", target_os = "freebsd"))]
+fn partial_send_result(rc: libc::c_int, sent: libc::off_t) -> io::Result<usize> {
+    if rc == 0 || sent > 0 {
+        Ok(sent as usize)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Portable fallback where there is no `sendfile`: read a block with `pread`
+/// and write it. Bytes that the socket refuses are read again next time.
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "macos",
+    target_os = "freebsd"
+)))]
+pub fn send_file(socket: RawFd, file: &File, offset: u64, len: usize) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut block = [0u8; 16 * 1024];
+    let want = len.min(block.len());
+    let n = file.read_at(&mut block[..want], offset)?;
+    if n == 0 {
+        return Ok(0);
+    }
+    // SAFETY: `socket` is an open descriptor owned by the caller for the call.
+    let w = unsafe { libc::write(socket, block.as_ptr().cast(), n) };
+    if w < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(w as usize)
+    }
+}
+
+/// Opens `relative` (no leading `/`, no `..`: see `url_path`) under the
+/// directory `root`, refusing any path that resolves outside it, symlinks
+/// included, unless `follow_any_symlink` is set.
+///
+/// On Linux this is one `openat2(RESOLVE_BENEATH)`: the kernel checks every
+/// component as it walks, so there is no window between a check and the
+/// open. Where `openat2` is missing (old kernels, other systems) we open
+/// first and then check the real path of what we opened.
+pub fn open_beneath(
+    root: &File,
+    root_path: &Path,
+    relative: &Path,
+    follow_any_symlink: bool,
+) -> io::Result<File> {
+    if follow_any_symlink {
+        return File::open(root_path.join(relative));
+    }
+    #[cfg(target_os = "linux")]
+    match openat2_beneath(root, relative) {
+        Err(e)
+            if e.raw_os_error() == Some(libc::ENOSYS) || e.raw_os_error() == Some(libc::EPERM) => {}
+        // EXDEV: an absolute symlink, which RESOLVE_BENEATH always refuses even
+        // when it points back inside the root; the checked fallback decides.
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {}
+        other => return other,
+    }
+    let _ = root;
+    open_then_verify(root_path, relative)
+}
+
+#[cfg(target_os = "linux")]
+fn openat2_beneath(root: &File, relative: &Path) -> io::Result<File> {
+    use std::ffi::CString;
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+
+    /// `struct open_how` from <linux/openat2.h>; the libc crate does not
+    /// carry it.
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+    const RESOLVE_BENEATH: u64 = 0x08;
+
+    let path = if relative.as_os_str().is_empty() {
+        CString::new(".")
+    } else {
+        CString::new(relative.as_os_str().as_bytes())
+    }
+    .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let how = OpenHow {
+        flags: (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY) as u64,
+        mode: 0,
+        resolve: RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: `path` is a NUL-terminated string and `how` a correctly laid out
+    // `open_how` that both outlive the call; the size passed is its size.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            path.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor to us and nothing else
+    // owns it.
+    Ok(unsafe { File::from_raw_fd(fd as RawFd) })
+}
+
+/// Opens, then checks that the canonical path of the opened name is still
+/// under the (canonical) root. Portable, but a symlink swapped between the
+/// two steps can race it; Linux uses `openat2` above instead.
+fn open_then_verify(root_path: &Path, relative: &Path) -> io::Result<File> {
+    let full = root_path.join(relative);
+    let file = File::open(&full)?;
+    let real = std::fs::canonicalize(&full)?;
+    if real.starts_with(root_path) {
+        Ok(file)
+    } else {
+        Err(io::Error::from_raw_os_error(libc::EXDEV))
+    }
+}

@@ -1,0 +1,406 @@
+//! URL path → relative filesystem path.
+//!
+//! Role in the request's path: runs on a worker thread right after the request
+//! line has been parsed and before anything touches the filesystem. This is the
+//! *only* place where bytes chosen by the client become a filesystem path, so
+//! every traversal and encoding trick is settled here, once: the result is a
+//! relative path that can be joined under the server root without ever
+//! escaping it.
+//!
+//! The steps, in order:
+//! 1. insist on origin-form (`/...`);
+//! 2. split on the literal `/` *before* decoding, so an encoded slash can
+//!    never act as a separator;
+//! 3. percent-decode each segment exactly once and reject anything that is not
+//!    clean UTF-8 text without control characters;
+//! 4. remove dot segments (RFC 3986 §5.2.4), clamping at the root;
+//! 5. apply the hidden-file (dotfile) policy to what is left.
+//!
+//! The functions here are pure (no I/O) and must never panic: they see raw
+//! attacker input and are fuzzed.
+
+use std::path::PathBuf;
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+/// The one dot-directory served even when hidden files are off, because
+/// RFC 8615 reserves it for well-known URIs (ACME challenges, security.txt).
+const WELL_KNOWN: &str = ".well-known";
+
+/// Bytes that [`encode`] leaves alone: RFC 3986 unreserved characters plus
+/// '/', the separator. Everything else is escaped so that a file name can never
+/// be read as a query, fragment, scheme or HTML attribute terminator.
+const KEEP_UNESCAPED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+
+/// Why a request path was refused. Each variant maps to one status code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathError {
+    /// Malformed percent-encoding (a lone `%`, `%zz`), invalid or overlong
+    /// UTF-8 after decoding (e.g. `%c0%ae`), NUL (`%00` or raw), or any other
+    /// control byte → 400.
+    BadEncoding,
+    /// `%2f` / `%2F` inside a segment. It is never treated as a separator, and
+    /// no file name can contain '/', so nothing could match → 404.
+    EncodedSlash,
+    /// A segment starting with '.' while hidden files are not allowed; the only
+    /// exception is the first segment `.well-known` (RFC 8615) → 404.
+    Hidden,
+    /// Not origin-form: does not start with '/' → 400.
+    NotAbsolute,
+}
+
+/// A decoded request path, safe to join under the server root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlPath {
+    /// Relative path: no leading '/', no "." or ".." components, no empty
+    /// components, no NUL. Empty for the root.
+    pub relative: PathBuf,
+    /// The normalized, decoded path as the URL would show it, starting with
+    /// '/' (used for redirects and listings). Ends with '/' exactly when
+    /// `trailing_slash` is true. Never contains "//".
+    pub decoded: String,
+    /// The request asked for a directory explicitly: the path ended with '/',
+    /// or ended in a dot segment ("/a/.." means "/", "/a/." means "/a/"), or
+    /// it is the root.
+    pub trailing_slash: bool,
+}
+
+/// Decode and normalize a request path.
+///
+/// `raw` is the request target's path part only (the caller strips `?query`;
+/// for absolute-form targets the caller strips scheme and authority first).
+/// Errors are reported in this order: `NotAbsolute`, then the first encoding
+/// problem from left to right, then `Hidden`.
+pub fn decode(raw: &str, allow_hidden: bool) -> Result<UrlPath, PathError> {
+    let Some(rest) = raw.strip_prefix('/') else {
+        return Err(PathError::NotAbsolute);
+    };
+
+    let mut segments: Vec<String> = Vec::new();
+    // A final "." or ".." names a directory, just like a final '/'.
+    let mut ended_with_dot_segment = false;
+    for piece in rest.split('/') {
+        // Empty pieces come from "//" or the trailing '/'; collapsing them means
+        // "//etc/passwd" is simply "etc/passwd" under the root.
+        if piece.is_empty() {
+            continue;
+        }
+        // Decoding happens after the split and only once, so "%2f" cannot make
+        // a separator and "%252e" stays the literal name "%2e".
+        let segment = decode_segment(piece)?;
+        ended_with_dot_segment = matches!(segment.as_str(), "." | "..");
+        match segment.as_str() {
+            "." => {}
+            // Popping an empty stack is a no-op: ".." at the root stays at the
+            // root instead of climbing out of it.
+            ".." => {
+                segments.pop();
+            }
+            _ => segments.push(segment),
+        }
+    }
+
+    // The policy is checked on the normalized result, so "/.git/../x" is fine
+    // (it never touches .git) while "/x/../.git" is not.
+    if !allow_hidden {
+        let exposes_hidden = segments
+            .iter()
+            .enumerate()
+            .any(|(i, name)| is_hidden_name(name) && !(i == 0 && name == WELL_KNOWN));
+        if exposes_hidden {
+            return Err(PathError::Hidden);
+        }
+    }
+
+    let trailing_slash = raw.ends_with('/') || ended_with_dot_segment || segments.is_empty();
+    let joined = segments.join("/");
+    let mut decoded = String::with_capacity(joined.len() + 2);
+    decoded.push('/');
+    decoded.push_str(&joined);
+    if trailing_slash && !joined.is_empty() {
+        decoded.push('/');
+    }
+
+    Ok(UrlPath {
+        // Each segment is free of '/' and NUL and is not "." or "..", so on
+        // Unix every component of this path is a plain name.
+        relative: PathBuf::from(joined),
+        decoded,
+        trailing_slash,
+    })
+}
+
+/// Is this single file name hidden by the dotfile policy?
+///
+/// Used by listings and by sidecar/index lookups too. Note that this says
+/// `true` for ".well-known": the RFC 8615 exception applies to request paths
+/// (in [`decode`]), not to what a directory listing shows.
+pub fn is_hidden_name(name: &str) -> bool {
+    name.starts_with('.')
+}
+
+/// Percent-encode a decoded path for a Location header or an href.
+///
+/// Keeps unreserved characters and '/', encodes everything else (spaces,
+/// UTF-8, '?', '#', '%', '"', '<', ':' ...). Pass a normalized path such as
+/// [`UrlPath::decoded`] or a single file name: a value starting with "//"
+/// would be read by browsers as a different host.
+pub fn encode(decoded: &str) -> String {
+    utf8_percent_encode(decoded, KEEP_UNESCAPED).to_string()
+}
+
+/// Percent-decode one segment (which contains no literal '/').
+fn decode_segment(piece: &str) -> Result<String, PathError> {
+    let mut bytes = Vec::with_capacity(piece.len());
+    let mut input = piece.bytes();
+    while let Some(byte) = input.next() {
+        let byte = if byte == b'%' {
+            // Both digits must be present and hex; "%", "%4" and "%zz" are all
+            // malformed rather than literal, so ambiguity cannot sneak through.
+            let high = input.next().and_then(hex_value);
+            let low = input.next().and_then(hex_value);
+            let (Some(high), Some(low)) = (high, low) else {
+                return Err(PathError::BadEncoding);
+            };
+            let value = (high << 4) | low;
+            if value == b'/' {
+                return Err(PathError::EncodedSlash);
+            }
+            value
+        } else {
+            byte
+        };
+        // Control bytes (NUL above all) have no business in a file name and
+        // confuse logs and C APIs; checked for raw and decoded bytes alike.
+        if byte < 0x20 || byte == 0x7f {
+            return Err(PathError::BadEncoding);
+        }
+        bytes.push(byte);
+    }
+    // from_utf8 is strict: it rejects overlong forms such as C0 AE (a sneaky
+    // '.'), surrogates and truncated sequences.
+    String::from_utf8(bytes).map_err(|_| PathError::BadEncoding)
+}
+
+/// The value of one ASCII hex digit, or `None` if it is not one.
+fn hex_value(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::{Component, Path};
+
+    /// What a table row expects: the relative path and trailing-slash flag,
+    /// or an error.
+    type Expected = Result<(&'static str, bool), PathError>;
+
+    const DECODE_CASES: &[(&str, bool, Expected)] = &[
+        // (raw, allow_hidden, expected)
+        ("/", false, Ok(("", true))),
+        ("/a/b.txt", false, Ok(("a/b.txt", false))),
+        ("/a%20b.txt", false, Ok(("a b.txt", false))),
+        ("/%E2%9C%93.txt", false, Ok(("✓.txt", false))),
+        ("/%e2%9c%93.txt", false, Ok(("✓.txt", false))),
+        ("/../x", false, Ok(("x", false))),
+        ("/%2e%2e/x", false, Ok(("x", false))),
+        ("/%2E%2E/%2e/x", false, Ok(("x", false))),
+        ("/sub/..%2f..%2fx", false, Err(PathError::EncodedSlash)),
+        ("/a%2Fb", false, Err(PathError::EncodedSlash)),
+        ("//etc/passwd", false, Ok(("etc/passwd", false))),
+        ("/sub/../../x", false, Ok(("x", false))),
+        ("/a/./b", false, Ok(("a/b", false))),
+        ("/a//b///", false, Ok(("a/b", true))),
+        ("/a/..", false, Ok(("", true))),
+        ("/a/b/.", false, Ok(("a/b", true))),
+        ("/..", false, Ok(("", true))),
+        ("/%00", false, Err(PathError::BadEncoding)),
+        ("/a\0b", false, Err(PathError::BadEncoding)),
+        ("/a%0ab", false, Err(PathError::BadEncoding)),
+        ("/a%7f", false, Err(PathError::BadEncoding)),
+        ("/a\tb", false, Err(PathError::BadEncoding)),
+        ("/%c0%ae", false, Err(PathError::BadEncoding)),
+        ("/%c0%ae%c0%ae/x", false, Err(PathError::BadEncoding)),
+        ("/%ff", false, Err(PathError::BadEncoding)),
+        ("/%e2%9c", false, Err(PathError::BadEncoding)),
+        ("/%zz", false, Err(PathError::BadEncoding)),
+        ("/%", false, Err(PathError::BadEncoding)),
+        ("/%4", false, Err(PathError::BadEncoding)),
+        ("/a%", false, Err(PathError::BadEncoding)),
+        ("/.git/config", false, Err(PathError::Hidden)),
+        ("/.git/config", true, Ok((".git/config", false))),
+        ("/.env", false, Err(PathError::Hidden)),
+        ("/%2eenv", false, Err(PathError::Hidden)),
+        ("/x/../.env", false, Err(PathError::Hidden)),
+        ("/.git/../x", false, Ok(("x", false))),
+        ("/.well-known/acme", false, Ok((".well-known/acme", false))),
+        ("/.well-known/.secret", false, Err(PathError::Hidden)),
+        ("/a/.well-known", false, Err(PathError::Hidden)),
+        ("/...", false, Err(PathError::Hidden)),
+        ("/dir/", false, Ok(("dir", true))),
+        ("/a\\b", false, Ok(("a\\b", false))),
+        ("/..\\x", true, Ok(("..\\x", false))),
+        ("index.html", false, Err(PathError::NotAbsolute)),
+        ("", false, Err(PathError::NotAbsolute)),
+        ("*", false, Err(PathError::NotAbsolute)),
+        ("/%252e%252e/x", false, Ok(("%2e%2e/x", false))),
+        ("/caf\u{e9}", false, Ok(("caf\u{e9}", false))),
+    ];
+
+    #[test]
+    fn decode_table() {
+        for &(raw, allow_hidden, expected) in DECODE_CASES {
+            let got = decode(raw, allow_hidden);
+            match (got, expected) {
+                (Ok(path), Ok((relative, trailing))) => {
+                    assert_eq!(path.relative, Path::new(relative), "relative for {raw:?}");
+                    assert_eq!(path.trailing_slash, trailing, "trailing for {raw:?}");
+                }
+                (got, expected) => assert_eq!(got.err(), expected.err(), "{raw:?}"),
+            }
+        }
+    }
+
+    const DECODED_CASES: &[(&str, &str)] = &[
+        // (raw, normalized decoded form)
+        ("/", "/"),
+        ("/a%20b/", "/a b/"),
+        ("//a//b", "/a/b"),
+        ("/a/b/..", "/a/"),
+        ("/a/.", "/a/"),
+        ("/../..", "/"),
+        ("/%E2%9C%93", "/✓"),
+    ];
+
+    #[test]
+    fn decoded_table() {
+        for &(raw, decoded) in DECODED_CASES {
+            assert_eq!(
+                decode(raw, false).map(|p| p.decoded),
+                Ok(decoded.to_string()),
+                "{raw:?}"
+            );
+        }
+    }
+
+    const ENCODE_CASES: &[(&str, &str)] = &[
+        // (decoded, encoded)
+        ("/", "/"),
+        ("/a/b-c_d.e~f", "/a/b-c_d.e~f"),
+        ("/a b", "/a%20b"),
+        ("/✓.txt", "/%E2%9C%93.txt"),
+        ("/?#%\"<>'", "/%3F%23%25%22%3C%3E%27"),
+        ("javascript:x", "javascript%3Ax"),
+        ("/%2e%2e", "/%252e%252e"),
+        ("a\\b", "a%5Cb"),
+    ];
+
+    #[test]
+    fn encode_table() {
+        for &(decoded, encoded) in ENCODE_CASES {
+            assert_eq!(encode(decoded), encoded, "{decoded:?}");
+        }
+    }
+
+    const HIDDEN_CASES: &[(&str, bool)] = &[
+        (".env", true),
+        (".well-known", true),
+        ("..", true),
+        ("a.txt", false),
+        ("", false),
+        ("~a", false),
+    ];
+
+    #[test]
+    fn hidden_table() {
+        for &(name, hidden) in HIDDEN_CASES {
+            assert_eq!(is_hidden_name(name), hidden, "{name:?}");
+        }
+    }
+
+    /// Pieces that tend to break path handling; glued together at random.
+    const FUZZ_PIECES: &[&str] = &[
+        "/",
+        "//",
+        ".",
+        "..",
+        "%2e",
+        "%2E%2e",
+        "%2f",
+        "%5c",
+        "\\",
+        "%",
+        "%0",
+        "%00",
+        "%c0",
+        "%ae",
+        "%e2%9c%93",
+        "a",
+        "Z",
+        ".well-known",
+        ".git",
+        "%25",
+        "%252e",
+        "?",
+        "\u{e9}",
+        " ",
+        "\u{7f}",
+    ];
+
+    /// Deterministic pseudo-random inputs: decode must never panic, and any
+    /// path it accepts must stay under the root and survive a round trip
+    /// through `encode`.
+    #[test]
+    fn fuzz_invariants() {
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            // xorshift64: good enough to shuffle test pieces, no dependency.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let mut raw = String::new();
+            if next() % 8 != 0 {
+                raw.push('/');
+            }
+            for _ in 0..(next() % 8) {
+                let index = (next() % FUZZ_PIECES.len() as u64) as usize;
+                raw.push_str(FUZZ_PIECES.get(index).copied().unwrap_or("a"));
+            }
+            let allow_hidden = next() % 2 == 0;
+            let Ok(path) = decode(&raw, allow_hidden) else {
+                continue;
+            };
+            assert!(
+                path.relative
+                    .components()
+                    .all(|c| matches!(c, Component::Normal(_))),
+                "{raw:?} -> {:?}",
+                path.relative
+            );
+            assert!(
+                path.decoded.starts_with('/') && !path.decoded.contains("//"),
+                "{raw:?}"
+            );
+            assert_eq!(path.decoded.ends_with('/'), path.trailing_slash, "{raw:?}");
+            assert_eq!(
+                decode(&encode(&path.decoded), allow_hidden),
+                Ok(path),
+                "{raw:?}"
+            );
+        }
+    }
+}
