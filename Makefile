@@ -1,0 +1,57 @@
+# stoke — the commands a newcomer needs. `make run` serves the demo site,
+# `make test` runs everything CI runs.
+
+CARGO ?= cargo
+ADDR ?= 127.0.0.1:8080
+FUZZ_SECONDS ?= 60
+SANITIZER ?= none
+
+.PHONY: all build release run test unit lint fmt check-targets test-deps bench bench-idle fuzz fuzz-target fuzz-replay clean
+
+all: build
+
+build:
+	$(CARGO) build --release
+
+release: build
+
+## Build and serve the bundled demo site on http://$(ADDR)
+run: build
+	./target/release/stoke examples/site --listen $(ADDR) --listing
+
+## The whole suite: formatting, lints, unit + integration tests (real
+## sockets, curl, python's http.client, headless Chromium), fuzz-corpus replay.
+test: test-deps lint
+	$(CARGO) test --all-targets --features test-hooks
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets --features test-hooks -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## The tools the tests drive (curl, python3, chromium); installs what is missing.
+test-deps:
+	./scripts/test-deps.sh
+
+## The kqueue side (macOS, FreeBSD) must keep compiling.
+check-targets:
+	./scripts/check-targets.sh
+
+bench:
+	./benches/setup.sh && ./benches/compare.sh
+
+bench-idle:
+	./benches/setup.sh && ./benches/idle.sh
+
+## Every fuzz target for FUZZ_SECONDS each (make fuzz SANITIZER=address for ASan).
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) SANITIZER=$(SANITIZER) ./fuzz/run.sh
+
+## One target: make fuzz-target T=request_head
+fuzz-target:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) SANITIZER=$(SANITIZER) ./fuzz/run.sh $(T)
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,318 @@
+//! Shared helpers for the integration tests: a real server on port 0
+//! (in-process, or the real binary as a child process), raw-socket
+//! request/response helpers, and a throwaway document root.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use stoke::{Config, Handle, Server};
+
+/// Upper bound for any single socket wait in a test: a hung server fails
+/// the test instead of hanging the suite.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "stoke-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Writes `contents` to `rel` (creating parent directories).
+    pub fn write(&self, rel: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.0.join(rel);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).unwrap();
+        }
+        fs::write(&path, contents).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Deterministic pseudo-random bytes (so bodies can be byte-checked).
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407)
+        | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// A server running in this process on 127.0.0.1:0, shut down on drop.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    handle: Handle,
+    thread: Option<JoinHandle<std::io::Result<stoke::reactor::Summary>>>,
+}
+
+impl TestServer {
+    pub fn start(root: &Path) -> TestServer {
+        TestServer::with_config(Config::for_root(root).unwrap())
+    }
+
+    /// Starts with a config adjusted by `f` (listen stays on 127.0.0.1:0).
+    pub fn with(root: &Path, f: impl FnOnce(&mut Config)) -> TestServer {
+        let mut config = Config::for_root(root).unwrap();
+        f(&mut config);
+        TestServer::with_config(config)
+    }
+
+    pub fn with_config(config: Config) -> TestServer {
+        let server = Server::bind(config).expect("bind");
+        let addr = server.local_addrs()[0];
+        let handle = server.handle();
+        let thread = std::thread::spawn(move || server.run());
+        TestServer {
+            addr,
+            handle,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        connect(self.addr)
+    }
+
+    /// Shuts down gracefully and returns the summary.
+    pub fn stop(mut self) -> stoke::reactor::Summary {
+        self.handle.shutdown();
+        self.thread.take().unwrap().join().unwrap().unwrap()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            self.handle.shutdown();
+            let _ = t.join();
+        }
+    }
+}
+
+/// The real `stoke` binary as a child process; killed on drop.
+pub struct ChildServer {
+    pub addr: SocketAddr,
+    pub child: Child,
+    pub stderr: Option<BufReader<std::process::ChildStderr>>,
+}
+
+impl ChildServer {
+    /// Starts `stoke ROOT --listen 127.0.0.1:0 ARGS...` and waits for the
+    /// "serving ... on http://ADDR/" line to learn the port.
+    pub fn start(root: &Path, args: &[&str]) -> ChildServer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_stoke"))
+            .arg(root)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn stoke");
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        let addr = loop {
+            line.clear();
+            if stderr.read_line(&mut line).unwrap() == 0 {
+                panic!("stoke exited before listening");
+            }
+            if let Some(rest) = line.split("on http://").nth(1) {
+                break rest.trim().trim_end_matches('/').parse().unwrap();
+            }
+        };
+        ChildServer {
+            addr,
+            child,
+            stderr: Some(stderr),
+        }
+    }
+
+    /// Reads the rest of stderr (after the process exited).
+    pub fn rest_of_stderr(&mut self) -> String {
+        let mut s = String::new();
+        if let Some(mut e) = self.stderr.take() {
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    }
+
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY-free: `kill` via the command keeps tests free of unsafe.
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    s
+}
+
+/// A parsed response read off a raw socket.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    pub status: u16,
+    pub head: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// First value of a header (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Reads one response from `r`. `head_request`: the request was HEAD, so
+/// no body follows whatever Content-Length says. Bodies are delimited by
+/// Content-Length (stoke never uses chunked); a response without one (e.g.
+/// 304) has no body.
+pub fn read_response(r: &mut impl BufRead, head_request: bool) -> io::Result<RawResponse> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("eof in head: {head:?}"),
+            ));
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let mut lines = head.lines();
+    let status_line = lines.next().unwrap_or("");
+    let status: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("bad status line {status_line:?}"),
+            )
+        })?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let len = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .map(|(_, v)| v.parse::<usize>().unwrap())
+        .unwrap_or(0);
+    let mut body = vec![
+        0;
+        if head_request || status == 304 || status == 204 {
+            0
+        } else {
+            len
+        }
+    ];
+    r.read_exact(&mut body)?;
+    Ok(RawResponse {
+        status,
+        head,
+        headers,
+        body,
+    })
+}
+
+/// Sends `request` on a fresh connection and reads one response.
+pub fn roundtrip(addr: SocketAddr, request: &str) -> RawResponse {
+    let mut s = connect(addr);
+    s.write_all(request.as_bytes()).unwrap();
+    let head_request = request.starts_with("HEAD ");
+    read_response(&mut BufReader::new(s), head_request).unwrap()
+}
+
+/// `GET path` with Host and any extra header lines ("Name: value").
+pub fn get(addr: SocketAddr, path: &str, extra: &[&str]) -> RawResponse {
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    for h in extra {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    roundtrip(addr, &req)
+}
+
+/// Reads until EOF: true when the server closed the connection.
+pub fn closed_by_server(s: &mut impl Read) -> bool {
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Is a program on PATH?
+pub fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
