@@ -99,6 +99,8 @@ pub struct Cx<'a> {
     pub scratch: &'a mut [u8],
     /// The server is shutting down: finish the current response, then close.
     pub draining: bool,
+    /// This call is for a readiness event that says the socket is readable.
+    pub readable: bool,
 }
 
 /// A response being written: its chunks and how far we got.
@@ -170,6 +172,12 @@ pub struct Connection<T> {
     buf: Vec<u8>,
     /// The client's address, for the access log.
     peer: IpAddr,
+    /// The socket may hold bytes we have not read. A read that returns less
+    /// than it asked for has emptied the socket, and new bytes arriving
+    /// later raise a fresh edge-triggered event (epoll and kqueue both do),
+    /// so until that event comes we skip the `read` that would only say
+    /// `WouldBlock`: one syscall saved per keep-alive request.
+    unread: bool,
 }
 
 impl<T: Transport> Connection<T> {
@@ -179,6 +187,7 @@ impl<T: Transport> Connection<T> {
             state: State::Idle { since: now },
             buf: Vec::new(),
             peer,
+            unread: true,
         }
     }
 
@@ -214,6 +223,7 @@ impl<T: Transport> Connection<T> {
     /// Called on every readiness event (readable or writable, spurious ones
     /// included) and after a yield: makes all the progress the socket allows.
     pub fn resume(&mut self, cx: &mut Cx<'_>) -> Action {
+        self.unread |= cx.readable;
         loop {
             let step = match &mut self.state {
                 State::Idle { .. } | State::ReadingHead { .. } => self.read_head(cx),
@@ -468,11 +478,20 @@ impl<T: Transport> Connection<T> {
 
     /// One read into the shared scratch buffer; `Interrupted` is retried.
     fn read_into_scratch(&mut self, cx: &mut Cx<'_>) -> io::Result<Read> {
+        if !self.unread {
+            return Ok(Read::WouldBlock);
+        }
         loop {
             return match self.io.read(cx.scratch) {
                 Ok(0) => Ok(Read::Eof),
-                Ok(n) => Ok(Read::Data(n)),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Read::WouldBlock),
+                Ok(n) => {
+                    self.unread = n == cx.scratch.len();
+                    Ok(Read::Data(n))
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.unread = false;
+                    Ok(Read::WouldBlock)
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => Err(e),
             };

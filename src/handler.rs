@@ -24,6 +24,7 @@ use std::time::SystemTime;
 
 use crate::access_log;
 use crate::config::Config;
+use crate::file_cache::FileCache;
 use crate::http::conditional::{self, Conditions, Precondition, Validators};
 use crate::http::encoding::{AcceptEncoding, Coding};
 use crate::http::range::{self, ByteRange, RangeOutcome};
@@ -46,12 +47,17 @@ const ALLOW: &str = "GET, HEAD, OPTIONS";
 pub struct Site {
     pub config: Arc<Config>,
     root: File,
+    cache: FileCache,
 }
 
 impl Site {
     pub fn new(config: Arc<Config>) -> io::Result<Site> {
         let root = File::open(&config.root)?;
-        Ok(Site { config, root })
+        Ok(Site {
+            config,
+            root,
+            cache: FileCache::new(),
+        })
     }
 }
 
@@ -125,12 +131,21 @@ fn serve(site: &Site, req: &RequestHead) -> Response {
             return error(req, Status::NOT_FOUND, &[])
         }
     };
+    // A directory's index is asked for far more often than the directory.
+    let index = url.relative.join("index.html");
+    if url.trailing_slash {
+        if let Some((data, meta)) = site.cache.get(&site.config.root, &index) {
+            return serve_file(site, req, Source::Memory(data), meta, &index);
+        }
+    } else if let Some((data, meta)) = site.cache.get(&site.config.root, &url.relative) {
+        return serve_file(site, req, Source::Memory(data), meta, &url.relative);
+    }
     let (file, meta) = match open(site, &url.relative) {
         Ok(found) => found,
         Err(e) => return open_error(req, &url.relative, &e),
     };
     if meta.is_file() {
-        return serve_file(site, req, file, meta, &url.relative);
+        return serve_file(site, req, Source::File(file), meta, &url.relative);
     }
     if !meta.is_dir() {
         // FIFOs, sockets and devices are never served: reading one could block a worker forever.
@@ -145,9 +160,10 @@ fn serve(site: &Site, req: &RequestHead) -> Response {
         }
         return error(req, Status::MOVED_PERMANENTLY, &[("Location", &location)]);
     }
-    let index = url.relative.join("index.html");
     match open(site, &index) {
-        Ok((file, meta)) if meta.is_file() => return serve_file(site, req, file, meta, &index),
+        Ok((file, meta)) if meta.is_file() => {
+            return serve_file(site, req, Source::File(file), meta, &index)
+        }
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return open_error(req, &index, &e),
@@ -220,9 +236,40 @@ fn may_have_sidecar(content_type: &str) -> bool {
         || content_type.starts_with("image/svg+xml")
 }
 
+/// Where the bytes of a response body come from.
+enum Source {
+    /// An open file: read by the worker if small, else sent with `sendfile`.
+    File(File),
+    /// A small file's contents, from the cache or just read.
+    Memory(Arc<[u8]>),
+}
+
+impl Source {
+    /// Small files are read into memory now: the read is needed anyway (they
+    /// leave with the head in one `writev`), and the cache keeps them.
+    fn load_small(self, site: &Site, relative: &Path, meta: &Metadata) -> Source {
+        let Source::File(mut file) = self else {
+            return self;
+        };
+        if meta.len() > SMALL_FILE {
+            return Source::File(file);
+        }
+        let mut data = vec![0; meta.len() as usize];
+        match file.read_exact(&mut data) {
+            Ok(()) => {
+                let data: Arc<[u8]> = data.into();
+                site.cache.insert(relative, Arc::clone(&data), meta);
+                Source::Memory(data)
+            }
+            // Shrunk since fstat: leave it to the body writer to fail cleanly.
+            Err(_) => Source::File(file),
+        }
+    }
+}
+
 /// The variant of a file chosen for this request.
 struct Variant {
-    file: File,
+    source: Source,
     meta: Metadata,
     coding: Coding,
 }
@@ -240,7 +287,7 @@ fn sidecar(site: &Site, relative: &Path, coding: Coding) -> Option<(File, Metada
 fn serve_file(
     site: &Site,
     req: &RequestHead,
-    file: File,
+    source: Source,
     meta: Metadata,
     relative: &Path,
 ) -> Response {
@@ -259,13 +306,13 @@ fn serve_file(
     let variant = match (chosen, brotli, gzip) {
         (Coding::Brotli, Some((file, meta)), _) | (Coding::Gzip, _, Some((file, meta))) => {
             Variant {
-                file,
+                source: Source::File(file),
                 meta,
                 coding: chosen,
             }
         }
         _ => Variant {
-            file,
+            source: source.load_small(site, relative, &meta),
             meta,
             coding: Coding::Identity,
         },
@@ -346,7 +393,7 @@ fn serve_file(
             }
             common(&mut head);
             head.content_length(len);
-            single_body(Status::OK, head, req, variant.file, 0, len, head_only)
+            single_body(Status::OK, head, req, variant.source, 0, len, head_only)
         }
         RangeOutcome::Partial(parts) if parts.len() == 1 => {
             let part = parts[0];
@@ -362,7 +409,7 @@ fn serve_file(
                 Status::PARTIAL_CONTENT,
                 head,
                 req,
-                variant.file,
+                variant.source,
                 part.start,
                 part.len(),
                 head_only,
@@ -379,13 +426,29 @@ fn single_body(
     status: Status,
     head: HeadBuilder,
     req: &RequestHead,
-    mut file: File,
+    source: Source,
     offset: u64,
     len: u64,
     head_only: bool,
 ) -> Response {
     let mut bytes = head.finish(req.keep_alive, req.minor_version == 0);
     let mut chunks = Vec::with_capacity(2);
+    let file = match source {
+        Source::Memory(data) => {
+            if !head_only {
+                bytes.extend_from_slice(&data[offset as usize..(offset + len) as usize]);
+            }
+            chunks.push(Chunk::Bytes(bytes));
+            return Response {
+                status,
+                chunks,
+                close: !req.keep_alive,
+                log: None,
+            };
+        }
+        Source::File(file) => file,
+    };
+    let mut file = file;
     if head_only || len == 0 {
         chunks.push(Chunk::Bytes(bytes));
     } else if len <= SMALL_FILE {
@@ -448,7 +511,11 @@ fn multipart(
         Coding::Identity => String::new(),
         c => format!("Content-Encoding: {}\r\n", c.token()),
     };
-    let file = Arc::new(variant.file);
+    // Every part points into the same file (or the same bytes).
+    let file = match variant.source {
+        Source::File(file) => Ok(Arc::new(file)),
+        Source::Memory(data) => Err(data),
+    };
     let mut body: Vec<Chunk> = Vec::with_capacity(parts.len() * 2 + 1);
     for (i, part) in parts.iter().enumerate() {
         let lead = if i == 0 { "" } else { "\r\n" };
@@ -457,10 +524,13 @@ fn multipart(
             range::content_range(*part, len)
         );
         body.push(Chunk::Bytes(part_head.into_bytes()));
-        body.push(Chunk::File {
-            file: Arc::clone(&file),
-            offset: part.start,
-            len: part.len(),
+        body.push(match &file {
+            Ok(file) => Chunk::File {
+                file: Arc::clone(file),
+                offset: part.start,
+                len: part.len(),
+            },
+            Err(data) => Chunk::Bytes(data[part.start as usize..part.end as usize].to_vec()),
         });
     }
     body.push(Chunk::Bytes(format!("\r\n--{boundary}--\r\n").into_bytes()));

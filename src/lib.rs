@@ -8,7 +8,7 @@
 //! | the event loop: accept, readiness, timers | [`reactor`], [`timer`] | reactor |
 //! | read, parse, write: the connection state machine | [`connection`], [`http::request`] | reactor |
 //! | dispatch to the pool | [`pool`] | reactor → workers |
-//! | resolve the path, open, stat, build the answer | [`handler`], [`url_path`], [`listing`], [`http`] | worker |
+//! | resolve the path, open, stat, build the answer | [`handler`], [`url_path`], [`file_cache`], [`listing`], [`http`] | worker |
 //! | hand the answer back | [`completion`] | worker → reactor |
 //! | `sendfile`, `openat2` | [`sys`] | both |
 //! | one log line per request | [`access_log`] | both |
@@ -17,6 +17,7 @@ pub mod access_log;
 pub mod completion;
 pub mod config;
 pub mod connection;
+pub mod file_cache;
 pub mod handler;
 pub mod http;
 pub mod listing;

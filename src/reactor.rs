@@ -174,7 +174,7 @@ impl Reactor {
 
             for (key, generation) in mem::take(&mut self.yielded) {
                 if self.is_current(key, generation) {
-                    self.resume(key, now, &mut submitted);
+                    self.resume(key, false, now, &mut submitted);
                 }
             }
             for event in events.iter() {
@@ -190,7 +190,12 @@ impl Reactor {
                     }
                     SIGNALS => self.on_signals(now),
                     Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE, now),
-                    Token(key) => self.resume(key, now, &mut submitted),
+                    Token(key) => self.resume(
+                        key,
+                        event.is_readable() || event.is_read_closed() || event.is_error(),
+                        now,
+                        &mut submitted,
+                    ),
                 }
             }
             if self.accept_paused_until.is_some_and(|t| t <= now) {
@@ -299,12 +304,12 @@ impl Reactor {
         // The client may have sent its request with the handshake already:
         // with edge triggering we would not hear about it again.
         let mut submitted = 0;
-        self.resume(key, now, &mut submitted);
+        self.resume(key, true, now, &mut submitted);
         self.pool.notify(submitted);
     }
 
     /// A readiness event (or a yield) for connection `key`.
-    fn resume(&mut self, key: usize, now: Instant, submitted: &mut usize) {
+    fn resume(&mut self, key: usize, readable: bool, now: Instant, submitted: &mut usize) {
         let draining = self.drain_deadline.is_some();
         let Some(entry) = self.connections.get_mut(key) else {
             return; // an event for a connection closed earlier this turn
@@ -314,6 +319,7 @@ impl Reactor {
             limits: &self.limits,
             scratch: &mut self.scratch,
             draining,
+            readable,
         };
         let action = entry.conn.resume(&mut cx);
         self.act(key, action, now, submitted);
@@ -333,6 +339,7 @@ impl Reactor {
             limits: &self.limits,
             scratch: &mut self.scratch,
             draining,
+            readable: false,
         };
         let action = entry.conn.complete(c.response, &mut cx);
         self.act(c.key, action, now, submitted);
@@ -418,6 +425,7 @@ impl Reactor {
                 limits: &self.limits,
                 scratch: &mut self.scratch,
                 draining,
+                readable: false,
             };
             let action = entry.conn.on_timeout(&mut cx);
             self.act(expiry.key, action, now, submitted);

@@ -1,0 +1,147 @@
+//! A cache of small files' contents, checked against the file system on
+//! every hit.
+//!
+//! Serving a small file costs four syscalls (`openat2`, `fstat`, `read`,
+//! `close`); a hit here costs one `stat`. The cache never serves stale bytes:
+//! each hit compares the file's identity (device, inode, size, mtime and
+//! ctime, which every write updates) with the one recorded when it was read,
+//! and a mismatch is a miss. So a replaced or edited file is seen by the very
+//! next request, as without a cache.
+//!
+//! Only files that the normal path opened (through `openat2` beneath the
+//! root, after the dotfile policy) are ever inserted, under their decoded
+//! relative path. A later symlink swap cannot make a hit serve something
+//! else: the `stat` follows the new link, finds another inode, and misses,
+//! and the miss goes back through `openat2`.
+//!
+//! Runs on: worker threads (shared by all of them behind one mutex; the
+//! critical sections are a hash lookup).
+
+use std::collections::HashMap;
+use std::fs::{self, Metadata};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Memory the cache may hold. Entries are small files (see
+/// `handler::SMALL_FILE`), so this is a few hundred of them: the hot set of
+/// a typical site.
+pub const MAX_CACHED_BYTES: usize = 8 * 1024 * 1024;
+
+/// What identifies one version of a file's contents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(meta: &Metadata) -> Stamp {
+        Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
+
+struct Entry {
+    data: Arc<[u8]>,
+    stamp: Stamp,
+}
+
+#[derive(Default)]
+pub struct FileCache {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: HashMap<PathBuf, Entry>,
+    bytes: usize,
+}
+
+impl FileCache {
+    pub fn new() -> FileCache {
+        FileCache::default()
+    }
+
+    /// The cached contents of `root/relative` and its fresh metadata, if
+    /// cached and unchanged. A path that was never cached costs no syscall.
+    pub fn get(&self, root: &Path, relative: &Path) -> Option<(Arc<[u8]>, Metadata)> {
+        let (data, stamp) = {
+            let inner = self.lock();
+            let entry = inner.entries.get(relative)?;
+            (Arc::clone(&entry.data), entry.stamp)
+        };
+        match fs::metadata(root.join(relative)) {
+            Ok(meta) if meta.is_file() && Stamp::of(&meta) == stamp => Some((data, meta)),
+            _ => {
+                self.lock().remove(relative);
+                None
+            }
+        }
+    }
+
+    /// Remembers `data` as the contents of `relative` described by `meta`.
+    pub fn insert(&self, relative: &Path, data: Arc<[u8]>, meta: &Metadata) {
+        if data.len() > MAX_CACHED_BYTES / 16 {
+            return;
+        }
+        let mut inner = self.lock();
+        inner.remove(relative);
+        // Make room by dropping arbitrary entries: simpler than LRU, and a
+        // dropped hot file comes back on its next request.
+        while inner.bytes + data.len() > MAX_CACHED_BYTES {
+            let Some(victim) = inner.entries.keys().next().cloned() else {
+                break;
+            };
+            inner.remove(&victim);
+        }
+        inner.bytes += data.len();
+        let stamp = Stamp::of(meta);
+        inner
+            .entries
+            .insert(relative.to_path_buf(), Entry { data, stamp });
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Inner {
+    fn remove(&mut self, relative: &Path) {
+        if let Some(old) = self.entries.remove(relative) {
+            self.bytes -= old.data.len();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_file_is_a_miss() {
+        let dir = std::env::temp_dir().join(format!("stoke-cache-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let rel = Path::new("a.txt");
+        fs::write(dir.join(rel), b"one").unwrap();
+        let cache = FileCache::new();
+        assert!(cache.get(&dir, rel).is_none());
+        let meta = fs::metadata(dir.join(rel)).unwrap();
+        cache.insert(rel, Arc::from(&b"one"[..]), &meta);
+        assert_eq!(&*cache.get(&dir, rel).unwrap().0, b"one");
+        fs::write(dir.join(rel), b"two!").unwrap();
+        assert!(cache.get(&dir, rel).is_none());
+        fs::remove_file(dir.join(rel)).unwrap();
+        assert!(cache.get(&dir, rel).is_none());
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
