@@ -101,6 +101,11 @@ pub struct Cli {
     /// Content type for a file extension, as EXT=TYPE (e.g. md=text/markdown); repeatable.
     #[arg(long = "mime", value_name = "EXT=TYPE")]
     pub mime: Vec<String>,
+
+    /// After binding, drop root privileges for good and run as this user
+    /// (and its groups); refuse to start if that fails.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
 }
 
 /// The validated configuration shared by the reactor and every worker.
@@ -123,6 +128,8 @@ pub struct Config {
     pub headers: Vec<(String, String)>,
     /// Lower-case extension → content type.
     pub mime: HashMap<String, String>,
+    /// The user to become once the listeners are bound.
+    pub user: Option<String>,
 }
 
 /// A configuration mistake, shown to the user as one line.
@@ -210,6 +217,7 @@ impl Config {
             cache_control: cli.cache_control,
             headers,
             mime,
+            user: cli.user,
         })
     }
 }

@@ -25,7 +25,7 @@ use std::io;
 use std::mem;
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -106,6 +106,9 @@ pub struct Reactor {
     pub(crate) signals: Option<signal_hook_mio::v1_0::Signals>,
     /// Set (by a signal or a `Handle`) to ask for a graceful shutdown.
     pub(crate) shutdown_requested: Arc<AtomicBool>,
+    /// Connections open right now, published for `Handle::open_connections`
+    /// (tests check that every connection is cleaned up).
+    pub(crate) open: Arc<AtomicUsize>,
     limits: Limits,
     max_connections: usize,
     shutdown_timeout: Duration,
@@ -146,6 +149,7 @@ impl Reactor {
             completions,
             signals: None,
             shutdown_requested: Arc::new(AtomicBool::new(false)),
+            open: Arc::new(AtomicUsize::new(0)),
             limits,
             scratch: vec![0; SCRATCH_SIZE.max(config.max_head + 1)].into_boxed_slice(),
             yielded: Vec::new(),
@@ -204,6 +208,7 @@ impl Reactor {
             }
             self.expire(now, &mut submitted);
             self.pool.notify(submitted);
+            self.open.store(self.connections.len(), Ordering::Relaxed);
 
             if let Some(deadline) = self.drain_deadline {
                 if self.connections.is_empty() {

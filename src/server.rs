@@ -8,7 +8,7 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use mio::net::TcpListener;
@@ -27,6 +27,8 @@ pub enum StartError {
     Bind(SocketAddr, io::Error),
     /// Anything else the OS refused (poller, threads, the root directory).
     Io(&'static str, io::Error),
+    /// `--user`: the switch to that user failed.
+    User(String, io::Error),
 }
 
 impl fmt::Display for StartError {
@@ -34,6 +36,7 @@ impl fmt::Display for StartError {
         match self {
             StartError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
             StartError::Io(what, e) => write!(f, "cannot {what}: {e}"),
+            StartError::User(user, e) => write!(f, "cannot switch to user {user:?}: {e}"),
         }
     }
 }
@@ -51,9 +54,15 @@ pub struct Server {
 pub struct Handle {
     flag: Arc<AtomicBool>,
     queue: Arc<CompletionQueue>,
+    open: Arc<AtomicUsize>,
 }
 
 impl Handle {
+    /// Connections the reactor holds (as of its last loop turn).
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
     pub fn shutdown(&self) {
         self.flag.store(true, Ordering::Release);
         self.queue.wake();
@@ -80,6 +89,9 @@ impl Server {
             );
             listeners.push(listener);
         }
+        if let Some(user) = &config.user {
+            crate::sys::drop_privileges(user).map_err(|e| StartError::User(user.clone(), e))?;
+        }
         let waker = Waker::new(poll.registry(), WAKER)
             .map_err(|e| StartError::Io("create the waker", e))?;
         let completions = Arc::new(CompletionQueue::new(waker));
@@ -101,6 +113,7 @@ impl Server {
         Handle {
             flag: Arc::clone(&self.reactor.shutdown_requested),
             queue: Arc::clone(&self.reactor.completions),
+            open: Arc::clone(&self.reactor.open),
         }
     }
 

@@ -1,6 +1,6 @@
 //! The few system calls the standard library does not wrap: `sendfile(2)`
-//! for file bodies and `openat2(2)` for opening a file without leaving the
-//! served root.
+//! for file bodies, `openat2(2)` for opening a file without leaving the
+//! served root, and the `setuid` family for dropping root.
 //!
 //! This is the only module with `unsafe`; each block says why it is sound.
 //! Everything OS-specific sits behind these two functions, `cfg`-gated, with
@@ -193,5 +193,60 @@ fn open_then_verify(root_path: &Path, relative: &Path) -> io::Result<File> {
         Ok(file)
     } else {
         Err(io::Error::from_raw_os_error(libc::EXDEV))
+    }
+}
+
+/// Becomes `user` (and its primary and supplementary groups) for good: what
+/// nginx's `user` and darkhttpd's `--uid` do, so a server started as root to
+/// bind its ports does not serve files as root. Called after binding and
+/// before any worker thread exists. Fails if any step fails, or if root
+/// could be regained afterwards.
+pub fn drop_privileges(user: &str) -> io::Result<()> {
+    use std::ffi::CString;
+    let name = CString::new(user).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `passwd` is plain data for which all-zero bytes are valid.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call, `buf.len()` is its real
+    // size, and `pwd`'s strings point into `buf`, which outlives their use.
+    let rc = unsafe {
+        libc::getpwnam_r(
+            name.as_ptr(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    if found.is_null() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no user named {user:?}"),
+        ));
+    }
+    let (uid, gid) = (pwd.pw_uid, pwd.pw_gid);
+    // Groups first: after setuid we would no longer be allowed to change them.
+    // SAFETY: `name` is NUL-terminated; the ids come from the password database.
+    check(unsafe { libc::initgroups(name.as_ptr(), gid as _) })?;
+    // SAFETY: plain syscalls on integer ids.
+    check(unsafe { libc::setgid(gid) })?;
+    // SAFETY: as above.
+    check(unsafe { libc::setuid(uid) })?;
+    // SAFETY: as above; this is expected to fail.
+    if uid != 0 && unsafe { libc::setuid(0) } == 0 {
+        return Err(io::Error::other("could regain root after dropping it"));
+    }
+    Ok(())
+}
+
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }

@@ -106,6 +106,11 @@ impl TestServer {
         connect(self.addr)
     }
 
+    /// Connections the reactor holds right now (as of its last loop turn).
+    pub fn open_connections(&self) -> usize {
+        self.handle.open_connections()
+    }
+
     /// Shuts down gracefully and returns the summary.
     pub fn stop(mut self) -> stoke::reactor::Summary {
         self.handle.shutdown();
