@@ -261,7 +261,7 @@ impl<T: Transport> Connection<T> {
             State::ReadingHead { .. } => {
                 log::info!("{}: request head not complete in time; closing", self.peer);
                 self.buf = Vec::new();
-                let response = error_response(Status::REQUEST_TIMEOUT, false, false, &[]);
+                let response = error_response(Status::REQUEST_TIMEOUT, false, false, false, &[]);
                 self.start_error(response, "-", cx.now);
                 self.resume(cx)
             }
@@ -345,7 +345,7 @@ impl<T: Transport> Connection<T> {
             // from its body, so we close instead of guessing.
             BodyFraming::Length(_) if head.expect_continue => after.close = true,
             BodyFraming::Length(n) if n > MAX_DISCARDED_BODY => {
-                let response = error_response(Status::CONTENT_TOO_LARGE, false, false, &[]);
+                let response = error_response(Status::CONTENT_TOO_LARGE, false, false, false, &[]);
                 self.start_error(response, &head.request_line(), cx.now);
                 return self.resume(cx);
             }
@@ -365,7 +365,11 @@ impl<T: Transport> Connection<T> {
         let status = Status::for_parse_error(e);
         log::info!("{}: bad request head ({e:?}) → {}", self.peer, status.0);
         self.buf = Vec::new();
-        self.start_error(error_response(status, false, false, &[]), "-", cx.now);
+        self.start_error(
+            error_response(status, false, false, false, &[]),
+            "-",
+            cx.now,
+        );
     }
 
     fn start_error(&mut self, mut response: Response, request_line: &str, now: Instant) {

@@ -73,6 +73,7 @@ pub fn handle(site: &Site, req: &RequestHead, peer: IpAddr) -> Response {
         error_response(
             Status::INTERNAL_SERVER_ERROR,
             false,
+            false,
             req.method == Method::Head,
             &[],
         )
@@ -100,7 +101,13 @@ fn respond(site: &Site, req: &RequestHead) -> Response {
 }
 
 fn error(req: &RequestHead, status: Status, extra: &[(&str, &str)]) -> Response {
-    error_response(status, req.keep_alive, req.method == Method::Head, extra)
+    error_response(
+        status,
+        req.keep_alive,
+        req.minor_version == 0,
+        req.method == Method::Head,
+        extra,
+    )
 }
 
 /// A response that is only a head.

@@ -201,11 +201,13 @@ pub fn with_http_date_now<R>(f: impl FnOnce(&str) -> R) -> R {
     })
 }
 
-/// A small HTML error page, complete with head. `allow` adds an `Allow`
-/// header (405, OPTIONS); `head_only` omits the body but keeps its length.
+/// A small HTML error page, complete with head. `extra` adds headers
+/// (`Allow`, `Location`, ...); `head_only` omits the body but keeps its
+/// length; `http10` announces keep-alive explicitly, as 1.0 clients need.
 pub fn error_response(
     status: Status,
     keep_alive: bool,
+    http10: bool,
     head_only: bool,
     extra: &[(&str, &str)],
 ) -> Response {
@@ -220,7 +222,7 @@ pub fn error_response(
         head.header(name, value);
     }
     head.content_length(body.len() as u64);
-    let mut bytes = head.finish(keep_alive, false);
+    let mut bytes = head.finish(keep_alive, http10);
     if !head_only {
         bytes.extend_from_slice(body.as_bytes());
     }
@@ -247,7 +249,7 @@ mod tests {
 
     #[test]
     fn error_pages_have_exact_lengths() {
-        let r = error_response(Status::BAD_REQUEST, false, false, &[]);
+        let r = error_response(Status::BAD_REQUEST, false, false, false, &[]);
         let Chunk::Bytes(bytes) = &r.chunks[0] else {
             panic!()
         };

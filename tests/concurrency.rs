@@ -1,0 +1,110 @@
+//! Many clients at once: 1,000 connections, all open before the first
+//! request, each making two keep-alive requests for files from 10 B to
+//! 200 KB; every body comes back byte-correct and every request is counted.
+mod common;
+use common::*;
+
+use std::io::{BufReader, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+const THREADS: usize = 50;
+const PER_THREAD: usize = 20;
+const SIZES: [usize; 6] = [10, 1_000, 10_000, 64 * 1024, 100_000, 200_000];
+
+/// Makes sure this process may hold both ends of every connection.
+fn ensure_descriptors(needed: u64) {
+    let out = Command::new("sh")
+        .args(["-c", "ulimit -n"])
+        .output()
+        .unwrap();
+    let current = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if current == "unlimited" || current.parse::<u64>().is_ok_and(|n| n >= needed) {
+        return;
+    }
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit for the duration of the call.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    lim.rlim_cur = lim.rlim_max;
+    // SAFETY: `lim` is a valid rlimit; raising the soft limit up to the hard
+    // limit needs no privilege.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+    assert!(
+        lim.rlim_cur >= needed,
+        "RLIMIT_NOFILE hard limit {} is below the {needed} descriptors this test needs",
+        lim.rlim_cur
+    );
+}
+
+fn request(i: usize) -> String {
+    format!("GET /f{i}.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+}
+
+#[test]
+fn a_thousand_clients_at_once_get_byte_correct_bodies() {
+    ensure_descriptors(4096);
+    let root = TempDir::new("concurrency");
+    let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
+        SIZES
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| pattern(len, 100 + i as u64))
+            .collect(),
+    );
+    for (i, body) in bodies.iter().enumerate() {
+        root.write(&format!("f{i}.bin"), body);
+    }
+    // Idle connections wait at the barrier until all 1,000 are open; a
+    // generous keep-alive timeout keeps a slow machine from closing them.
+    let server = TestServer::with(root.path(), |c| {
+        c.keepalive_timeout = Duration::from_secs(60);
+    });
+    let addr = server.addr;
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let barrier = Arc::clone(&barrier);
+            let bodies = Arc::clone(&bodies);
+            std::thread::spawn(move || {
+                let mut conns: Vec<(TcpStream, BufReader<TcpStream>)> = (0..PER_THREAD)
+                    .map(|_| {
+                        let s = connect(addr);
+                        let r = BufReader::new(s.try_clone().unwrap());
+                        (s, r)
+                    })
+                    .collect();
+                barrier.wait();
+                for round in 0..2 {
+                    let file = |c: usize| (t * PER_THREAD + c + round * 7) % SIZES.len();
+                    // Every connection has a request in flight before any
+                    // response is read.
+                    for (c, (w, _)) in conns.iter_mut().enumerate() {
+                        w.write_all(request(file(c)).as_bytes()).unwrap();
+                    }
+                    for (c, (_, r)) in conns.iter_mut().enumerate() {
+                        let resp = read_response(r, false).unwrap();
+                        assert_eq!(resp.status, 200, "thread {t} conn {c} round {round}");
+                        assert!(
+                            resp.body == bodies[file(c)],
+                            "thread {t} conn {c} round {round}: wrong body for f{}",
+                            file(c)
+                        );
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("client thread failed");
+    }
+    let summary = server.stop();
+    let clients = (THREADS * PER_THREAD) as u64;
+    assert_eq!(summary.connections, clients);
+    assert_eq!(summary.requests, 2 * clients);
+    assert_eq!(summary.cut_off, 0);
+}

@@ -1,0 +1,224 @@
+//! The real binary's lifecycle: SIGTERM lets a download in flight finish
+//! byte-correct while refusing new clients, then exits 0 with a summary
+//! line; SIGINT stops an idle server; start-up mistakes (bad flag, missing
+//! root, port in use) exit non-zero with one `stoke:` line and no panic.
+mod common;
+use common::*;
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+const BIG: usize = 64 * 1024 * 1024;
+const CHUNK: usize = 64 * 1024;
+
+/// Forwards the child's remaining stderr, line by line, to a channel.
+fn stderr_lines(server: &mut ChildServer) -> Receiver<String> {
+    let mut stderr = server.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || loop {
+        let mut line = String::new();
+        match stderr.read_line(&mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Collects lines until one contains `needle` (returned last) or `limit` passes.
+fn wait_for_line(rx: &Receiver<String>, needle: &str, limit: Duration, seen: &mut Vec<String>) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let found = line.contains(needle);
+                seen.push(line);
+                if found {
+                    return;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => panic!("no {needle:?} on stderr: {seen:?}"),
+            Err(RecvTimeoutError::Disconnected) => {
+                panic!("stderr closed before {needle:?}: {seen:?}")
+            }
+        }
+    }
+}
+
+/// All lines until the child closes stderr (bounded by `limit`).
+fn drain(rx: &Receiver<String>, limit: Duration, seen: &mut Vec<String>) {
+    let deadline = Instant::now() + limit;
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => seen.push(line),
+            Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Timeout) => panic!("stderr still open: {seen:?}"),
+        }
+    }
+}
+
+/// Polls `try_wait` until the child exits; kills it and fails after `limit`.
+fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A connection attempt after shutdown began: refused, or closed unanswered.
+fn assert_not_served(addr: std::net::SocketAddr) {
+    let mut s = match TcpStream::connect(addr) {
+        Err(e) => {
+            assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused, "{e}");
+            return;
+        }
+        Ok(s) => s,
+    };
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    let mut buf = Vec::new();
+    match s.read_to_end(&mut buf) {
+        Ok(_) | Err(_) if buf.is_empty() => {}
+        other => panic!(
+            "new connection after SIGTERM was served: {other:?} {:?}",
+            String::from_utf8_lossy(&buf)
+        ),
+    }
+}
+
+#[test]
+fn sigterm_finishes_the_download_in_flight_then_exits_zero() {
+    let root = TempDir::new("shutdown-term");
+    let big = pattern(BIG, 64);
+    root.write("big.bin", &big);
+    // A long shutdown deadline: the test checks completion, not speed.
+    let mut server = ChildServer::start(root.path(), &["--shutdown-timeout", "120"]);
+    let lines = stderr_lines(&mut server);
+    let mut seen = Vec::new();
+
+    let mut s = connect(server.addr);
+    s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut r = BufReader::new(s);
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        assert_ne!(r.read_line(&mut line).unwrap(), 0, "EOF in head");
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains(&format!("content-length: {BIG}\r\n")),
+        "{head}"
+    );
+    let mut body = Vec::with_capacity(BIG);
+    let mut chunk = vec![0u8; CHUNK];
+    r.read_exact(&mut chunk).unwrap();
+    body.extend_from_slice(&chunk);
+
+    server.signal(libc::SIGTERM);
+    wait_for_line(&lines, "stopped accepting", IO_TIMEOUT, &mut seen);
+    assert_not_served(server.addr);
+
+    while body.len() < BIG {
+        let n = r.read(&mut chunk).unwrap();
+        assert_ne!(n, 0, "EOF after {} of {BIG} bytes", body.len());
+        body.extend_from_slice(&chunk[..n]);
+    }
+    assert!(body == big, "body differs from the file");
+    assert!(closed_by_server(&mut r), "no EOF after the last response");
+
+    let status = wait_exit(&mut server.child, Duration::from_secs(30));
+    assert!(status.success(), "exit status {status}");
+    drain(&lines, IO_TIMEOUT, &mut seen);
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("shut down: 1 requests on 1 connections")),
+        "no shutdown summary: {seen:?}"
+    );
+}
+
+#[test]
+fn sigint_stops_an_idle_server_with_exit_zero() {
+    let root = TempDir::new("shutdown-int");
+    let mut server = ChildServer::start(root.path(), &[]);
+    let lines = stderr_lines(&mut server);
+    server.signal(libc::SIGINT);
+    let status = wait_exit(&mut server.child, Duration::from_secs(10));
+    assert!(status.success(), "exit status {status}");
+    let mut seen = Vec::new();
+    drain(&lines, IO_TIMEOUT, &mut seen);
+    assert!(
+        seen.iter().any(|l| l.contains("shut down")),
+        "no shutdown summary: {seen:?}"
+    );
+}
+
+#[test]
+fn start_up_mistakes_exit_non_zero_with_one_stoke_line() {
+    let root = TempDir::new("shutdown-bad");
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap().to_string();
+    let root_str = root.path().to_str().unwrap();
+    let missing = root.path().join("no-such-dir");
+    // (what, arguments)
+    let cases: [(&str, Vec<&str>); 3] = [
+        (
+            "bad flag",
+            vec![root_str, "--listen", "127.0.0.1:0", "--no-such-flag"],
+        ),
+        (
+            "missing root",
+            vec![missing.to_str().unwrap(), "--listen", "127.0.0.1:0"],
+        ),
+        ("port in use", vec![root_str, "--listen", &taken_addr]),
+    ];
+    for (what, args) in cases {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_stoke"))
+            .args(&args)
+            .env("RUST_LOG", "info")
+            .env("RUST_BACKTRACE", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = wait_exit(&mut child, Duration::from_secs(10));
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert!(!status.success(), "{what}: exited successfully");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{what}: stderr {stderr:?}");
+        assert!(lines[0].starts_with("stoke:"), "{what}: {stderr:?}");
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("backtrace"),
+            "{what}: {stderr:?}"
+        );
+    }
+    drop(taken);
+}
