@@ -152,6 +152,13 @@ fn serve(site: &Site, req: &RequestHead) -> Response {
         Err(e) => return open_error(req, &url.relative, &e),
     };
     if meta.is_file() {
+        // `/file.txt/` names a directory, and a file is not one (the kernel
+        // says ENOTDIR; nginx and Apache answer 404). Serving it anyway
+        // would make the page's relative links resolve one level too deep
+        // and give each file a second URL.
+        if url.trailing_slash {
+            return error(req, Status::NOT_FOUND, &[]);
+        }
         return serve_file(site, req, Source::File(file), meta, &url.relative);
     }
     if !meta.is_dir() {
