@@ -113,7 +113,6 @@ pub struct Outgoing {
     offset: u64,
     /// Bytes written in total (for the access log).
     sent: u64,
-    status: Status,
     log: Option<Box<access_log::AccessRecord>>,
 }
 
@@ -387,7 +386,6 @@ impl<T: Transport> Connection<T> {
             next: 0,
             offset: 0,
             sent: 0,
-            status: response.status,
             log: response.log,
         };
         self.state = State::Writing {
@@ -425,7 +423,6 @@ impl<T: Transport> Connection<T> {
             }
         }
         access_log::write(out.log.take(), out.sent);
-        let _ = out.status;
         let after = *after;
         self.state = if after.close {
             self.io.shutdown_write();

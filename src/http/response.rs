@@ -33,11 +33,9 @@ impl Status {
     pub const CONTENT_TOO_LARGE: Status = Status(413);
     pub const URI_TOO_LONG: Status = Status(414);
     pub const RANGE_NOT_SATISFIABLE: Status = Status(416);
-    pub const EXPECTATION_FAILED: Status = Status(417);
     pub const HEADER_FIELDS_TOO_LARGE: Status = Status(431);
     pub const INTERNAL_SERVER_ERROR: Status = Status(500);
     pub const NOT_IMPLEMENTED: Status = Status(501);
-    pub const SERVICE_UNAVAILABLE: Status = Status(503);
     pub const VERSION_NOT_SUPPORTED: Status = Status(505);
 
     pub fn reason(self) -> &'static str {
@@ -56,11 +54,9 @@ impl Status {
             413 => "Content Too Large",
             414 => "URI Too Long",
             416 => "Range Not Satisfiable",
-            417 => "Expectation Failed",
             431 => "Request Header Fields Too Large",
             500 => "Internal Server Error",
             501 => "Not Implemented",
-            503 => "Service Unavailable",
             505 => "HTTP Version Not Supported",
             _ => "Unknown",
         }
@@ -81,11 +77,6 @@ impl Status {
                 Status::NOT_IMPLEMENTED
             }
         }
-    }
-
-    /// Statuses that never carry a body (RFC 9110 §6.4.1).
-    pub fn has_body(self) -> bool {
-        !(self.0 < 200 || self.0 == 204 || self.0 == 304)
     }
 }
 
