@@ -101,6 +101,8 @@ pub struct Cx<'a> {
     pub draining: bool,
     /// This call is for a readiness event that says the socket is readable.
     pub readable: bool,
+    /// ... and that the peer has closed its side (EOF follows the data).
+    pub read_closed: bool,
 }
 
 /// A response being written: its chunks and how far we got.
@@ -171,12 +173,26 @@ pub struct Connection<T> {
     buf: Vec<u8>,
     /// The client's address, for the access log.
     peer: IpAddr,
-    /// The socket may hold bytes we have not read. A read that returns less
-    /// than it asked for has emptied the socket, and new bytes arriving
-    /// later raise a fresh edge-triggered event (epoll and kqueue both do),
-    /// so until that event comes we skip the `read` that would only say
-    /// `WouldBlock`: one syscall saved per keep-alive request.
-    unread: bool,
+    /// What the socket's receive side may hold; saves the `read` that would
+    /// only say `WouldBlock` (one syscall per keep-alive request).
+    inbound: Inbound,
+}
+
+/// What we know of the bytes waiting in the socket.
+///
+/// A read that returns less than it asked for has emptied the socket, and
+/// bytes arriving later raise a fresh edge-triggered event (epoll and kqueue
+/// both do), so until that event we need not read. The exception is a peer
+/// that has closed: its FIN came with the edge we already consumed, so we
+/// must read on until we see the EOF.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Inbound {
+    /// Nothing to read until the next readable event.
+    Drained,
+    /// There may be bytes to read.
+    Pending,
+    /// The peer closed: read until EOF whatever the reads return.
+    Closing,
 }
 
 impl<T: Transport> Connection<T> {
@@ -186,7 +202,7 @@ impl<T: Transport> Connection<T> {
             state: State::Idle { since: now },
             buf: Vec::new(),
             peer,
-            unread: true,
+            inbound: Inbound::Pending,
         }
     }
 
@@ -222,7 +238,11 @@ impl<T: Transport> Connection<T> {
     /// Called on every readiness event (readable or writable, spurious ones
     /// included) and after a yield: makes all the progress the socket allows.
     pub fn resume(&mut self, cx: &mut Cx<'_>) -> Action {
-        self.unread |= cx.readable;
+        if cx.read_closed {
+            self.inbound = Inbound::Closing;
+        } else if cx.readable && self.inbound == Inbound::Drained {
+            self.inbound = Inbound::Pending;
+        }
         loop {
             let step = match &mut self.state {
                 State::Idle { .. } | State::ReadingHead { .. } => self.read_head(cx),
@@ -479,18 +499,20 @@ impl<T: Transport> Connection<T> {
 
     /// One read into the shared scratch buffer; `Interrupted` is retried.
     fn read_into_scratch(&mut self, cx: &mut Cx<'_>) -> io::Result<Read> {
-        if !self.unread {
+        if self.inbound == Inbound::Drained {
             return Ok(Read::WouldBlock);
         }
         loop {
             return match self.io.read(cx.scratch) {
                 Ok(0) => Ok(Read::Eof),
                 Ok(n) => {
-                    self.unread = n == cx.scratch.len();
+                    if self.inbound == Inbound::Pending && n < cx.scratch.len() {
+                        self.inbound = Inbound::Drained;
+                    }
                     Ok(Read::Data(n))
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.unread = false;
+                    self.inbound = Inbound::Drained;
                     Ok(Read::WouldBlock)
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -76,6 +76,26 @@ impl Transport for TcpStream {
     }
 }
 
+/// What a readiness event said about reading.
+#[derive(Clone, Copy)]
+struct Readiness {
+    readable: bool,
+    read_closed: bool,
+}
+
+impl Readiness {
+    /// Not a read event (a yield, a completion, a timeout).
+    const NONE: Readiness = Readiness {
+        readable: false,
+        read_closed: false,
+    };
+    /// A new connection: its request may already be waiting.
+    const ACCEPTED: Readiness = Readiness {
+        readable: true,
+        read_closed: false,
+    };
+}
+
 /// A slab slot: the connection and the bookkeeping the reactor keeps for it.
 struct Entry {
     conn: Connection<TcpStream>,
@@ -178,7 +198,7 @@ impl Reactor {
 
             for (key, generation) in mem::take(&mut self.yielded) {
                 if self.is_current(key, generation) {
-                    self.resume(key, false, now, &mut submitted);
+                    self.resume(key, Readiness::NONE, now, &mut submitted);
                 }
             }
             for event in events.iter() {
@@ -194,12 +214,13 @@ impl Reactor {
                     }
                     SIGNALS => self.on_signals(now),
                     Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE, now),
-                    Token(key) => self.resume(
-                        key,
-                        event.is_readable() || event.is_read_closed() || event.is_error(),
-                        now,
-                        &mut submitted,
-                    ),
+                    Token(key) => {
+                        let readiness = Readiness {
+                            readable: event.is_readable() || event.is_error(),
+                            read_closed: event.is_read_closed() || event.is_error(),
+                        };
+                        self.resume(key, readiness, now, &mut submitted)
+                    }
                 }
             }
             if self.accept_paused_until.is_some_and(|t| t <= now) {
@@ -309,12 +330,12 @@ impl Reactor {
         // The client may have sent its request with the handshake already:
         // with edge triggering we would not hear about it again.
         let mut submitted = 0;
-        self.resume(key, true, now, &mut submitted);
+        self.resume(key, Readiness::ACCEPTED, now, &mut submitted);
         self.pool.notify(submitted);
     }
 
     /// A readiness event (or a yield) for connection `key`.
-    fn resume(&mut self, key: usize, readable: bool, now: Instant, submitted: &mut usize) {
+    fn resume(&mut self, key: usize, readiness: Readiness, now: Instant, submitted: &mut usize) {
         let draining = self.drain_deadline.is_some();
         let Some(entry) = self.connections.get_mut(key) else {
             return; // an event for a connection closed earlier this turn
@@ -324,7 +345,8 @@ impl Reactor {
             limits: &self.limits,
             scratch: &mut self.scratch,
             draining,
-            readable,
+            readable: readiness.readable,
+            read_closed: readiness.read_closed,
         };
         let action = entry.conn.resume(&mut cx);
         self.act(key, action, now, submitted);
@@ -345,6 +367,7 @@ impl Reactor {
             scratch: &mut self.scratch,
             draining,
             readable: false,
+            read_closed: false,
         };
         let action = entry.conn.complete(c.response, &mut cx);
         self.act(c.key, action, now, submitted);
@@ -431,6 +454,7 @@ impl Reactor {
                 scratch: &mut self.scratch,
                 draining,
                 readable: false,
+                read_closed: false,
             };
             let action = entry.conn.on_timeout(&mut cx);
             self.act(expiry.key, action, now, submitted);

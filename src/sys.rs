@@ -120,7 +120,7 @@ pub fn open_beneath(
     follow_any_symlink: bool,
 ) -> io::Result<File> {
     if follow_any_symlink {
-        return File::open(root_path.join(relative));
+        return open_nonblocking(&root_path.join(relative));
     }
     #[cfg(target_os = "linux")]
     match openat2_beneath(root, relative) {
@@ -159,7 +159,9 @@ fn openat2_beneath(root: &File, relative: &Path) -> io::Result<File> {
     }
     .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let how = OpenHow {
-        flags: (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY) as u64,
+        // O_NONBLOCK: opening a FIFO would otherwise wait for a writer and
+        // hold a worker forever; it changes nothing for regular files.
+        flags: (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK) as u64,
         mode: 0,
         resolve: RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
     };
@@ -182,12 +184,21 @@ fn openat2_beneath(root: &File, relative: &Path) -> io::Result<File> {
     Ok(unsafe { File::from_raw_fd(fd as RawFd) })
 }
 
+/// Read-only, without waiting on a FIFO (see `openat2_beneath`).
+fn open_nonblocking(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+}
+
 /// Opens, then checks that the canonical path of the opened name is still
 /// under the (canonical) root. Portable, but a symlink swapped between the
 /// two steps can race it; Linux uses `openat2` above instead.
 fn open_then_verify(root_path: &Path, relative: &Path) -> io::Result<File> {
     let full = root_path.join(relative);
-    let file = File::open(&full)?;
+    let file = open_nonblocking(&full)?;
     let real = std::fs::canonicalize(&full)?;
     if real.starts_with(root_path) {
         Ok(file)
