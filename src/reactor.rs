@@ -336,10 +336,45 @@ impl Reactor {
 
     /// A readiness event (or a yield) for connection `key`.
     fn resume(&mut self, key: usize, readiness: Readiness, now: Instant, submitted: &mut usize) {
+        // No generation check: an event for a closed key finds no entry.
+        self.drive(key, None, readiness, now, submitted, |conn, cx| {
+            conn.resume(cx)
+        });
+    }
+
+    /// A worker finished a request.
+    fn complete(&mut self, c: Completion, now: Instant, submitted: &mut usize) {
+        let response = c.response;
+        self.drive(
+            c.key,
+            Some(c.generation),
+            Readiness::NONE,
+            now,
+            submitted,
+            |conn, cx| conn.complete(response, cx),
+        );
+    }
+
+    /// Lends connection `key` this turn's context for one `step`, then
+    /// carries out the action it returns. With `generation`, a slot that
+    /// now holds a newer connection is left alone (the old one closed and
+    /// its slot was reused).
+    fn drive(
+        &mut self,
+        key: usize,
+        generation: Option<u64>,
+        readiness: Readiness,
+        now: Instant,
+        submitted: &mut usize,
+        step: impl FnOnce(&mut Connection<TcpStream>, &mut Cx<'_>) -> Action,
+    ) {
         let draining = self.drain_deadline.is_some();
         let Some(entry) = self.connections.get_mut(key) else {
-            return; // an event for a connection closed earlier this turn
+            return;
         };
+        if generation.is_some_and(|g| g != entry.generation) {
+            return;
+        }
         let mut cx = Cx {
             now,
             limits: &self.limits,
@@ -348,29 +383,8 @@ impl Reactor {
             readable: readiness.readable,
             read_closed: readiness.read_closed,
         };
-        let action = entry.conn.resume(&mut cx);
+        let action = step(&mut entry.conn, &mut cx);
         self.act(key, action, now, submitted);
-    }
-
-    /// A worker finished a request.
-    fn complete(&mut self, c: Completion, now: Instant, submitted: &mut usize) {
-        let draining = self.drain_deadline.is_some();
-        let Some(entry) = self.connections.get_mut(c.key) else {
-            return;
-        };
-        if entry.generation != c.generation {
-            return; // that connection closed and its slot was reused
-        }
-        let mut cx = Cx {
-            now,
-            limits: &self.limits,
-            scratch: &mut self.scratch,
-            draining,
-            readable: false,
-            read_closed: false,
-        };
-        let action = entry.conn.complete(c.response, &mut cx);
-        self.act(c.key, action, now, submitted);
     }
 
     /// Carries out what a connection asked for.
@@ -437,27 +451,20 @@ impl Reactor {
     }
 
     fn expire(&mut self, now: Instant, submitted: &mut usize) {
-        let draining = self.drain_deadline.is_some();
         while let Some(expiry) = self.timers.pop_due(now) {
-            let Some(entry) = self.connections.get_mut(expiry.key) else {
-                continue;
-            };
-            if entry.generation != expiry.generation {
-                continue;
+            if let Some(entry) = self.connections.get_mut(expiry.key) {
+                if entry.generation == expiry.generation && entry.armed == Some(expiry.when) {
+                    entry.armed = None;
+                }
             }
-            if entry.armed == Some(expiry.when) {
-                entry.armed = None;
-            }
-            let mut cx = Cx {
+            self.drive(
+                expiry.key,
+                Some(expiry.generation),
+                Readiness::NONE,
                 now,
-                limits: &self.limits,
-                scratch: &mut self.scratch,
-                draining,
-                readable: false,
-                read_closed: false,
-            };
-            let action = entry.conn.on_timeout(&mut cx);
-            self.act(expiry.key, action, now, submitted);
+                submitted,
+                |conn, cx| conn.on_timeout(cx),
+            );
         }
     }
 
