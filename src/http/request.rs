@@ -173,7 +173,11 @@ pub fn parse(buf: &[u8], max_head: usize) -> Result<Parsed, ParseError> {
     let status = match req.parse(buf) {
         Ok(status) => status,
         Err(httparse::Error::TooManyHeaders) => return Err(ParseError::HeadTooLarge),
-        Err(httparse::Error::Version) => return Err(version_error(buf)),
+        Err(httparse::Error::Version) => match version_error(buf) {
+            Some(e) => return Err(e),
+            None if buf.len() + skip >= max_head => return Err(too_large(buf, max_head)),
+            None => return Ok(Parsed::Partial),
+        },
         Err(_) => return Err(ParseError::Malformed),
     };
     let len = match status {
@@ -284,22 +288,25 @@ fn leading_empty_lines(buf: &[u8]) -> usize {
 
 /// httparse says "Version" both for `HTTP/2.0` and for garbage; only a
 /// well-formed `HTTP/x.y` is a version we don't support (505), the rest is 400.
-fn version_error(buf: &[u8]) -> ParseError {
-    let line_end = buf
-        .iter()
-        .position(|&b| b == b'\r' || b == b'\n')
-        .unwrap_or(buf.len());
-    let line = &buf[..line_end];
-    let version = line.rsplit(|&b| b == b' ').next().unwrap_or(b"");
-    let well_formed = version.len() == 8
-        && version.starts_with(b"HTTP/")
-        && version[5].is_ascii_digit()
-        && version[6] == b'.'
-        && version[7].is_ascii_digit();
-    if well_formed {
-        ParseError::UnsupportedVersion
-    } else {
-        ParseError::Malformed
+///
+/// The verdict must not depend on how the line was split across reads (the
+/// fuzzer caught exactly that), so while the request line has not ended and
+/// its third word could still become `HTTP/x.y`, the answer is `None`: wait
+/// for more bytes.
+fn version_error(buf: &[u8]) -> Option<ParseError> {
+    let line_end = buf.iter().position(|&b| b == b'\r' || b == b'\n');
+    let line = &buf[..line_end.unwrap_or(buf.len())];
+    let version = line.splitn(3, |&b| b == b' ').nth(2).unwrap_or(b"");
+    const SHAPE: &[u8] = b"HTTP/0.0";
+    let fits = |(i, &b): (usize, &u8)| match SHAPE[i] {
+        b'0' => b.is_ascii_digit(),
+        c => b == c,
+    };
+    let fits_so_far = version.len() <= SHAPE.len() && version.iter().enumerate().all(fits);
+    match (line_end, fits_so_far) {
+        (Some(_), true) if version.len() == SHAPE.len() => Some(ParseError::UnsupportedVersion),
+        (None, true) => None,
+        _ => Some(ParseError::Malformed),
     }
 }
 
@@ -347,8 +354,11 @@ fn split_target(method: Method, target: &str) -> Result<(String, Option<String>)
 
 fn strip_scheme(target: &str) -> Option<&str> {
     for scheme in ["http://", "https://"] {
-        if target.len() >= scheme.len() && target[..scheme.len()].eq_ignore_ascii_case(scheme) {
-            return Some(&target[scheme.len()..]);
+        // Compare bytes: slicing the str could cut a UTF-8 character in half
+        // (a panic the fuzzer found: `GET abcdef\xc3\xa9 HTTP/1.1`).
+        let prefix = target.as_bytes().get(..scheme.len());
+        if prefix.is_some_and(|p| p.eq_ignore_ascii_case(scheme.as_bytes())) {
+            return target.get(scheme.len()..);
         }
     }
     None
@@ -579,6 +589,31 @@ mod tests {
         let h =
             ok("GET / HTTP/1.1\r\nHost: h\r\nIf-None-Match: \"a\"\r\nif-none-match: \"b\"\r\n\r\n");
         assert_eq!(h.fields.if_none_match.as_deref(), Some("\"a\", \"b\""));
+    }
+
+    /// Regression (fuzz: version-error-depends-on-segmentation): a bad
+    /// version earns the same status however the line arrives.
+    #[test]
+    fn version_verdict_does_not_depend_on_read_boundaries() {
+        let full = b"GET / HTTP/2.0\r\nHost: h\r\n\r\n";
+        for end in 1..=full.len() {
+            match parse(&full[..end], LIMIT) {
+                Ok(Parsed::Partial) | Err(ParseError::UnsupportedVersion) => {}
+                other => panic!("prefix {end}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            err("GET / HTTP/2.0x\r\nHost: h\r\n\r\n"),
+            ParseError::Malformed
+        );
+    }
+
+    /// Regression (fuzz: strip-scheme-char-boundary): a multi-byte character
+    /// where a scheme would end must not panic.
+    #[test]
+    fn non_ascii_target_is_refused_not_a_panic() {
+        let raw = "GET abcdef\u{e9} HTTP/1.1\r\nHost: h\r\n\r\n";
+        assert!(parse(raw.as_bytes(), LIMIT).is_err());
     }
 
     #[test]
