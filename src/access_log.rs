@@ -26,6 +26,11 @@ pub struct AccessRecord {
     suffix: String,
 }
 
+/// Is the access log on? (`RUST_LOG` decides.)
+pub fn enabled() -> bool {
+    log::log_enabled!(target: TARGET, log::Level::Info)
+}
+
 /// Prepares the line for one request, or `None` when the access log is off
 /// (then nothing is formatted at all).
 pub fn record(
@@ -35,7 +40,7 @@ pub fn record(
     referer: Option<&str>,
     user_agent: Option<&str>,
 ) -> Option<Box<AccessRecord>> {
-    if !log::log_enabled!(target: TARGET, log::Level::Info) {
+    if !enabled() {
         return None;
     }
     let mut prefix = String::with_capacity(128);

@@ -78,13 +78,16 @@ pub fn handle(site: &Site, req: &RequestHead, peer: IpAddr) -> Response {
             &[],
         )
     });
-    response.log = access_log::record(
-        peer,
-        &req.request_line(),
-        response.status,
-        req.fields.referer.as_deref(),
-        req.fields.user_agent.as_deref(),
-    );
+    // Check first: with the log off, not even the request line is formatted.
+    if access_log::enabled() {
+        response.log = access_log::record(
+            peer,
+            &req.request_line(),
+            response.status,
+            req.fields.referer.as_deref(),
+            req.fields.user_agent.as_deref(),
+        );
+    }
     response
 }
 
