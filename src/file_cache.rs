@@ -2,7 +2,7 @@
 //! every hit.
 //!
 //! Serving a small file costs four syscalls (`openat2`, `fstat`, `read`,
-//! `close`); a hit here costs one `stat`. The cache never serves stale bytes:
+//! `close`); a hit here costs one `fstatat` relative to the root. The cache never serves stale bytes:
 //! each hit compares the file's identity (device, inode, size, mtime and
 //! ctime, which every write updates) with the one recorded when it was read,
 //! and a mismatch is a miss. So a replaced or edited file is seen by the very
@@ -18,41 +18,22 @@
 //! critical sections are a hash lookup).
 
 use std::collections::HashMap;
-use std::fs::{self, Metadata};
-use std::os::unix::fs::MetadataExt;
+use std::fs::{File, Metadata};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+
+use crate::sys::{self, FileStamp};
 
 /// Memory the cache may hold. Entries are small files (see
 /// `handler::SMALL_FILE`), so this is a few hundred of them: the hot set of
 /// a typical site.
 pub const MAX_CACHED_BYTES: usize = 8 * 1024 * 1024;
 
-/// What identifies one version of a file's contents.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Stamp {
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-impl Stamp {
-    fn of(meta: &Metadata) -> Stamp {
-        Stamp {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            len: meta.len(),
-            mtime: (meta.mtime(), meta.mtime_nsec()),
-            ctime: (meta.ctime(), meta.ctime_nsec()),
-        }
-    }
-}
-
 struct Entry {
     data: Arc<[u8]>,
-    stamp: Stamp,
+    /// The metadata read with the data; still true while the stamp matches.
+    meta: Metadata,
+    stamp: FileStamp,
 }
 
 #[derive(Default)]
@@ -71,16 +52,17 @@ impl FileCache {
         FileCache::default()
     }
 
-    /// The cached contents of `root/relative` and its fresh metadata, if
-    /// cached and unchanged. A path that was never cached costs no syscall.
-    pub fn get(&self, root: &Path, relative: &Path) -> Option<(Arc<[u8]>, Metadata)> {
-        let (data, stamp) = {
+    /// The cached contents of `relative` under the directory `root`, and
+    /// their metadata, if cached and unchanged. A path that was never cached
+    /// costs no syscall; a cached one costs one `fstatat`.
+    pub fn get(&self, root: &File, relative: &Path) -> Option<(Arc<[u8]>, Metadata)> {
+        let (data, meta, stamp) = {
             let inner = self.lock();
             let entry = inner.entries.get(relative)?;
-            (Arc::clone(&entry.data), entry.stamp)
+            (Arc::clone(&entry.data), entry.meta.clone(), entry.stamp)
         };
-        match fs::metadata(root.join(relative)) {
-            Ok(meta) if meta.is_file() && Stamp::of(&meta) == stamp => Some((data, meta)),
+        match sys::stat_beneath(root, relative) {
+            Ok(now) if now == stamp => Some((data, meta)),
             _ => {
                 self.lock().remove(relative);
                 None
@@ -104,10 +86,12 @@ impl FileCache {
             inner.remove(&victim);
         }
         inner.bytes += data.len();
-        let stamp = Stamp::of(meta);
-        inner
-            .entries
-            .insert(relative.to_path_buf(), Entry { data, stamp });
+        let entry = Entry {
+            data,
+            meta: meta.clone(),
+            stamp: FileStamp::of(meta),
+        };
+        inner.entries.insert(relative.to_path_buf(), entry);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -126,6 +110,7 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn a_changed_file_is_a_miss() {
@@ -134,14 +119,15 @@ mod tests {
         let rel = Path::new("a.txt");
         fs::write(dir.join(rel), b"one").unwrap();
         let cache = FileCache::new();
-        assert!(cache.get(&dir, rel).is_none());
+        let root = File::open(&dir).unwrap();
+        assert!(cache.get(&root, rel).is_none());
         let meta = fs::metadata(dir.join(rel)).unwrap();
         cache.insert(rel, Arc::from(&b"one"[..]), &meta);
-        assert_eq!(&*cache.get(&dir, rel).unwrap().0, b"one");
+        assert_eq!(&*cache.get(&root, rel).unwrap().0, b"one");
         fs::write(dir.join(rel), b"two!").unwrap();
-        assert!(cache.get(&dir, rel).is_none());
+        assert!(cache.get(&root, rel).is_none());
         fs::remove_file(dir.join(rel)).unwrap();
-        assert!(cache.get(&dir, rel).is_none());
+        assert!(cache.get(&root, rel).is_none());
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -144,10 +144,10 @@ fn serve(site: &Site, req: &RequestHead) -> Response {
     // A directory's index is asked for far more often than the directory.
     let index = url.relative.join("index.html");
     if url.trailing_slash {
-        if let Some((data, meta)) = site.cache.get(&site.config.root, &index) {
+        if let Some((data, meta)) = site.cache.get(&site.root, &index) {
             return serve_file(site, req, Source::Memory(data), meta, &index);
         }
-    } else if let Some((data, meta)) = site.cache.get(&site.config.root, &url.relative) {
+    } else if let Some((data, meta)) = site.cache.get(&site.root, &url.relative) {
         return serve_file(site, req, Source::Memory(data), meta, &url.relative);
     }
     let (file, meta) = match open(site, &url.relative) {

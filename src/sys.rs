@@ -1,6 +1,7 @@
 //! The few system calls the standard library does not wrap: `sendfile(2)`
 //! for file bodies, `openat2(2)` for opening a file without leaving the
-//! served root, and the `setuid` family for dropping root.
+//! served root, `fstatat(2)` for checking a cached file cheaply, and the
+//! `setuid` family for dropping root.
 //!
 //! This is the only module with `unsafe`; each block says why it is sound.
 //! Everything OS-specific sits behind these two functions, `cfg`-gated, with
@@ -205,6 +206,60 @@ fn open_then_verify(root_path: &Path, relative: &Path) -> io::Result<File> {
     } else {
         Err(io::Error::from_raw_os_error(libc::EXDEV))
     }
+}
+
+/// What identifies one version of a file's contents: any write changes the
+/// ctime, a replacement changes the inode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStamp {
+    pub dev: u64,
+    pub ino: u64,
+    pub len: u64,
+    pub mtime: (i64, i64),
+    pub ctime: (i64, i64),
+}
+
+impl FileStamp {
+    pub fn of(meta: &std::fs::Metadata) -> FileStamp {
+        use std::os::unix::fs::MetadataExt;
+        FileStamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
+
+/// The stamp of the regular file `relative` under the directory `root`.
+/// The walk starts at the root's descriptor, not at `/`: fewer path
+/// components to look up on every cache hit. Anything but a regular file is
+/// an error.
+pub fn stat_beneath(root: &File, relative: &Path) -> io::Result<FileStamp> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let path = CString::new(relative.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `stat` is plain data for which all-zero bytes are valid.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `root` is an open descriptor, `path` is NUL-terminated and `st`
+    // a valid, exclusive out-pointer, all for the duration of the call.
+    let rc = unsafe { libc::fstatat(root.as_raw_fd(), path.as_ptr(), &mut st, 0) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if (st.st_mode & libc::S_IFMT) != libc::S_IFREG {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    #[allow(clippy::unnecessary_cast)] // the field types differ between systems
+    Ok(FileStamp {
+        dev: st.st_dev as u64,
+        ino: st.st_ino as u64,
+        len: st.st_size as u64,
+        mtime: (st.st_mtime as i64, st.st_mtime_nsec as i64),
+        ctime: (st.st_ctime as i64, st.st_ctime_nsec as i64),
+    })
 }
 
 /// Becomes `user` (and its primary and supplementary groups) for good: what

@@ -6,7 +6,6 @@ use common::*;
 
 use std::io::{BufReader, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
@@ -14,40 +13,13 @@ const THREADS: usize = 50;
 const PER_THREAD: usize = 20;
 const SIZES: [usize; 6] = [10, 1_000, 10_000, 64 * 1024, 100_000, 200_000];
 
-/// Makes sure this process may hold both ends of every connection.
-fn ensure_descriptors(needed: u64) {
-    let out = Command::new("sh")
-        .args(["-c", "ulimit -n"])
-        .output()
-        .unwrap();
-    let current = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    if current == "unlimited" || current.parse::<u64>().is_ok_and(|n| n >= needed) {
-        return;
-    }
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is a valid, writable rlimit for the duration of the call.
-    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
-    lim.rlim_cur = lim.rlim_max;
-    // SAFETY: `lim` is a valid rlimit; raising the soft limit up to the hard
-    // limit needs no privilege.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
-    assert!(
-        lim.rlim_cur >= needed,
-        "RLIMIT_NOFILE hard limit {} is below the {needed} descriptors this test needs",
-        lim.rlim_cur
-    );
-}
-
 fn request(i: usize) -> String {
     format!("GET /f{i}.bin HTTP/1.1\r\nHost: t\r\n\r\n")
 }
 
 #[test]
 fn a_thousand_clients_at_once_get_byte_correct_bodies() {
-    ensure_descriptors(4096);
+    raise_nofile_limit(4096);
     let root = TempDir::new("concurrency");
     let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
         SIZES

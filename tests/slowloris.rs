@@ -17,23 +17,6 @@ const TRICKLE: Duration = Duration::from_millis(100);
 /// closed long before this, however slowly the machine runs the test.
 const GIVE_UP: Duration = Duration::from_secs(15);
 
-/// Raises the soft descriptor limit to at least `want` (within the hard one).
-fn ensure_nofile(want: u64) {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is a valid, exclusive rlimit for the duration of the call.
-    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
-    if lim.rlim_cur >= want {
-        return;
-    }
-    lim.rlim_cur = want.min(lim.rlim_max);
-    // SAFETY: as above; raising the soft limit up to the hard one is allowed.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
-    assert!(lim.rlim_cur >= want, "RLIMIT_NOFILE hard limit too low");
-}
-
 /// What a slow connection has seen from the server so far.
 #[derive(Clone, Debug, Default)]
 struct Seen {
@@ -69,7 +52,7 @@ fn observe(s: &mut TcpStream, seen: &mut Seen) {
 
 #[test]
 fn trickling_heads_are_cut_off_by_the_total_header_timeout() {
-    ensure_nofile(4 * SLOW as u64 + 256);
+    raise_nofile_limit(4 * SLOW as libc::rlim_t + 256);
     let root = TempDir::new("slowloris");
     root.write("a.txt", "served while under attack");
     let server = TestServer::with(root.path(), |c| {

@@ -321,3 +321,25 @@ pub fn have(program: &str) -> bool {
         .map(|s| s.success())
         .unwrap_or(false)
 }
+
+/// Raises this process's soft descriptor limit to at least `want` (within
+/// the hard limit), for tests that hold many connections at once.
+pub fn raise_nofile_limit(want: libc::rlim_t) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, exclusive rlimit for the duration of the call.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    if lim.rlim_cur >= want {
+        return;
+    }
+    lim.rlim_cur = want.min(lim.rlim_max);
+    // SAFETY: as above; raising the soft limit up to the hard one needs no privilege.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+    assert!(
+        lim.rlim_cur >= want,
+        "RLIMIT_NOFILE hard limit {} is below the {want} descriptors this test needs",
+        lim.rlim_max
+    );
+}
