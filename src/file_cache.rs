@@ -34,6 +34,17 @@ struct Entry {
     /// The metadata read with the data; still true while the stamp matches.
     meta: Metadata,
     stamp: FileStamp,
+    /// The file has no `.br`/`.gz` sidecar as long as its directory has
+    /// this stamp (creating, removing or renaming an entry changes it).
+    no_sidecars_in: Option<FileStamp>,
+}
+
+/// A cache hit.
+pub struct Hit {
+    pub data: Arc<[u8]>,
+    pub meta: Metadata,
+    /// See [`FileCache::note_no_sidecars`].
+    pub no_sidecars_in: Option<FileStamp>,
 }
 
 #[derive(Default)]
@@ -55,14 +66,19 @@ impl FileCache {
     /// The cached contents of `relative` under the directory `root`, and
     /// their metadata, if cached and unchanged. A path that was never cached
     /// costs no syscall; a cached one costs one `fstatat`.
-    pub fn get(&self, root: &File, relative: &Path) -> Option<(Arc<[u8]>, Metadata)> {
-        let (data, meta, stamp) = {
+    pub fn get(&self, root: &File, relative: &Path) -> Option<Hit> {
+        let (hit, stamp) = {
             let inner = self.lock();
             let entry = inner.entries.get(relative)?;
-            (Arc::clone(&entry.data), entry.meta.clone(), entry.stamp)
+            let hit = Hit {
+                data: Arc::clone(&entry.data),
+                meta: entry.meta.clone(),
+                no_sidecars_in: entry.no_sidecars_in,
+            };
+            (hit, entry.stamp)
         };
         match sys::stat_beneath(root, relative) {
-            Ok(now) if now == stamp => Some((data, meta)),
+            Ok(now) if now == stamp => Some(hit),
             _ => {
                 self.lock().remove(relative);
                 None
@@ -90,8 +106,17 @@ impl FileCache {
             data,
             meta: meta.clone(),
             stamp: FileStamp::of(meta),
+            no_sidecars_in: None,
         };
         inner.entries.insert(relative.to_path_buf(), entry);
+    }
+
+    /// Remembers that `relative` had no sidecar while its directory had the
+    /// stamp `dir`: the next hits skip two failing opens.
+    pub fn note_no_sidecars(&self, relative: &Path, dir: FileStamp) {
+        if let Some(entry) = self.lock().entries.get_mut(relative) {
+            entry.no_sidecars_in = Some(dir);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -123,7 +148,7 @@ mod tests {
         assert!(cache.get(&root, rel).is_none());
         let meta = fs::metadata(dir.join(rel)).unwrap();
         cache.insert(rel, Arc::from(&b"one"[..]), &meta);
-        assert_eq!(&*cache.get(&root, rel).unwrap().0, b"one");
+        assert_eq!(&*cache.get(&root, rel).unwrap().data, b"one");
         fs::write(dir.join(rel), b"two!").unwrap();
         assert!(cache.get(&root, rel).is_none());
         fs::remove_file(dir.join(rel)).unwrap();

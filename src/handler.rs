@@ -31,7 +31,7 @@ use crate::http::range::{self, ByteRange, RangeOutcome};
 use crate::http::request::{Method, RequestHead};
 use crate::http::response::{error_response, http_date, Chunk, HeadBuilder, Response, Status};
 use crate::listing;
-use crate::sys;
+use crate::sys::{self, FileStamp};
 use crate::url_path::{self, PathError};
 
 /// Files up to this size are read into memory by the worker and leave in the
@@ -144,11 +144,18 @@ fn serve(site: &Site, req: &RequestHead) -> Response {
     // A directory's index is asked for far more often than the directory.
     let index = url.relative.join("index.html");
     if url.trailing_slash {
-        if let Some((data, meta)) = site.cache.get(&site.root, &index) {
-            return serve_file(site, req, Source::Memory(data), meta, &index);
+        if let Some(hit) = site.cache.get(&site.root, &index) {
+            return serve_file(
+                site,
+                req,
+                Source::cached(hit.data, hit.no_sidecars_in),
+                hit.meta,
+                &index,
+            );
         }
-    } else if let Some((data, meta)) = site.cache.get(&site.root, &url.relative) {
-        return serve_file(site, req, Source::Memory(data), meta, &url.relative);
+    } else if let Some(hit) = site.cache.get(&site.root, &url.relative) {
+        let source = Source::cached(hit.data, hit.no_sidecars_in);
+        return serve_file(site, req, source, hit.meta, &url.relative);
     }
     let (file, meta) = match open(site, &url.relative) {
         Ok(found) => found,
@@ -258,10 +265,21 @@ enum Source {
     /// An open file: read by the worker if small, else sent with `sendfile`.
     File(File),
     /// A small file's contents, from the cache or just read.
-    Memory(Arc<[u8]>),
+    Memory {
+        data: Arc<[u8]>,
+        /// From the cache: no sidecar exists while the directory has this stamp.
+        no_sidecars_in: Option<FileStamp>,
+    },
 }
 
 impl Source {
+    fn cached(data: Arc<[u8]>, no_sidecars_in: Option<FileStamp>) -> Source {
+        Source::Memory {
+            data,
+            no_sidecars_in,
+        }
+    }
+
     /// Small files are read into memory now: the read is needed anyway (they
     /// leave with the head in one `writev`), and the cache keeps them.
     fn load_small(self, site: &Site, relative: &Path, meta: &Metadata) -> Source {
@@ -276,7 +294,7 @@ impl Source {
             Ok(()) => {
                 let data: Arc<[u8]> = data.into();
                 site.cache.insert(relative, Arc::clone(&data), meta);
-                Source::Memory(data)
+                Source::cached(data, None)
             }
             // Shrunk since fstat: leave it to the body writer to fail cleanly.
             Err(_) => Source::File(file),
@@ -311,11 +329,26 @@ fn serve_file(
     let config = &site.config;
     let ty = content_type(config, relative);
 
-    // Precompressed sidecars: look them up, choose by Accept-Encoding.
+    // Precompressed sidecars: look them up, choose by Accept-Encoding. Most
+    // files have none, and two failing opens per request are costly, so the
+    // cache remembers "none" together with the directory's stamp, which any
+    // new, removed or renamed entry changes: one cheap `fstatat` instead.
     let (mut brotli, mut gzip) = (None, None);
+    let mut none_while_dir_is = None;
     if may_have_sidecar(&ty) {
-        brotli = sidecar(site, relative, Coding::Brotli);
-        gzip = sidecar(site, relative, Coding::Gzip);
+        let dir = relative.parent().unwrap_or(Path::new(""));
+        let dir = sys::stat_beneath(&site.root, dir).ok();
+        let known_none = matches!(
+            &source,
+            Source::Memory { no_sidecars_in: Some(stamp), .. } if Some(*stamp) == dir
+        );
+        if !known_none {
+            brotli = sidecar(site, relative, Coding::Brotli);
+            gzip = sidecar(site, relative, Coding::Gzip);
+            if brotli.is_none() && gzip.is_none() {
+                none_while_dir_is = dir;
+            }
+        }
     }
     let has_sidecar = brotli.is_some() || gzip.is_some();
     let accept = AcceptEncoding::parse(req.fields.accept_encoding.as_deref());
@@ -334,6 +367,9 @@ fn serve_file(
             coding: Coding::Identity,
         },
     };
+    if let Some(dir) = none_while_dir_is {
+        site.cache.note_no_sidecars(relative, dir);
+    }
 
     let len = variant.meta.len();
     let modified = variant.meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
@@ -451,7 +487,7 @@ fn single_body(
     let mut bytes = head.finish(req.keep_alive, req.minor_version == 0);
     let mut chunks = Vec::with_capacity(2);
     let file = match source {
-        Source::Memory(data) => {
+        Source::Memory { data, .. } => {
             if !head_only {
                 bytes.extend_from_slice(&data[offset as usize..(offset + len) as usize]);
             }
@@ -531,7 +567,7 @@ fn multipart(
     // Every part points into the same file (or the same bytes).
     let file = match variant.source {
         Source::File(file) => Ok(Arc::new(file)),
-        Source::Memory(data) => Err(data),
+        Source::Memory { data, .. } => Err(data),
     };
     let mut body: Vec<Chunk> = Vec::with_capacity(parts.len() * 2 + 1);
     for (i, part) in parts.iter().enumerate() {

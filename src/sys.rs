@@ -232,14 +232,15 @@ impl FileStamp {
     }
 }
 
-/// The stamp of the regular file `relative` under the directory `root`.
-/// The walk starts at the root's descriptor, not at `/`: fewer path
-/// components to look up on every cache hit. Anything but a regular file is
-/// an error.
+/// The stamp of `relative` (a file, or a directory; empty means the root
+/// itself) under the directory `root`. The walk starts at the root's
+/// descriptor, not at `/`: fewer path components to look up on every cache
+/// hit.
 pub fn stat_beneath(root: &File, relative: &Path) -> io::Result<FileStamp> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
-    let path = CString::new(relative.as_os_str().as_bytes())
+    let relative = relative.as_os_str().as_bytes();
+    let path = CString::new(if relative.is_empty() { b"." } else { relative })
         .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: `stat` is plain data for which all-zero bytes are valid.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
@@ -248,9 +249,6 @@ pub fn stat_beneath(root: &File, relative: &Path) -> io::Result<FileStamp> {
     let rc = unsafe { libc::fstatat(root.as_raw_fd(), path.as_ptr(), &mut st, 0) };
     if rc != 0 {
         return Err(io::Error::last_os_error());
-    }
-    if (st.st_mode & libc::S_IFMT) != libc::S_IFREG {
-        return Err(io::Error::from(io::ErrorKind::InvalidInput));
     }
     #[allow(clippy::unnecessary_cast)] // the field types differ between systems
     Ok(FileStamp {

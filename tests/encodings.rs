@@ -270,3 +270,28 @@ fn sidecar_without_original_is_not_served() {
     assert_eq!(r.status, 404);
     assert_eq!(r.header("content-encoding"), None);
 }
+
+/// The small-file cache remembers "no sidecar" only as long as the
+/// directory is unchanged: a sidecar added later is served by the very next
+/// request, and one removed stops being served.
+#[test]
+fn sidecar_added_or_removed_later_is_seen_at_once() {
+    let root = TempDir::new("sidecar-later");
+    root.write("sub/late.css", "body{}");
+    let server = TestServer::start(root.path());
+    for _ in 0..3 {
+        let r = get(server.addr, "/sub/late.css", &["Accept-Encoding: gzip"]);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-encoding"), None);
+        assert_eq!(r.header("vary"), None);
+    }
+    root.write("sub/late.css.gz", "GZIPPED");
+    let r = get(server.addr, "/sub/late.css", &["Accept-Encoding: gzip"]);
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    assert_eq!(r.header("vary"), Some("Accept-Encoding"));
+    assert_eq!(r.body, b"GZIPPED");
+    std::fs::remove_file(root.path().join("sub/late.css.gz")).unwrap();
+    let r = get(server.addr, "/sub/late.css", &["Accept-Encoding: gzip"]);
+    assert_eq!(r.header("content-encoding"), None);
+    assert_eq!(r.body, b"body{}");
+}
