@@ -143,19 +143,14 @@ fn serve(site: &Site, req: &RequestHead) -> Response {
     };
     // A directory's index is asked for far more often than the directory.
     let index = url.relative.join("index.html");
-    if url.trailing_slash {
-        if let Some(hit) = site.cache.get(&site.root, &index) {
-            return serve_file(
-                site,
-                req,
-                Source::cached(hit.data, hit.no_sidecars_in),
-                hit.meta,
-                &index,
-            );
-        }
-    } else if let Some(hit) = site.cache.get(&site.root, &url.relative) {
+    let likely = if url.trailing_slash {
+        &index
+    } else {
+        &url.relative
+    };
+    if let Some(hit) = site.cache.get(&site.root, likely) {
         let source = Source::cached(hit.data, hit.no_sidecars_in);
-        return serve_file(site, req, source, hit.meta, &url.relative);
+        return serve_file(site, req, source, hit.meta, likely);
     }
     let (file, meta) = match open(site, &url.relative) {
         Ok(found) => found,
