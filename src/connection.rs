@@ -206,10 +206,6 @@ impl<T: Transport> Connection<T> {
         }
     }
 
-    pub fn io(&self) -> &T {
-        &self.io
-    }
-
     pub fn peer(&self) -> IpAddr {
         self.peer
     }
