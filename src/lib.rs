@@ -1,32 +1,41 @@
 //! stoke: a static-file HTTP/1.1 server on a hand-rolled reactor.
 //!
+//! The folders show the architecture. Arrows point one way:
+//!
+//! ```text
+//! main → server → models/ ──drives──▶ conn/ ──▶ http/
+//!                    │                           ▲
+//!                    └──calls──▶ site/ ──────────┘
+//!                                  └──▶ sys/
+//! ```
+//!
+//! - [`http`]: pure HTTP/1.1, sans-IO (bytes and field values in, decisions out).
+//! - [`conn`]: one connection as a sans-IO state machine, shared by every model.
+//! - [`site`]: request → response: the blocking file work, the same in every model.
+//! - [`models`]: ways to run `conn` + `site` on threads and sockets.
+//! - [`sys`]: every `unsafe` and OS-specific call.
+//!
 //! Read it in the order a request travels (docs/ARCHITECTURE.md walks it):
 //!
 //! | stage | module | thread |
 //! |---|---|---|
 //! | start: bind, spawn workers | [`server`] | main |
-//! | the event loop: accept, readiness, timers | [`reactor`], [`timer`] | reactor |
-//! | read, parse, write: the connection state machine | [`connection`], [`http::request`] | reactor |
-//! | dispatch to the pool | [`pool`] | reactor → workers |
-//! | resolve the path, open, stat, build the answer | [`handler`], [`url_path`], [`file_cache`], [`listing`], [`http`] | worker |
-//! | hand the answer back | [`completion`] | worker → reactor |
+//! | the event loop: accept, readiness, timers | [`models::reactor::event_loop`], [`models::reactor::timer`] | reactor |
+//! | read, parse, write: the connection state machine | [`conn`], [`http::request`] | reactor |
+//! | dispatch to the pool | [`models::reactor::pool`] | reactor → workers |
+//! | resolve the path, open, stat, build the answer | [`site`], [`site::url_path`], [`site::cache`], [`site::listing`], [`http`] | worker |
+//! | hand the answer back | [`models::reactor::completion`] | worker → reactor |
 //! | `sendfile`, `openat2` | [`sys`] | both |
 //! | one log line per request | [`access_log`] | both |
 
 pub mod access_log;
-pub mod completion;
 pub mod config;
-pub mod connection;
-pub mod file_cache;
-pub mod handler;
+pub mod conn;
 pub mod http;
-pub mod listing;
-pub mod pool;
-pub mod reactor;
+pub mod models;
 pub mod server;
+pub mod site;
 pub mod sys;
-pub mod timer;
-pub mod url_path;
 
 pub use config::{Cli, Config};
 pub use server::{Handle, Server};

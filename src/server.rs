@@ -14,11 +14,12 @@ use std::sync::Arc;
 use mio::net::TcpListener;
 use mio::{Interest, Poll, Token, Waker};
 
-use crate::completion::CompletionQueue;
 use crate::config::Config;
-use crate::handler::Site;
-use crate::pool::Pool;
-use crate::reactor::{Reactor, Summary, LISTENER_BASE, SIGNALS, WAKER};
+use crate::models::reactor::completion::CompletionQueue;
+use crate::models::reactor::event_loop::{Reactor, LISTENER_BASE, SIGNALS, WAKER};
+use crate::models::reactor::pool::Pool;
+use crate::models::Summary;
+use crate::site::Site;
 
 /// Why the server could not start.
 #[derive(Debug)]

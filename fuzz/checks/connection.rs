@@ -28,7 +28,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use stoke::connection::{Action, Connection, Cx, Limits, Transport, MAX_DISCARDED_BODY};
+use stoke::conn::{Action, Connection, Cx, Limits, Transport, MAX_DISCARDED_BODY};
 use stoke::http::request::{self, BodyFraming, Parsed, RequestHead};
 use stoke::http::response::{Chunk, HeadBuilder, Response, Status};
 

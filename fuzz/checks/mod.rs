@@ -18,7 +18,7 @@ macro_rules! ensure {
 /// `STOKE_FUZZ_IGNORE` (comma-separated, read once). Empty by default, so
 /// the replay test and a plain fuzz run report everything.
 ///
-/// - `eof-stall`: connection.rs; request bytes and FIN read together leave
+/// - `eof-stall`: conn/mod.rs; request bytes and FIN read together leave
 ///   the EOF unread until a timer fires.
 /// - `strip-scheme`: request.rs `strip_scheme` slices the target at byte 7/8
 ///   without checking for a char boundary (panic on non-ASCII targets).

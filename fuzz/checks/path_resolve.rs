@@ -1,5 +1,5 @@
 //! `path_resolve`: the first byte chooses `allow_hidden`, the rest (lossy
-//! UTF-8) is a request path → `stoke::url_path::decode`.
+//! UTF-8) is a request path → `stoke::site::url_path::decode`.
 //!
 //! Invariants: no panic; an accepted path is relative, made of plain names
 //! only (no "", ".", "..", no NUL, no '/' inside a name), hides dotfiles
@@ -9,7 +9,7 @@
 
 use std::path::Component;
 
-use stoke::url_path::{decode, encode};
+use stoke::site::url_path::{decode, encode};
 
 pub fn check(data: &[u8]) -> Result<(), String> {
     let Some((&first, rest)) = data.split_first() else {

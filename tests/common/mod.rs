@@ -75,7 +75,7 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
 pub struct TestServer {
     pub addr: SocketAddr,
     handle: Handle,
-    thread: Option<JoinHandle<std::io::Result<stoke::reactor::Summary>>>,
+    thread: Option<JoinHandle<std::io::Result<stoke::models::Summary>>>,
 }
 
 impl TestServer {
@@ -112,7 +112,7 @@ impl TestServer {
     }
 
     /// Shuts down gracefully and returns the summary.
-    pub fn stop(mut self) -> stoke::reactor::Summary {
+    pub fn stop(mut self) -> stoke::models::Summary {
         self.handle.shutdown();
         self.thread.take().unwrap().join().unwrap().unwrap()
     }

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use crate::sys::{self, FileStamp};
 
 /// Memory the cache may hold. Entries are small files (see
-/// `handler::SMALL_FILE`), so this is a few hundred of them: the hot set of
+/// `site::SMALL_FILE`), so this is a few hundred of them: the hot set of
 /// a typical site.
 pub const MAX_CACHED_BYTES: usize = 8 * 1024 * 1024;
 

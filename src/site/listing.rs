@@ -16,7 +16,7 @@ use std::io;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::url_path::{encode, is_hidden_name};
+use crate::site::url_path::{encode, is_hidden_name};
 
 /// At most this many entries are read from one directory: it bounds the
 /// memory and page size a single request can cost, and a longer listing is

@@ -4,7 +4,7 @@
 //! 1. sleep in `poll` until a socket is ready, a worker wakes us, or the
 //!    earliest deadline (the heap in `timer.rs`) is due;
 //! 2. for each event: accept on a listener until `WouldBlock`; let a
-//!    connection make progress (`connection.rs` reads, parses and writes
+//!    connection make progress (`conn/mod.rs` reads, parses and writes
 //!    until `WouldBlock`); on the waker's token, deliver every finished
 //!    response from the completion queue (wakes coalesce, so drain it all);
 //! 3. expire due deadlines;
@@ -33,12 +33,13 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::completion::{Completion, CompletionQueue};
-use crate::connection::{Action, Connection, Cx, Limits, Transport};
-use crate::handler::{self, Site};
-use crate::pool::Pool;
+use crate::conn::{Action, Connection, Cx, Limits, Transport};
+use crate::models::reactor::completion::{Completion, CompletionQueue};
+use crate::models::reactor::pool::Pool;
+use crate::models::reactor::timer::{Expiry, Timers};
+use crate::models::Summary;
+use crate::site::{self, Site};
 use crate::sys;
-use crate::timer::{Expiry, Timers};
 
 /// Tokens at the top of the range name the non-connection sources; slab keys
 /// (connections) count up from zero and never get near them.
@@ -103,15 +104,6 @@ struct Entry {
     generation: u64,
     /// The earliest deadline already in the timer heap for this connection.
     armed: Option<Instant>,
-}
-
-/// Counters for the shutdown summary.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Summary {
-    pub connections: u64,
-    pub requests: u64,
-    /// Connections still open when the shutdown deadline passed.
-    pub cut_off: usize,
 }
 
 pub struct Reactor {
@@ -406,7 +398,7 @@ impl Reactor {
                 let site = Arc::clone(&self.site);
                 let queue = Arc::clone(&self.completions);
                 self.pool.submit(Box::new(move || {
-                    let response = handler::handle(&site, &head, peer);
+                    let response = site::handle(&site, &head, peer);
                     queue.push(Completion {
                         key,
                         generation,

@@ -22,17 +22,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+pub mod cache;
+pub mod listing;
+pub mod url_path;
+
 use crate::access_log;
 use crate::config::Config;
-use crate::file_cache::FileCache;
 use crate::http::conditional::{self, Conditions, Precondition, Validators};
 use crate::http::encoding::{AcceptEncoding, Coding};
 use crate::http::range::{self, ByteRange, RangeOutcome};
 use crate::http::request::{Method, RequestHead};
 use crate::http::response::{error_response, http_date, Chunk, HeadBuilder, Response, Status};
-use crate::listing;
 use crate::sys::{self, FileStamp};
-use crate::url_path::{self, PathError};
+use cache::FileCache;
+use url_path::PathError;
 
 /// Files up to this size are read into memory by the worker and leave in the
 /// same `writev` as the head: one syscall on the reactor instead of two, and
