@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::models::Model;
+
 /// Longest request head (request line + fields) we buffer. nginx and most
 /// servers use 8 KiB; real browser heads are under 2 KiB.
 pub const DEFAULT_MAX_HEAD: usize = 8 * 1024;
@@ -29,6 +31,12 @@ pub const DEFAULT_HEADER_TIMEOUT_SECS: f64 = 10.0;
 /// How long an idle keep-alive connection is kept (nginx: 75 s; we are
 /// stingier, since an idle connection serves nobody).
 pub const DEFAULT_KEEPALIVE_TIMEOUT_SECS: f64 = 5.0;
+
+/// Threads of `--model pool` when `--threads` is not given. A pool thread
+/// holds one client from accept to close, idle keep-alive time included, so
+/// this is also how many clients are served at once: a few dozen browsers
+/// (each opens up to 6 connections), at ~30 KiB of memory per thread.
+pub const DEFAULT_POOL_THREADS: usize = 128;
 
 /// How long a graceful shutdown waits for responses in flight.
 pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: f64 = 10.0;
@@ -54,7 +62,12 @@ pub struct Cli {
     )]
     pub listen: Vec<SocketAddr>,
 
-    /// Worker threads for file work [default: available parallelism].
+    /// How connections are run: one event loop, a thread pool, or a thread each (see docs/MODELS.md).
+    #[arg(long, value_enum, default_value_t = Model::Reactor)]
+    pub model: Model,
+
+    /// Threads: the reactor's file workers [default: available parallelism], or the
+    /// pool's connection threads [default: 128]; other models ignore it.
     #[arg(short, long, value_name = "N")]
     pub threads: Option<usize>,
 
@@ -114,6 +127,7 @@ pub struct Config {
     /// Canonical absolute path of the served directory.
     pub root: PathBuf,
     pub listen: Vec<SocketAddr>,
+    pub model: Model,
     pub threads: usize,
     pub max_connections: usize,
     pub max_head: usize,
@@ -173,6 +187,7 @@ impl Config {
         let threads = match cli.threads {
             Some(0) => return Err(invalid("--threads must be at least 1")),
             Some(n) => n,
+            None if cli.model == Model::Pool => DEFAULT_POOL_THREADS,
             None => std::thread::available_parallelism().map_or(2, |n| n.get()),
         };
         if cli.max_connections == 0 {
@@ -205,6 +220,7 @@ impl Config {
         Ok(Config {
             root,
             listen: cli.listen,
+            model: cli.model,
             threads,
             max_connections: cli.max_connections,
             max_head: cli.max_head_size,
@@ -270,6 +286,19 @@ mod tests {
         assert_eq!(c.max_connections, 10_000);
         assert_eq!(c.max_head, 8192);
         assert_eq!(c.keepalive_timeout, Duration::from_secs(5));
+        assert_eq!(c.model, Model::Reactor);
+    }
+
+    #[test]
+    fn model_names_and_the_pool_thread_default() {
+        for model in Model::ALL {
+            let c = cli(&[".", "--model", model.name()]).unwrap();
+            assert_eq!(c.model, model);
+        }
+        assert_eq!(cli(&[".", "--model", "pool"]).unwrap().threads, 128);
+        let c = cli(&[".", "--model", "pool", "--threads", "3"]).unwrap();
+        assert_eq!(c.threads, 3);
+        assert!(cli(&[".", "--model", "fork"]).is_err());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The `stoke` command: parse the command line, start the server, turn any
 //! failure into one line on stderr and a non-zero exit.
 //!
-//! Runs on: the main thread, which becomes the reactor.
+//! Runs on: the main thread, which becomes the reactor (or, for the
+//! blocking models, the thread that accepts or waits for shutdown).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -44,7 +45,7 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(e) => fail(&format!("event loop failed: {e}")),
+        Err(e) => fail(&format!("server failed: {e}")),
     }
 }
 

@@ -1,24 +1,18 @@
-//! Starting and stopping a server: binds the listeners, starts the worker
-//! pool and hands everything to the reactor. The public face of the library
-//! (`main.rs` and the tests use only this).
+//! Starting and stopping a server: binds the listeners, drops privileges,
+//! opens the site and hands everything to the `--model` (`models/`). The
+//! public face of the library (`main.rs` and the tests use only this).
 //!
-//! Runs on: whichever thread calls [`Server::bind`] and [`Server::run`]; that
-//! thread becomes the reactor.
+//! Runs on: whichever thread calls [`Server::bind`] and [`Server::run`]; for
+//! the reactor models that thread becomes the reactor.
 
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use mio::net::TcpListener;
-use mio::{Interest, Poll, Token, Waker};
-
 use crate::config::Config;
-use crate::models::reactor::completion::CompletionQueue;
-use crate::models::reactor::event_loop::{Reactor, LISTENER_BASE, SIGNALS, WAKER};
-use crate::models::reactor::pool::Pool;
-use crate::models::Summary;
+use crate::models::{Bound, Shutdown, Summary};
 use crate::site::Site;
 
 /// Why the server could not start.
@@ -46,43 +40,38 @@ impl std::error::Error for StartError {}
 
 /// A bound server, ready to [`run`](Server::run).
 pub struct Server {
-    reactor: Reactor,
+    model: Bound,
     addrs: Vec<SocketAddr>,
 }
 
 /// Asks a running server to shut down gracefully, from any thread.
 #[derive(Clone)]
 pub struct Handle {
-    flag: Arc<AtomicBool>,
-    queue: Arc<CompletionQueue>,
+    shutdown: Arc<Shutdown>,
     open: Arc<AtomicUsize>,
 }
 
 impl Handle {
-    /// Connections the reactor holds (as of its last loop turn).
+    /// Connections the server holds (for the reactor: as of its last loop turn).
     pub fn open_connections(&self) -> usize {
         self.open.load(Ordering::Relaxed)
     }
 
     pub fn shutdown(&self) {
-        self.flag.store(true, Ordering::Release);
-        self.queue.wake();
+        self.shutdown.request();
     }
 }
 
 impl Server {
-    /// Binds every listen address and starts the workers. Port 0 picks a
-    /// free port; [`Server::local_addrs`] tells which.
+    /// Binds every listen address and sets up the `--model` (for the
+    /// reactor: starts the workers). Port 0 picks a free port;
+    /// [`Server::local_addrs`] tells which.
     pub fn bind(config: Config) -> Result<Server, StartError> {
         let config = Arc::new(config);
-        let poll = Poll::new().map_err(|e| StartError::Io("create the poller", e))?;
         let mut listeners = Vec::new();
         let mut addrs = Vec::new();
-        for (i, addr) in config.listen.iter().enumerate() {
-            let mut listener = TcpListener::bind(*addr).map_err(|e| StartError::Bind(*addr, e))?;
-            poll.registry()
-                .register(&mut listener, Token(LISTENER_BASE + i), Interest::READABLE)
-                .map_err(|e| StartError::Io("register a listener", e))?;
+        for addr in &config.listen {
+            let listener = TcpListener::bind(*addr).map_err(|e| StartError::Bind(*addr, e))?;
             addrs.push(
                 listener
                     .local_addr()
@@ -93,16 +82,12 @@ impl Server {
         if let Some(user) = &config.user {
             crate::sys::drop_privileges(user).map_err(|e| StartError::User(user.clone(), e))?;
         }
-        let waker = Waker::new(poll.registry(), WAKER)
-            .map_err(|e| StartError::Io("create the waker", e))?;
-        let completions = Arc::new(CompletionQueue::new(waker));
         let site = Arc::new(
             Site::new(Arc::clone(&config)).map_err(|e| StartError::Io("open the root", e))?,
         );
-        let pool =
-            Pool::new(config.threads).map_err(|e| StartError::Io("start worker threads", e))?;
-        let reactor = Reactor::new(poll, listeners, pool, site, completions);
-        Ok(Server { reactor, addrs })
+        let model = Bound::new(config.model, listeners, site)
+            .map_err(|(what, e)| StartError::Io(what, e))?;
+        Ok(Server { model, addrs })
     }
 
     /// The addresses actually bound (useful with port 0).
@@ -112,9 +97,8 @@ impl Server {
 
     pub fn handle(&self) -> Handle {
         Handle {
-            flag: Arc::clone(&self.reactor.shutdown_requested),
-            queue: Arc::clone(&self.reactor.completions),
-            open: Arc::clone(&self.reactor.open),
+            shutdown: self.model.shutdown(),
+            open: self.model.open(),
         }
     }
 
@@ -122,20 +106,11 @@ impl Server {
     /// Rust programs start with it ignored, so a write to a closed socket is
     /// an `EPIPE` error, never a death.)
     pub fn handle_signals(&mut self) -> io::Result<()> {
-        let mut signals = signal_hook_mio::v1_0::Signals::new([
-            signal_hook::consts::SIGINT,
-            signal_hook::consts::SIGTERM,
-        ])?;
-        self.reactor
-            .poll
-            .registry()
-            .register(&mut signals, SIGNALS, Interest::READABLE)?;
-        self.reactor.signals = Some(signals);
-        Ok(())
+        self.model.handle_signals()
     }
 
-    /// Runs the reactor on this thread until a graceful shutdown completes.
+    /// Runs the server on this thread until a graceful shutdown completes.
     pub fn run(self) -> io::Result<Summary> {
-        self.reactor.run()
+        self.model.run()
     }
 }

@@ -35,6 +35,7 @@ fn a_thousand_clients_at_once_get_byte_correct_bodies() {
     // generous keep-alive timeout keeps a slow machine from closing them.
     let server = TestServer::with(root.path(), |c| {
         c.keepalive_timeout = Duration::from_secs(60);
+        serve_at_once(c, THREADS * PER_THREAD);
     });
     let addr = server.addr;
     let barrier = Arc::new(Barrier::new(THREADS));

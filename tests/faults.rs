@@ -296,6 +296,7 @@ fn unknown_user_fails_to_start_with_one_clear_line() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_stoke"))
         .arg(root.path())
         .args(["--listen", "127.0.0.1:0", "--user", "no-such-user-xyz"])
+        .args(model_args())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -28,10 +28,11 @@ impl LimitedServer {
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(format!(
-                "ulimit -n {LIMIT} && exec \"$0\" \"$1\" --listen 127.0.0.1:0 --keepalive-timeout 60"
+                "ulimit -n {LIMIT} && exec \"$0\" \"$1\" --listen 127.0.0.1:0 --keepalive-timeout 60 \"$2\" \"$3\""
             ))
             .arg(env!("CARGO_BIN_EXE_stoke"))
             .arg(root)
+            .args(model_args())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

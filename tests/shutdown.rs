@@ -196,6 +196,7 @@ fn start_up_mistakes_exit_non_zero_with_one_stoke_line() {
     for (what, args) in cases {
         let mut child = Command::new(env!("CARGO_BIN_EXE_stoke"))
             .args(&args)
+            .args(model_args())
             .env("RUST_LOG", "info")
             .env("RUST_BACKTRACE", "1")
             .stdin(Stdio::null())

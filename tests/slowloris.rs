@@ -59,6 +59,8 @@ fn trickling_heads_are_cut_off_by_the_total_header_timeout() {
         c.header_timeout = Duration::from_secs(1);
         // Keep-alive idle time must not be what closes them.
         c.keepalive_timeout = Duration::from_secs(60);
+        // The slow ones and the normal client, all at once.
+        serve_at_once(c, SLOW + 1);
     });
     assert!(server.open_connections() == 0);
 

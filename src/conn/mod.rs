@@ -14,8 +14,9 @@
 //!
 //! The machine is sans-IO in the sense that matters: it talks to its socket
 //! only through the small [`Transport`] trait, so the reactor drives it with
-//! a real `mio::net::TcpStream`, and the fuzzers and unit tests drive it with
-//! an in-memory fake. It never blocks, never touches the file system and
+//! a real `mio::net::TcpStream`, the blocking models with a blocking
+//! `std::net::TcpStream` (`models/blocking.rs`), and the fuzzers and unit
+//! tests with an in-memory fake. It never blocks, never touches the file system and
 //! never sees a thread: a complete head leaves as [`Action::Dispatch`] and
 //! the answer comes back through [`Connection::complete`].
 //!
@@ -25,7 +26,8 @@
 //! construction and bounds memory: while a response is pending, nothing more
 //! is read from the socket.
 //!
-//! Runs on: the reactor thread.
+//! Runs on: the thread that drives it (the reactor, or a blocking model's
+//! connection thread).
 
 use std::fs::File;
 use std::io::{self, IoSlice};
@@ -45,6 +47,15 @@ pub trait Transport {
     fn send_file(&mut self, file: &File, offset: u64, len: usize) -> io::Result<usize>;
     /// Half-closes: the peer sees EOF after the bytes already sent.
     fn shutdown_write(&mut self);
+
+    /// The time after a call above returned, given the time the caller
+    /// cached before it. A non-blocking socket never waits, so the cached
+    /// time is still good (the reactor reads the clock once per turn); a
+    /// blocking one may have slept in the call and must read the clock, or
+    /// every deadline set after a long wait would start in the past.
+    fn now(&self, cached: Instant) -> Instant {
+        cached
+    }
 }
 
 /// The limits a connection enforces; copied from the configuration.
@@ -212,6 +223,17 @@ impl<T: Transport> Connection<T> {
 
     pub fn is_closed(&self) -> bool {
         matches!(self.state, State::Closed)
+    }
+
+    /// Between requests with nothing buffered: what a shutdown closes at once.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.state, State::Idle { .. })
+    }
+
+    /// The transport, for a driver that configures its socket between calls
+    /// (the blocking models set its timeouts from [`Connection::deadline`]).
+    pub fn transport_mut(&mut self) -> &mut T {
+        &mut self.io
     }
 
     /// Bytes buffered but not parsed yet (tests and fuzzers check its bound).
@@ -422,6 +444,7 @@ impl<T: Transport> Connection<T> {
         };
         let before = out.sent;
         let result = write_out(&mut self.io, out);
+        cx.now = self.io.now(cx.now);
         if out.sent > before {
             *progress = cx.now;
         }
@@ -499,7 +522,9 @@ impl<T: Transport> Connection<T> {
             return Ok(Read::WouldBlock);
         }
         loop {
-            return match self.io.read(cx.scratch) {
+            let result = self.io.read(cx.scratch);
+            cx.now = self.io.now(cx.now);
+            return match result {
                 Ok(0) => Ok(Read::Eof),
                 Ok(n) => {
                     if self.inbound == Inbound::Pending && n < cx.scratch.len() {

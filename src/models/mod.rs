@@ -1,13 +1,72 @@
 //! The ways of running the shared core (`conn` + `site`) on threads and
 //! sockets. Only this folder knows about mio, pools, wakers and blocking
-//! sockets; everything it drives is shared.
+//! sockets; everything it drives is shared, so for the same request every
+//! model sends the same bytes and enforces the same limits.
 //!
-//! Today there is one model, [`reactor`]: one `mio::Poll` thread owns every
-//! socket and hands the blocking file work to a work-stealing pool.
+//! | `--model` | who reads and writes sockets | who does the file work |
+//! |---|---|---|
+//! | `reactor` | one [`reactor`] thread, non-blocking | the work-stealing pool |
+//! | `reactor-inline` | one [`reactor`] thread, non-blocking | that same thread |
+//! | `pool` | `--threads` [`blocking_pool`] threads, one client each | the client's thread |
+//! | `thread-per-connection` | a new [`thread_per_conn`] thread per client | the client's thread |
+//!
+//! The two blocking models share their driver ([`blocking`]) and differ only
+//! in who owns the threads; docs/MODELS.md compares all four.
 //!
 //! Runs on: the threads each model starts.
 
+use std::fmt;
+use std::io;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::site::Site;
+
+pub mod blocking;
+pub mod blocking_pool;
 pub mod reactor;
+pub mod thread_per_conn;
+
+/// How the server runs its connections (`--model`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Model {
+    /// One event-loop thread owns every socket; a work-stealing pool does the file work.
+    #[default]
+    Reactor,
+    /// The same event loop doing the file work itself, with no pool (the control).
+    ReactorInline,
+    /// --threads pre-created threads, each serving one client at a time, accept to close.
+    Pool,
+    /// A new thread for every client, ended when it closes (at most --max-connections).
+    ThreadPerConnection,
+}
+
+impl Model {
+    pub const ALL: [Model; 4] = [
+        Model::Reactor,
+        Model::ReactorInline,
+        Model::Pool,
+        Model::ThreadPerConnection,
+    ];
+
+    /// The name `--model` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Model::Reactor => "reactor",
+            Model::ReactorInline => "reactor-inline",
+            Model::Pool => "pool",
+            Model::ThreadPerConnection => "thread-per-connection",
+        }
+    }
+}
+
+impl fmt::Display for Model {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// Counters for the shutdown summary, the same for every model.
 #[derive(Debug, Default, Clone, Copy)]
@@ -16,4 +75,111 @@ pub struct Summary {
     pub requests: u64,
     /// Connections still open when the shutdown deadline passed.
     pub cut_off: usize,
+}
+
+/// Size of the read scratch buffer (one per reactor, one per blocking
+/// connection thread). Enough for a large head or a burst of pipelined ones
+/// in one `read`.
+pub(crate) const SCRATCH_SIZE: usize = 16 * 1024;
+
+/// When `accept` fails for lack of descriptors or memory, we stop accepting
+/// for this long instead of retrying in a hot loop (the pending connection
+/// stays in the backlog, so the listener would report ready forever).
+pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// `accept` errors that mean "no descriptors or memory right now".
+pub(crate) fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// A graceful-shutdown request, shared by a running model and every
+/// `Handle`: a flag, and how to wake the model's sleeping threads so they
+/// look at it (the reactor's waker; the blocking models' alarm).
+pub struct Shutdown {
+    requested: Arc<AtomicBool>,
+    wake: Box<dyn Fn() + Send + Sync>,
+}
+
+impl Shutdown {
+    pub(crate) fn new(requested: Arc<AtomicBool>, wake: Box<dyn Fn() + Send + Sync>) -> Shutdown {
+        Shutdown { requested, wake }
+    }
+
+    /// Asks for a graceful shutdown (from any thread; repeating is harmless).
+    pub fn request(&self) {
+        self.requested.store(true, Ordering::Release);
+        (self.wake)();
+    }
+
+    pub fn is_requested(&self) -> bool {
+        self.requested.load(Ordering::Acquire)
+    }
+}
+
+/// A model set up by `Server::bind`: listeners bound, ready to run.
+pub(crate) enum Bound {
+    Reactor(reactor::event_loop::Reactor),
+    Blocking(blocking::Bound),
+}
+
+impl Bound {
+    /// Sets up `model` on the bound `listeners`. The error names what failed.
+    pub(crate) fn new(
+        model: Model,
+        listeners: Vec<TcpListener>,
+        site: Arc<Site>,
+    ) -> Result<Bound, (&'static str, io::Error)> {
+        Ok(match model {
+            Model::Reactor => {
+                Bound::Reactor(reactor::bind(listeners, site, reactor::FileWork::Pool)?)
+            }
+            Model::ReactorInline => {
+                Bound::Reactor(reactor::bind(listeners, site, reactor::FileWork::Inline)?)
+            }
+            Model::Pool => Bound::Blocking(blocking::Bound::new(
+                listeners,
+                site,
+                blocking::Threads::Pool,
+            )?),
+            Model::ThreadPerConnection => Bound::Blocking(blocking::Bound::new(
+                listeners,
+                site,
+                blocking::Threads::PerConnection,
+            )?),
+        })
+    }
+
+    pub(crate) fn shutdown(&self) -> Arc<Shutdown> {
+        match self {
+            Bound::Reactor(r) => reactor::shutdown(r),
+            Bound::Blocking(b) => b.shutdown(),
+        }
+    }
+
+    /// Connections open right now, for `Handle::open_connections`.
+    pub(crate) fn open(&self) -> Arc<AtomicUsize> {
+        match self {
+            Bound::Reactor(r) => Arc::clone(&r.open),
+            Bound::Blocking(b) => b.open(),
+        }
+    }
+
+    /// SIGINT and SIGTERM ask for a graceful shutdown.
+    pub(crate) fn handle_signals(&mut self) -> io::Result<()> {
+        match self {
+            Bound::Reactor(r) => reactor::handle_signals(r),
+            Bound::Blocking(b) => b.handle_signals(),
+        }
+    }
+
+    /// Runs on this thread until a graceful shutdown completes.
+    pub(crate) fn run(self) -> io::Result<Summary> {
+        match self {
+            Bound::Reactor(r) => r.run(),
+            Bound::Blocking(b) => b.run(),
+        }
+    }
 }

@@ -8,12 +8,16 @@
 //! a portable fallback, so the rest of stoke reads the same on Linux (epoll),
 //! macOS and FreeBSD (kqueue).
 //!
-//! Runs on: `send_file` on the reactor thread, `open_beneath` on workers.
+//! Runs on: `send_file` on the reactor thread, `open_beneath` on workers;
+//! `wait_readable` (in `poll.rs`) on the blocking models' accepting threads.
 
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
+
+mod poll;
+pub use poll::wait_readable;
 
 /// Copies up to `len` bytes of `file`, starting at `offset`, to the socket
 /// `socket` inside the kernel. Returns the number of bytes sent; a short count

@@ -1,6 +1,11 @@
 //! Shared helpers for the integration tests: a real server on port 0
 //! (in-process, or the real binary as a child process), raw-socket
 //! request/response helpers, and a throwaway document root.
+//!
+//! Every server they start runs the model named by the environment variable
+//! `STOKE_TEST_MODEL` (`reactor` when unset; `make test` runs the suite once
+//! per model, `make test-model MODEL=pool` once for one). A test that only
+//! makes sense for one model says so in its name and uses [`skip_unless`].
 #![allow(dead_code)]
 
 use std::fs;
@@ -12,7 +17,64 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use stoke::{Config, Handle, Server};
+use clap::Parser;
+use stoke::models::Model;
+use stoke::{Cli, Config, Handle, Server};
+
+/// The environment variable that picks the model every test server runs.
+pub const MODEL_VAR: &str = "STOKE_TEST_MODEL";
+
+/// The model under test (from [`MODEL_VAR`]; `reactor` when unset).
+pub fn model() -> Model {
+    match std::env::var(MODEL_VAR) {
+        Err(_) => Model::Reactor,
+        Ok(name) => Model::ALL
+            .into_iter()
+            .find(|m| m.name() == name)
+            .unwrap_or_else(|| {
+                let names: Vec<&str> = Model::ALL.iter().map(|m| m.name()).collect();
+                panic!("{MODEL_VAR}={name:?}: expected one of {names:?}")
+            }),
+    }
+}
+
+/// `--model NAME` for a child `stoke` process.
+pub fn model_args() -> [&'static str; 2] {
+    ["--model", model().name()]
+}
+
+/// For a test that belongs to one model: `true` (run it) when that model is
+/// under test; otherwise prints a note and returns `false`.
+pub fn skip_unless(only: Model, test: &str) -> bool {
+    if model() == only {
+        return true;
+    }
+    println!(
+        "SKIPPED {test}: it is about the {only} model, not {}",
+        model()
+    );
+    false
+}
+
+/// A configuration with every default for `model`, serving `root` on
+/// 127.0.0.1:0 (defaults such as `--threads` depend on the model).
+pub fn config_for(root: &Path, model: Model) -> Config {
+    let mut cli = Cli::parse_from(["stoke", "--model", model.name()]);
+    cli.root = root.to_path_buf();
+    cli.listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
+    Config::from_cli(cli).unwrap()
+}
+
+/// Makes `config` serve `clients` connections at once. Only the pool needs
+/// it: a pool thread holds one client from accept to close, so a pool
+/// smaller than a test's crowd leaves the rest waiting in the backlog, the
+/// model working as designed (tests/models.rs shows it), not what a test
+/// of many simultaneous clients is about.
+pub fn serve_at_once(config: &mut Config, clients: usize) {
+    if config.model == Model::Pool {
+        config.threads = config.threads.max(clients + 16);
+    }
+}
 
 /// Upper bound for any single socket wait in a test: a hung server fails
 /// the test instead of hanging the suite.
@@ -80,12 +142,12 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start(root: &Path) -> TestServer {
-        TestServer::with_config(Config::for_root(root).unwrap())
+        TestServer::with_config(config_for(root, model()))
     }
 
     /// Starts with a config adjusted by `f` (listen stays on 127.0.0.1:0).
     pub fn with(root: &Path, f: impl FnOnce(&mut Config)) -> TestServer {
-        let mut config = Config::for_root(root).unwrap();
+        let mut config = config_for(root, model());
         f(&mut config);
         TestServer::with_config(config)
     }
@@ -106,7 +168,8 @@ impl TestServer {
         connect(self.addr)
     }
 
-    /// Connections the reactor holds right now (as of its last loop turn).
+    /// Connections the server holds right now (the reactor: as of its last
+    /// loop turn).
     pub fn open_connections(&self) -> usize {
         self.handle.open_connections()
     }
@@ -135,12 +198,13 @@ pub struct ChildServer {
 }
 
 impl ChildServer {
-    /// Starts `stoke ROOT --listen 127.0.0.1:0 ARGS...` and waits for the
-    /// "serving ... on http://ADDR/" line to learn the port.
+    /// Starts `stoke ROOT --listen 127.0.0.1:0 --model MODEL ARGS...` and
+    /// waits for the "serving ... on http://ADDR/" line to learn the port.
     pub fn start(root: &Path, args: &[&str]) -> ChildServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_stoke"))
             .arg(root)
             .args(["--listen", "127.0.0.1:0"])
+            .args(model_args())
             .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

@@ -19,6 +19,10 @@
 //! reused once its connection closes, so every job carries the connection's
 //! generation too, and a completion for a dead generation is dropped.
 //!
+//! With `--model reactor-inline` there is no pool: step 2 runs the file work
+//! on this thread, and its answers wait in `inline` to be delivered after
+//! the events, like completions from the pool (see `Reactor::inline`).
+//!
 //! Runs on: the reactor thread (the thread that calls `Server::run`).
 
 use std::io;
@@ -37,7 +41,7 @@ use crate::conn::{Action, Connection, Cx, Limits, Transport};
 use crate::models::reactor::completion::{Completion, CompletionQueue};
 use crate::models::reactor::pool::Pool;
 use crate::models::reactor::timer::{Expiry, Timers};
-use crate::models::Summary;
+use crate::models::{is_resource_exhaustion, Summary, ACCEPT_BACKOFF, SCRATCH_SIZE};
 use crate::site::{self, Site};
 use crate::sys;
 
@@ -46,15 +50,6 @@ use crate::sys;
 pub const WAKER: Token = Token(usize::MAX);
 pub const SIGNALS: Token = Token(usize::MAX - 1);
 pub const LISTENER_BASE: usize = usize::MAX - 1024;
-
-/// Size of the read scratch buffer shared by all connections. Enough for a
-/// large head or a burst of pipelined ones in one `read`.
-const SCRATCH_SIZE: usize = 16 * 1024;
-
-/// When `accept` fails for lack of descriptors or memory, we stop accepting
-/// for this long instead of retrying in a hot loop (the pending connection
-/// stays in the backlog, so the listener would report ready forever).
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Events taken from the kernel per `poll`.
 const EVENTS_CAPACITY: usize = 1024;
@@ -112,7 +107,13 @@ pub struct Reactor {
     connections: Slab<Entry>,
     next_generation: u64,
     timers: Timers,
-    pool: Pool,
+    /// The work-stealing pool; `None` for `reactor-inline`.
+    pool: Option<Pool>,
+    /// `reactor-inline`: answers made on this thread, delivered at the end of
+    /// the turn. Not from inside `act`: a pipelined request would then be
+    /// dispatched and answered from within the previous one's completion,
+    /// recursing as deep as the pipeline.
+    inline: Vec<Completion>,
     site: Arc<Site>,
     pub(crate) completions: Arc<CompletionQueue>,
     pub(crate) signals: Option<signal_hook_mio::v1_0::Signals>,
@@ -138,7 +139,7 @@ impl Reactor {
     pub(crate) fn new(
         poll: Poll,
         listeners: Vec<TcpListener>,
-        pool: Pool,
+        pool: Option<Pool>,
         site: Arc<Site>,
         completions: Arc<CompletionQueue>,
     ) -> Reactor {
@@ -155,6 +156,7 @@ impl Reactor {
             next_generation: 0,
             timers: Timers::new(),
             pool,
+            inline: Vec::new(),
             max_connections: config.max_connections,
             shutdown_timeout: config.shutdown_timeout,
             site,
@@ -220,7 +222,8 @@ impl Reactor {
                 self.accept_all(now);
             }
             self.expire(now, &mut submitted);
-            self.pool.notify(submitted);
+            self.answer_inline(now, &mut submitted);
+            self.notify_pool(submitted);
             self.open.store(self.connections.len(), Ordering::Relaxed);
 
             if let Some(deadline) = self.drain_deadline {
@@ -239,14 +242,31 @@ impl Reactor {
             }
         }
         let summary = self.summary;
-        self.pool.shutdown();
+        if let Some(pool) = self.pool.take() {
+            pool.shutdown();
+        }
         Ok(summary)
+    }
+
+    fn notify_pool(&self, submitted: usize) {
+        if let Some(pool) = &self.pool {
+            pool.notify(submitted);
+        }
+    }
+
+    /// `reactor-inline`: delivers the answers made this turn. Those they
+    /// lead to (pipelined requests) wait for the next turn, so one deep
+    /// pipeline cannot hold the loop while other connections wait.
+    fn answer_inline(&mut self, now: Instant, submitted: &mut usize) {
+        for c in mem::take(&mut self.inline) {
+            self.complete(c, now, submitted);
+        }
     }
 
     /// The poll sleeps until the earliest of: a yielded connection (no
     /// sleep), a timer, the end of an accept pause, the shutdown deadline.
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
-        if !self.yielded.is_empty() {
+        if !self.yielded.is_empty() || !self.inline.is_empty() {
             return Some(Duration::ZERO);
         }
         [
@@ -323,7 +343,7 @@ impl Reactor {
         // with edge triggering we would not hear about it again.
         let mut submitted = 0;
         self.resume(key, Readiness::ACCEPTED, now, &mut submitted);
-        self.pool.notify(submitted);
+        self.notify_pool(submitted);
     }
 
     /// A readiness event (or a yield) for connection `key`.
@@ -395,9 +415,20 @@ impl Reactor {
                 };
                 let generation = entry.generation;
                 let peer = entry.conn.peer();
+                self.summary.requests += 1;
+                let Some(pool) = &self.pool else {
+                    // reactor-inline: the file work, here and now.
+                    let response = site::handle(&self.site, &head, peer);
+                    self.inline.push(Completion {
+                        key,
+                        generation,
+                        response,
+                    });
+                    return;
+                };
                 let site = Arc::clone(&self.site);
                 let queue = Arc::clone(&self.completions);
-                self.pool.submit(Box::new(move || {
+                pool.submit(Box::new(move || {
                     let response = site::handle(&site, &head, peer);
                     queue.push(Completion {
                         key,
@@ -405,7 +436,6 @@ impl Reactor {
                         response,
                     });
                 }));
-                self.summary.requests += 1;
                 *submitted += 1;
             }
             Action::Close => self.close(key, now),
@@ -499,12 +529,4 @@ impl Reactor {
             self.connections.len()
         );
     }
-}
-
-/// `accept` errors that mean "no descriptors or memory right now".
-fn is_resource_exhaustion(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
 }

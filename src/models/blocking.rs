@@ -1,0 +1,713 @@
+//! The blocking driver, shared by `--model pool` ([`super::blocking_pool`])
+//! and `--model thread-per-connection` ([`super::thread_per_conn`]): one
+//! thread drives one `conn::Connection` over a blocking `std::net::TcpStream`
+//! from accept to close. The two models differ only in who owns the threads.
+//!
+//! The sans-IO connection was written for an event loop; a blocking thread
+//! drives it like this ([`serve`]):
+//! - every call says "readable": the next `read` simply blocks until bytes
+//!   come;
+//! - before each call the socket's `SO_RCVTIMEO`/`SO_SNDTIMEO` are set from
+//!   the connection's next deadline ([`Connection::deadline`]), so a read or
+//!   write that would outlive it returns `WouldBlock` instead, and the driver
+//!   answers with [`Connection::on_timeout`], the same transition the
+//!   reactor's timer heap makes;
+//! - at most one call per turn may block ([`Turn`]): a state change inside
+//!   the turn moves the deadline, and the timeout on the socket would be
+//!   stale for a second call;
+//! - a `Dispatch` is answered right here with `site::handle`, a `Yield`
+//!   (write budget used) is just another turn.
+//!
+//! Shutdown has to reach threads asleep in `poll`, in `accept` and in `read`.
+//! The accepting threads wait in `poll(2)` on the listeners *and* the
+//! [`Alarm`], which rings on shutdown. A thread asleep in `read` on an idle
+//! keep-alive connection is woken by the shutdown thread half-closing that
+//! socket (`shutdown(SHUT_RD)`: the read returns EOF), which is why every
+//! open connection is in the [`Registry`]; past the deadline the rest are
+//! shut both ways, which ends any blocked write too.
+//!
+//! Runs on: the blocking models' threads; [`Shared::drain`] on the thread
+//! that called `Server::run`.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown as Direction, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use crate::conn::{Action, Connection, Cx, Limits, Transport};
+use crate::http::request::RequestHead;
+use crate::models::{
+    blocking_pool, is_resource_exhaustion, thread_per_conn, Shutdown, Summary, ACCEPT_BACKOFF,
+    SCRATCH_SIZE,
+};
+use crate::site::{self, Site};
+use crate::sys;
+
+/// After the shutdown deadline has cut the last connections off, how long we
+/// still wait for their threads to notice. A thread blocked on the socket
+/// wakes at once; one stuck in the file system (a hung network mount) can't
+/// be woken, and is left behind rather than holding the process forever.
+const CUT_OFF_GRACE: Duration = Duration::from_secs(1);
+
+/// Who owns the threads: the one difference between the two blocking models.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Threads {
+    /// `--threads` threads started up front, each serving one client at a time.
+    Pool,
+    /// A thread started for each client, ending with it.
+    PerConnection,
+}
+
+/// A blocking model set up by `Server::bind`.
+pub(crate) struct Bound {
+    shared: Arc<Shared>,
+    threads: Threads,
+    /// Ends the signal thread once the server has stopped.
+    signals: Option<signal_hook::iterator::Handle>,
+}
+
+impl Bound {
+    pub(crate) fn new(
+        listeners: Vec<TcpListener>,
+        site: Arc<Site>,
+        threads: Threads,
+    ) -> Result<Bound, (&'static str, io::Error)> {
+        for listener in &listeners {
+            // Non-blocking: `poll` said a client is waiting, but it may be
+            // gone (reset) by the time we call `accept`, which must not then
+            // block with the accept lock held.
+            listener
+                .set_nonblocking(true)
+                .map_err(|e| ("set up a listener", e))?;
+        }
+        let config = &site.config;
+        let alarm = Arc::new(Alarm::new().map_err(|e| ("create the shutdown alarm", e))?);
+        let slots = Arc::new(Slots::new(config.max_connections));
+        let shutdown = Arc::new(Shutdown::new(
+            Arc::new(AtomicBool::new(false)),
+            Box::new({
+                let (alarm, slots) = (Arc::clone(&alarm), Arc::clone(&slots));
+                move || {
+                    alarm.ring();
+                    slots.wake_all();
+                }
+            }),
+        ));
+        let shared = Shared {
+            limits: Limits {
+                max_head: config.max_head,
+                header_timeout: config.header_timeout,
+                keepalive_timeout: config.keepalive_timeout,
+            },
+            scratch_len: SCRATCH_SIZE.max(config.max_head + 1),
+            threads: config.threads,
+            shutdown_timeout: config.shutdown_timeout,
+            acceptor: Acceptor {
+                listeners: Mutex::new(listeners),
+            },
+            slots,
+            registry: Registry::default(),
+            alarm,
+            shutdown,
+            connections: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            site,
+        };
+        Ok(Bound {
+            shared: Arc::new(shared),
+            threads,
+            signals: None,
+        })
+    }
+
+    pub(crate) fn shutdown(&self) -> Arc<Shutdown> {
+        Arc::clone(&self.shared.shutdown)
+    }
+
+    pub(crate) fn open(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.shared.registry.open)
+    }
+
+    /// A small thread turns SIGINT and SIGTERM into a shutdown request (the
+    /// reactor gets signals as poll events instead; here no one thread polls
+    /// for everything).
+    pub(crate) fn handle_signals(&mut self) -> io::Result<()> {
+        let mut signals = signal_hook::iterator::Signals::new([
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+        ])?;
+        self.signals = Some(signals.handle());
+        let shutdown = Arc::clone(&self.shared.shutdown);
+        thread::Builder::new()
+            .name("stoke-signals".into())
+            .spawn(move || {
+                for signal in signals.forever() {
+                    log::info!("received signal {signal}; shutting down gracefully");
+                    shutdown.request();
+                }
+            })?;
+        Ok(())
+    }
+
+    pub(crate) fn run(self) -> io::Result<Summary> {
+        let summary = match self.threads {
+            Threads::Pool => blocking_pool::run(Arc::clone(&self.shared)),
+            Threads::PerConnection => thread_per_conn::run(Arc::clone(&self.shared)),
+        };
+        if let Some(signals) = self.signals {
+            signals.close();
+        }
+        summary
+    }
+}
+
+/// What every thread of a blocking model shares.
+pub(crate) struct Shared {
+    site: Arc<Site>,
+    limits: Limits,
+    /// Bytes of read buffer each connection thread needs.
+    pub(crate) scratch_len: usize,
+    /// `--threads`: the pool's size.
+    pub(crate) threads: usize,
+    shutdown_timeout: Duration,
+    acceptor: Acceptor,
+    /// The connection cap (`--max-connections`).
+    slots: Arc<Slots>,
+    registry: Registry,
+    alarm: Arc<Alarm>,
+    shutdown: Arc<Shutdown>,
+    connections: AtomicU64,
+    requests: AtomicU64,
+}
+
+impl Shared {
+    /// Waits for a free connection slot, then for a client on any listener.
+    /// `None` once shutdown has been requested: the caller's accepting is over.
+    pub(crate) fn accept(self: &Arc<Self>) -> Option<Client> {
+        if !self.slots.acquire(&self.shutdown) {
+            return None;
+        }
+        let Some((stream, peer)) = self.acceptor.accept(&self.shutdown, &self.alarm) else {
+            self.slots.release();
+            return None;
+        };
+        // On BSD an accepted socket inherits the listener's non-blocking
+        // flag; this driver needs it blocking.
+        let _ = stream.set_nonblocking(false);
+        // Responses go out whole; Nagle's delay would only slow the last packet.
+        let _ = stream.set_nodelay(true);
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        let (key, slot) = self.registry.insert(stream);
+        Some(Client {
+            shared: Arc::clone(self),
+            key,
+            slot,
+            peer,
+        })
+    }
+
+    pub(crate) fn request_shutdown(&self) {
+        self.shutdown.request();
+    }
+
+    /// Sleeps until a shutdown is requested.
+    pub(crate) fn wait_for_shutdown(&self) {
+        while !self.shutdown.is_requested() {
+            self.alarm.sleep(None);
+        }
+    }
+
+    /// The graceful shutdown, once the accepting threads have stopped: close
+    /// the listeners, close idle connections, let busy ones finish until the
+    /// shutdown deadline, cut off the rest, and wait for `running` threads.
+    pub(crate) fn drain(&self, running: &Running) -> Summary {
+        self.acceptor.close();
+        let busy = self.registry.begin_drain();
+        log::info!(
+            "stopped accepting; waiting up to {:?} for {busy} connections in flight",
+            self.shutdown_timeout
+        );
+        let mut cut_off = 0;
+        if !running.wait_until_none(Instant::now() + self.shutdown_timeout) {
+            cut_off = self.registry.cut_off();
+            log::warn!("shutdown deadline passed; closing {cut_off} connections still busy");
+            if !running.wait_until_none(Instant::now() + CUT_OFF_GRACE) {
+                log::warn!(
+                    "{} threads still busy in the file system; not waiting for them",
+                    running.count()
+                );
+            }
+        }
+        Summary {
+            connections: self.connections.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
+            cut_off,
+        }
+    }
+}
+
+/// An accepted client: registered, and holding one connection slot until
+/// it is dropped (its socket closes once its `Connection` is dropped too).
+pub(crate) struct Client {
+    shared: Arc<Shared>,
+    key: usize,
+    slot: Arc<Slot>,
+    peer: SocketAddr,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.shared.registry.remove(self.key);
+        self.shared.slots.release();
+    }
+}
+
+/// What the driver does next for its connection.
+enum Next {
+    /// Let the connection make progress on its socket (or time out).
+    Resume,
+    /// Answer this request (the `Dispatch` the connection asked for).
+    Answer(Box<RequestHead>),
+}
+
+/// Serves `client` on this thread until its connection closes. `scratch` is
+/// this thread's read buffer. A bug that panics ends this connection only.
+pub(crate) fn serve(client: Client, scratch: &mut [u8]) {
+    let peer = client.peer;
+    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drive(client, scratch)));
+    if served.is_err() {
+        log::error!(
+            "{}: connection thread panicked; connection closed",
+            peer.ip()
+        );
+    }
+}
+
+fn drive(client: Client, scratch: &mut [u8]) {
+    let shared = &*client.shared;
+    let limits = &shared.limits;
+    let peer = client.peer.ip();
+    let stream = BlockingStream::new(Arc::clone(&client.slot));
+    let mut conn = Connection::new(stream, peer, Instant::now());
+    let mut requests = 0;
+    // What the registry was last told: is this connection idle?
+    let mut marked_idle = false;
+    let mut next = Next::Resume;
+    loop {
+        if let Next::Resume = next {
+            // Tell the registry first, then look at `draining`: a shutdown
+            // starting meanwhile either is seen here (and an idle connection
+            // closes without reading) or sees us idle and wakes our read.
+            let idle = conn.is_idle();
+            if idle != marked_idle {
+                client.slot.idle.store(idle, Ordering::SeqCst);
+                marked_idle = idle;
+            }
+        }
+        let now = Instant::now();
+        let mut cx = Cx {
+            now,
+            limits,
+            scratch: &mut *scratch,
+            draining: shared.registry.is_draining(),
+            readable: true,
+            read_closed: false,
+        };
+        let action = match next {
+            Next::Answer(head) => {
+                requests += 1;
+                let response = site::handle(&shared.site, &head, peer);
+                conn.complete(response, &mut cx)
+            }
+            Next::Resume => match conn.deadline(limits) {
+                Some(deadline) if deadline <= now => conn.on_timeout(&mut cx),
+                deadline => {
+                    conn.transport_mut().arm(deadline);
+                    let action = conn.resume(&mut cx);
+                    conn.transport_mut().disarm();
+                    action
+                }
+            },
+        };
+        next = match action {
+            // Blocking I/O never waits for readiness: "wait" here means a
+            // call timed out or this turn's one blocking call was made.
+            Action::Wait | Action::Yield => Next::Resume,
+            Action::Dispatch(head) => Next::Answer(head),
+            Action::Close => break,
+        };
+    }
+    shared.requests.fetch_add(requests, Ordering::Relaxed);
+}
+
+/// Whether the next socket call of this turn may block, and until when.
+#[derive(Clone, Copy, Debug)]
+enum Turn {
+    /// One call may block until the deadline (`None`: no deadline).
+    MayBlock { until: Option<Instant> },
+    /// This turn's call was made (or none is allowed, as when answering a
+    /// dispatch): further calls report `WouldBlock`, and the driver starts
+    /// a new turn with the deadline as it is now.
+    Spent,
+}
+
+/// A blocking socket as a connection's [`Transport`]: each call first sets
+/// the socket's timeout from the turn's deadline.
+pub(crate) struct BlockingStream {
+    /// The socket, shared with the registry so that shutdown can reach it.
+    slot: Arc<Slot>,
+    turn: Turn,
+    /// The timeouts set on the socket (whole milliseconds, so a deadline a
+    /// few microseconds further away costs no `setsockopt`).
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+}
+
+impl BlockingStream {
+    fn new(slot: Arc<Slot>) -> BlockingStream {
+        BlockingStream {
+            slot,
+            turn: Turn::Spent,
+            read_timeout: None,
+            write_timeout: None,
+        }
+    }
+
+    /// Allows one blocking call, until `deadline`.
+    pub(crate) fn arm(&mut self, deadline: Option<Instant>) {
+        self.turn = Turn::MayBlock { until: deadline };
+    }
+
+    pub(crate) fn disarm(&mut self) {
+        self.turn = Turn::Spent;
+    }
+
+    /// Uses up the turn; the timeout the call should have, or `WouldBlock`
+    /// when no call may block now (turn spent, or deadline reached).
+    fn take_turn(&mut self) -> io::Result<Option<Duration>> {
+        let Turn::MayBlock { until } = std::mem::replace(&mut self.turn, Turn::Spent) else {
+            return Err(io::ErrorKind::WouldBlock.into());
+        };
+        let Some(until) = until else {
+            return Ok(None);
+        };
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        // Rounded up: the call must not return before the deadline.
+        Ok(Some(Duration::from_millis(
+            left.as_nanos().div_ceil(1_000_000) as u64,
+        )))
+    }
+
+    fn prepare_read(&mut self) -> io::Result<()> {
+        let timeout = self.take_turn()?;
+        if timeout != self.read_timeout {
+            self.slot.stream.set_read_timeout(timeout)?;
+            self.read_timeout = timeout;
+        }
+        Ok(())
+    }
+
+    fn prepare_write(&mut self) -> io::Result<()> {
+        let timeout = self.take_turn()?;
+        if timeout != self.write_timeout {
+            self.slot.stream.set_write_timeout(timeout)?;
+            self.write_timeout = timeout;
+        }
+        Ok(())
+    }
+}
+
+impl Transport for BlockingStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.prepare_read()?;
+        (&self.slot.stream).read(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.prepare_write()?;
+        (&self.slot.stream).write_vectored(bufs)
+    }
+
+    fn send_file(&mut self, file: &std::fs::File, offset: u64, len: usize) -> io::Result<usize> {
+        self.prepare_write()?;
+        sys::send_file(self.slot.stream.as_raw_fd(), file, offset, len)
+    }
+
+    fn shutdown_write(&mut self) {
+        let _ = self.slot.stream.shutdown(Direction::Write);
+    }
+
+    /// A call may have slept for seconds: read the clock.
+    fn now(&self, _cached: Instant) -> Instant {
+        Instant::now()
+    }
+}
+
+/// One open connection as the registry sees it.
+pub(crate) struct Slot {
+    stream: TcpStream,
+    /// Idle between requests: shutdown wakes its thread's `read`.
+    idle: AtomicBool,
+}
+
+/// The connections being served, so that shutdown can reach their sockets
+/// from another thread.
+#[derive(Default)]
+struct Registry {
+    slots: Mutex<Slab<Arc<Slot>>>,
+    /// How many, for `Handle::open_connections`.
+    open: Arc<AtomicUsize>,
+    /// Shutdown has begun: connections finish their response, then close.
+    draining: AtomicBool,
+}
+
+impl Registry {
+    fn insert(&self, stream: TcpStream) -> (usize, Arc<Slot>) {
+        let slot = Arc::new(Slot {
+            stream,
+            idle: AtomicBool::new(false),
+        });
+        let mut slots = lock(&self.slots);
+        let key = slots.insert(Arc::clone(&slot));
+        self.open.store(slots.len(), Ordering::Relaxed);
+        (key, slot)
+    }
+
+    fn remove(&self, key: usize) {
+        let mut slots = lock(&self.slots);
+        slots.try_remove(key);
+        self.open.store(slots.len(), Ordering::Relaxed);
+    }
+
+    fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Starts draining and wakes every idle connection's thread (its `read`
+    /// returns EOF, and the connection closes as the reactor closes its idle
+    /// ones). Returns how many connections are busy.
+    fn begin_drain(&self) -> usize {
+        self.draining.store(true, Ordering::SeqCst);
+        let slots = lock(&self.slots);
+        let mut busy = 0;
+        for (_, slot) in slots.iter() {
+            if slot.idle.load(Ordering::SeqCst) {
+                let _ = slot.stream.shutdown(Direction::Read);
+            } else {
+                busy += 1;
+            }
+        }
+        busy
+    }
+
+    /// The shutdown deadline has passed: shut every socket both ways, which
+    /// ends any read or write blocked on it. Returns how many there were.
+    fn cut_off(&self) -> usize {
+        let slots = lock(&self.slots);
+        for (_, slot) in slots.iter() {
+            let _ = slot.stream.shutdown(Direction::Both);
+        }
+        slots.len()
+    }
+}
+
+/// The listeners. Its lock is the *accept mutex*: one thread at a time
+/// waits for a client, so a new client wakes one thread, not every idle one
+/// (the thundering herd).
+struct Acceptor {
+    /// Emptied by [`Acceptor::close`].
+    listeners: Mutex<Vec<TcpListener>>,
+}
+
+impl Acceptor {
+    /// Sleeps until a client arrives on any listener; `None` once shutdown
+    /// has been requested.
+    fn accept(&self, shutdown: &Shutdown, alarm: &Alarm) -> Option<(TcpStream, SocketAddr)> {
+        let listeners = lock(&self.listeners);
+        let fds: Vec<BorrowedFd<'_>> = listeners
+            .iter()
+            .map(AsFd::as_fd)
+            .chain([alarm.fd()])
+            .collect();
+        let mut ready = vec![false; fds.len()];
+        loop {
+            if shutdown.is_requested() || listeners.is_empty() {
+                return None;
+            }
+            match sys::wait_readable(&fds, None, &mut ready) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::error!("poll: {e}");
+                    alarm.sleep(Some(ACCEPT_BACKOFF));
+                    continue;
+                }
+            }
+            for (listener, _) in listeners.iter().zip(&ready).filter(|(_, r)| **r) {
+                match listener.accept() {
+                    Ok(client) => return Some(client),
+                    // Gone before we got to it, or taken already.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if is_resource_exhaustion(&e) => {
+                        // Still holding the accept lock: every thread pauses.
+                        log::warn!("accept: {e}; pausing new connections for {ACCEPT_BACKOFF:?}");
+                        alarm.sleep(Some(ACCEPT_BACKOFF));
+                        break;
+                    }
+                    // ECONNABORTED and friends: that one client is gone; go on.
+                    Err(e) => log::debug!("accept: {e}"),
+                }
+            }
+        }
+    }
+
+    /// Closes the listeners: new clients are refused. Waits for the thread
+    /// inside `accept` to leave, which the alarm makes prompt.
+    fn close(&self) {
+        lock(&self.listeners).clear();
+    }
+}
+
+/// The connection cap as a counting semaphore: a thread takes a slot before
+/// it accepts, so past `--max-connections` clients wait in the backlog.
+struct Slots {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Slots {
+    fn new(max: usize) -> Slots {
+        Slots {
+            free: Mutex::new(max),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Takes a slot, waiting for one if need be; `false` once shutdown has
+    /// been requested.
+    fn acquire(&self, shutdown: &Shutdown) -> bool {
+        let mut free = lock(&self.free);
+        loop {
+            // Checked under the lock that `wake_all` takes: no lost wake-up.
+            if shutdown.is_requested() {
+                return false;
+            }
+            if *free > 0 {
+                *free -= 1;
+                return true;
+            }
+            free = self.freed.wait(free).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn release(&self) {
+        *lock(&self.free) += 1;
+        self.freed.notify_one();
+    }
+
+    /// Shutdown: every waiter looks at the flag again.
+    fn wake_all(&self) {
+        let _free = lock(&self.free);
+        self.freed.notify_all();
+    }
+}
+
+/// Rings once, for good, when shutdown is requested: a socket pair whose
+/// read end becomes readable and stays so (it is never read), so every
+/// thread in `poll` on it wakes, now or later.
+struct Alarm {
+    bell: UnixStream,
+    clapper: UnixStream,
+}
+
+impl Alarm {
+    fn new() -> io::Result<Alarm> {
+        let (bell, clapper) = UnixStream::pair()?;
+        // Rung twice with a full buffer: it has rung, which is all we need.
+        clapper.set_nonblocking(true)?;
+        Ok(Alarm { bell, clapper })
+    }
+
+    fn ring(&self) {
+        let _ = (&self.clapper).write(&[1]);
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.bell.as_fd()
+    }
+
+    /// Sleeps until the alarm rings or `timeout` passes.
+    fn sleep(&self, timeout: Option<Duration>) {
+        let mut ready = [false];
+        if let Err(e) = sys::wait_readable(&[self.fd()], timeout, &mut ready) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                log::error!("poll: {e}");
+                // Not a hot loop if poll itself keeps failing.
+                thread::sleep(ACCEPT_BACKOFF);
+            }
+        }
+    }
+}
+
+/// Counts a model's threads still running, so that shutdown can wait for
+/// them (and nothing they hold, such as the root directory's descriptor, is
+/// still open when `Server::run` returns).
+#[derive(Default)]
+pub(crate) struct Running {
+    count: Mutex<usize>,
+    changed: Condvar,
+}
+
+/// One running thread; dropping it (the thread's last act) counts it out.
+pub(crate) struct RunningThread(Arc<Running>);
+
+impl Running {
+    pub(crate) fn enter(self: &Arc<Self>) -> RunningThread {
+        *lock(&self.count) += 1;
+        RunningThread(Arc::clone(self))
+    }
+
+    fn count(&self) -> usize {
+        *lock(&self.count)
+    }
+
+    /// Waits until no thread runs; `false` if `deadline` came first.
+    fn wait_until_none(&self, deadline: Instant) -> bool {
+        let mut count = lock(&self.count);
+        while *count > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            count = self
+                .changed
+                .wait_timeout(count, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+}
+
+impl Drop for RunningThread {
+    fn drop(&mut self) {
+        *lock(&self.0.count) -= 1;
+        self.0.changed.notify_all();
+    }
+}
+
+/// Locks, ignoring poisoning: the data stays consistent (every critical
+/// section above is a counter update or a slab insert or remove).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
