@@ -6,7 +6,14 @@ ADDR ?= 127.0.0.1:8080
 FUZZ_SECONDS ?= 60
 SANITIZER ?= none
 
-.PHONY: all build release run test unit lint fmt check-targets test-deps bench bench-idle fuzz fuzz-target fuzz-replay clean
+# The server models (`--model`); `make test` runs the integration tests once per model.
+MODELS := reactor reactor-inline pool thread-per-connection
+MODEL ?= reactor
+# Integration test files that start servers of the model in STOKE_TEST_MODEL
+# (models.rs starts each model itself; fuzz_corpus.rs starts none).
+MODEL_TESTS := $(patsubst tests/%.rs,--test %,$(filter-out tests/models.rs tests/fuzz_corpus.rs,$(wildcard tests/*.rs)))
+
+.PHONY: all build release run test test-model unit lint fmt check-targets test-deps bench bench-idle fuzz fuzz-target fuzz-replay clean
 
 all: build
 
@@ -20,9 +27,18 @@ run: build
 	./target/release/stoke examples/site --listen $(ADDR) --listing
 
 ## The whole suite: formatting, lints, unit + integration tests (real
-## sockets, curl, python's http.client, headless Chromium), fuzz-corpus replay.
+## sockets, curl, python's http.client, headless Chromium), fuzz-corpus replay;
+## the integration tests once per server model, the rest once.
 test: test-deps lint
-	$(CARGO) test --all-targets --features test-hooks
+	STOKE_TEST_MODEL=reactor $(CARGO) test --all-targets --features test-hooks
+	@set -e; for m in $(filter-out reactor,$(MODELS)); do \
+		echo "== integration tests, --model $$m"; \
+		STOKE_TEST_MODEL=$$m $(CARGO) test --features test-hooks $(MODEL_TESTS); \
+	done
+
+## The integration tests against one model: make test-model MODEL=pool
+test-model: test-deps
+	STOKE_TEST_MODEL=$(MODEL) $(CARGO) test --features test-hooks $(MODEL_TESTS)
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -141,3 +141,30 @@ fn oversized_discarded_body_gets_413_and_close() {
         413,
     );
 }
+
+/// Regression (blocking models): the connection's clock was read before a
+/// blocking `read`, so a head that began after an idle wait was timed from
+/// the start of the wait and got 408 as soon as it arrived.
+#[test]
+fn header_timeout_starts_at_the_first_byte_not_when_the_connection_went_idle() {
+    let root = root();
+    let server = TestServer::with(root.path(), |c| {
+        c.keepalive_timeout = Duration::from_secs(3);
+        c.header_timeout = Duration::from_secs(1);
+    });
+    let mut s = server.connect();
+    // Idle for longer than the header timeout, but within keep-alive.
+    std::thread::sleep(Duration::from_millis(1500));
+    let first_byte = std::time::Instant::now();
+    s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+        .unwrap();
+    let mut r = BufReader::new(s);
+    let resp = read_response(&mut r, false).unwrap();
+    let waited = first_byte.elapsed();
+    assert_eq!(resp.status, 408);
+    // Deadlines are never early, so this lower bound cannot flake.
+    assert!(
+        waited >= Duration::from_millis(900),
+        "408 came {waited:?} after the head began, not the 1 s header timeout"
+    );
+}

@@ -223,3 +223,111 @@ fn start_up_mistakes_exit_non_zero_with_one_stoke_line() {
     }
     drop(taken);
 }
+
+/// Polls until a new connection is refused: the listeners are closed, so the
+/// server has begun its graceful shutdown.
+fn wait_until_refused(addr: std::net::SocketAddr) {
+    let deadline = Instant::now() + IO_TIMEOUT;
+    loop {
+        match TcpStream::connect(addr) {
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return,
+            _ if Instant::now() >= deadline => panic!("still accepting connections"),
+            _ => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+#[test]
+fn idle_keep_alive_connections_are_closed_at_once_by_a_shutdown() {
+    let root = TempDir::new("shutdown-idle");
+    root.write("a.txt", "alpha");
+    let server = TestServer::with(root.path(), |c| {
+        // Only a shutdown that closes idle connections itself ends in time.
+        c.keepalive_timeout = Duration::from_secs(120);
+        c.shutdown_timeout = Duration::from_secs(5);
+    });
+    let mut idle: Vec<BufReader<TcpStream>> = (0..3)
+        .map(|_| {
+            let mut s = server.connect();
+            s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+                .unwrap();
+            let mut r = BufReader::new(s);
+            assert_eq!(read_response(&mut r, false).unwrap().status, 200);
+            r
+        })
+        .collect();
+    // And one that never sent anything.
+    idle.push(BufReader::new(server.connect()));
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while server.open_connections() != 4 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(server.open_connections(), 4);
+    let summary = server.stop();
+    assert_eq!(
+        summary.cut_off, 0,
+        "idle connections held the shutdown until its deadline"
+    );
+    for (i, r) in idle.iter_mut().enumerate() {
+        assert!(closed_by_server(r), "idle connection {i} not closed");
+    }
+}
+
+#[test]
+fn a_head_completed_during_shutdown_is_answered_with_close() {
+    let root = TempDir::new("shutdown-head");
+    root.write("a.txt", "alpha");
+    let server = TestServer::with(root.path(), |c| {
+        c.shutdown_timeout = IO_TIMEOUT;
+    });
+    let mut s = server.connect();
+    // A whole request and the start of the next: once the first response
+    // is here, the server holds a half-read head (not an idle connection).
+    s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\nGET /a.txt HTTP/1.1\r\nHost: t\r\n")
+        .unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let first = read_response(&mut r, false).unwrap();
+    assert_eq!((first.status, first.header("connection")), (200, None));
+
+    server.request_shutdown();
+    wait_until_refused(server.addr);
+    s.write_all(b"\r\n").unwrap();
+    let second = read_response(&mut r, false).unwrap();
+    assert_eq!(
+        (second.status, second.header("connection")),
+        (200, Some("close"))
+    );
+    assert!(closed_by_server(&mut r), "no EOF after the last response");
+    let summary = server.stop();
+    assert_eq!((summary.requests, summary.cut_off), (2, 0));
+}
+
+#[test]
+fn a_client_still_reading_at_the_shutdown_deadline_is_cut_off() {
+    let root = TempDir::new("shutdown-cut");
+    root.write("big.bin", pattern(BIG, 65));
+    let server = TestServer::with(root.path(), |c| {
+        c.shutdown_timeout = Duration::from_millis(300);
+    });
+    let mut s = server.connect();
+    s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut some = vec![0u8; CHUNK];
+    s.read_exact(&mut some).unwrap();
+    assert!(some.starts_with(b"HTTP/1.1 200"));
+    // The client stops reading; the server's send blocks (or waits) on it.
+    let summary = server.stop();
+    assert_eq!(summary.cut_off, 1);
+    let mut got = CHUNK;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    assert!(
+        got < BIG,
+        "the whole body arrived: the response was not cut off"
+    );
+}

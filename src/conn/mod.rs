@@ -48,13 +48,14 @@ pub trait Transport {
     /// Half-closes: the peer sees EOF after the bytes already sent.
     fn shutdown_write(&mut self);
 
-    /// The time after a call above returned, given the time the caller
-    /// cached before it. A non-blocking socket never waits, so the cached
-    /// time is still good (the reactor reads the clock once per turn); a
-    /// blocking one may have slept in the call and must read the clock, or
-    /// every deadline set after a long wait would start in the past.
-    fn now(&self, cached: Instant) -> Instant {
-        cached
+    /// Called after each call above. A non-blocking socket never waits, so
+    /// what the caller put in `cx` for its turn (the time, whether the
+    /// server is draining) is still true, and there is nothing to do. A
+    /// blocking one may have slept in the call for seconds and must refresh
+    /// them: else deadlines set after a long wait start in the past, and a
+    /// head that arrived during a shutdown is answered as keep-alive.
+    fn refresh(&self, cx: &mut Cx<'_>) {
+        let _ = cx;
     }
 }
 
@@ -444,7 +445,7 @@ impl<T: Transport> Connection<T> {
         };
         let before = out.sent;
         let result = write_out(&mut self.io, out);
-        cx.now = self.io.now(cx.now);
+        self.io.refresh(cx);
         if out.sent > before {
             *progress = cx.now;
         }
@@ -523,7 +524,7 @@ impl<T: Transport> Connection<T> {
         }
         loop {
             let result = self.io.read(cx.scratch);
-            cx.now = self.io.now(cx.now);
+            self.io.refresh(cx);
             return match result {
                 Ok(0) => Ok(Read::Eof),
                 Ok(n) => {

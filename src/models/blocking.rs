@@ -223,12 +223,14 @@ impl Shared {
         }
     }
 
-    /// The graceful shutdown, once the accepting threads have stopped: close
-    /// the listeners, close idle connections, let busy ones finish until the
+    /// The graceful shutdown, once a shutdown was requested: close idle
+    /// connections and the listeners, let busy connections finish until the
     /// shutdown deadline, cut off the rest, and wait for `running` threads.
     pub(crate) fn drain(&self, running: &Running) -> Summary {
-        self.acceptor.close();
+        // Draining first: a head parsed from now on is answered with
+        // `Connection: close`, before a client can notice the closed listener.
         let busy = self.registry.begin_drain();
+        self.acceptor.close();
         log::info!(
             "stopped accepting; waiting up to {:?} for {busy} connections in flight",
             self.shutdown_timeout
@@ -293,7 +295,10 @@ fn drive(client: Client, scratch: &mut [u8]) {
     let shared = &*client.shared;
     let limits = &shared.limits;
     let peer = client.peer.ip();
-    let stream = BlockingStream::new(Arc::clone(&client.slot));
+    let stream = BlockingStream::new(
+        Arc::clone(&client.slot),
+        Arc::clone(&shared.registry.draining),
+    );
     let mut conn = Connection::new(stream, peer, Instant::now());
     let mut requests = 0;
     // What the registry was last told: is this connection idle?
@@ -362,6 +367,8 @@ enum Turn {
 pub(crate) struct BlockingStream {
     /// The socket, shared with the registry so that shutdown can reach it.
     slot: Arc<Slot>,
+    /// The registry's `draining`.
+    draining: Arc<AtomicBool>,
     turn: Turn,
     /// The timeouts set on the socket (whole milliseconds, so a deadline a
     /// few microseconds further away costs no `setsockopt`).
@@ -370,9 +377,10 @@ pub(crate) struct BlockingStream {
 }
 
 impl BlockingStream {
-    fn new(slot: Arc<Slot>) -> BlockingStream {
+    fn new(slot: Arc<Slot>, draining: Arc<AtomicBool>) -> BlockingStream {
         BlockingStream {
             slot,
+            draining,
             turn: Turn::Spent,
             read_timeout: None,
             write_timeout: None,
@@ -446,9 +454,10 @@ impl Transport for BlockingStream {
         let _ = self.slot.stream.shutdown(Direction::Write);
     }
 
-    /// A call may have slept for seconds: read the clock.
-    fn now(&self, _cached: Instant) -> Instant {
-        Instant::now()
+    /// A call may have slept for seconds: read the clock and the flag again.
+    fn refresh(&self, cx: &mut Cx<'_>) {
+        cx.now = Instant::now();
+        cx.draining = self.draining.load(Ordering::SeqCst);
     }
 }
 
@@ -467,7 +476,7 @@ struct Registry {
     /// How many, for `Handle::open_connections`.
     open: Arc<AtomicUsize>,
     /// Shutdown has begun: connections finish their response, then close.
-    draining: AtomicBool,
+    draining: Arc<AtomicBool>,
 }
 
 impl Registry {
@@ -710,4 +719,74 @@ impl Drop for RunningThread {
 /// section above is a counter update or a slab insert or remove).
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connected pair over loopback: (our blocking stream, the peer).
+    fn pair() -> (BlockingStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (ours, _) = listener.accept().unwrap();
+        let slot = Arc::new(Slot {
+            stream: ours,
+            idle: AtomicBool::new(false),
+        });
+        let draining = Arc::new(AtomicBool::new(false));
+        (BlockingStream::new(slot, draining), peer)
+    }
+
+    #[test]
+    fn one_call_per_turn_may_block_and_only_until_the_deadline() {
+        let (mut stream, mut peer) = pair();
+        let mut buf = [0u8; 16];
+        // Not armed: no call may block.
+        let e = stream.read(&mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+
+        peer.write_all(b"hi").unwrap();
+        stream.arm(None);
+        assert_eq!(stream.read(&mut buf).unwrap(), 2);
+        // The turn is spent: a second read would block with a stale deadline.
+        let e = stream.read(&mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+
+        // Nothing to read: the read times out at the deadline.
+        stream.arm(Some(Instant::now() + Duration::from_millis(20)));
+        let e = stream.read(&mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(stream.read_timeout, Some(Duration::from_millis(20)));
+
+        // A deadline already passed: no system call at all.
+        stream.arm(Some(Instant::now()));
+        let e = stream.read(&mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn refresh_reads_the_clock_and_the_draining_flag() {
+        let (stream, _peer) = pair();
+        let limits = Limits {
+            max_head: 1024,
+            header_timeout: Duration::from_secs(1),
+            keepalive_timeout: Duration::from_secs(1),
+        };
+        let mut scratch = [0u8; 16];
+        let before = Instant::now();
+        let mut cx = Cx {
+            now: before,
+            limits: &limits,
+            scratch: &mut scratch,
+            draining: false,
+            readable: true,
+            read_closed: false,
+        };
+        std::thread::sleep(Duration::from_millis(5));
+        stream.draining.store(true, Ordering::SeqCst);
+        stream.refresh(&mut cx);
+        assert!(cx.now >= before + Duration::from_millis(5));
+        assert!(cx.draining);
+    }
 }

@@ -121,7 +121,8 @@ impl Shutdown {
 
 /// A model set up by `Server::bind`: listeners bound, ready to run.
 pub(crate) enum Bound {
-    Reactor(reactor::event_loop::Reactor),
+    /// Boxed: the reactor's state is large and the enum is moved around.
+    Reactor(Box<reactor::event_loop::Reactor>),
     Blocking(blocking::Bound),
 }
 
@@ -133,12 +134,16 @@ impl Bound {
         site: Arc<Site>,
     ) -> Result<Bound, (&'static str, io::Error)> {
         Ok(match model {
-            Model::Reactor => {
-                Bound::Reactor(reactor::bind(listeners, site, reactor::FileWork::Pool)?)
-            }
-            Model::ReactorInline => {
-                Bound::Reactor(reactor::bind(listeners, site, reactor::FileWork::Inline)?)
-            }
+            Model::Reactor => Bound::Reactor(Box::new(reactor::bind(
+                listeners,
+                site,
+                reactor::FileWork::Pool,
+            )?)),
+            Model::ReactorInline => Bound::Reactor(Box::new(reactor::bind(
+                listeners,
+                site,
+                reactor::FileWork::Inline,
+            )?)),
             Model::Pool => Bound::Blocking(blocking::Bound::new(
                 listeners,
                 site,

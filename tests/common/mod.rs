@@ -174,6 +174,13 @@ impl TestServer {
         self.handle.open_connections()
     }
 
+    /// Asks for a graceful shutdown without waiting for it (see [`stop`]).
+    ///
+    /// [`stop`]: TestServer::stop
+    pub fn request_shutdown(&self) {
+        self.handle.shutdown();
+    }
+
     /// Shuts down gracefully and returns the summary.
     pub fn stop(mut self) -> stoke::models::Summary {
         self.handle.shutdown();
