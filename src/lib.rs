@@ -12,7 +12,8 @@
 //! - [`http`]: pure HTTP/1.1, sans-IO (bytes and field values in, decisions out).
 //! - [`conn`]: one connection as a sans-IO state machine, shared by every model.
 //! - [`site`]: request → response: the blocking file work, the same in every model.
-//! - [`models`]: ways to run `conn` + `site` on threads and sockets.
+//! - [`models`]: ways to run `conn` + `site` on threads and sockets
+//!   (`--model`; docs/MODELS.md compares them).
 //! - [`sys`]: every `unsafe` and OS-specific call.
 //!
 //! Read it in the order a request travels (docs/ARCHITECTURE.md walks it):
@@ -25,6 +26,7 @@
 //! | dispatch to the pool | [`models::reactor::pool`] | reactor → workers |
 //! | resolve the path, open, stat, build the answer | [`site`], [`site::url_path`], [`site::cache`], [`site::listing`], [`http`] | worker |
 //! | hand the answer back | [`models::reactor::completion`] | worker → reactor |
+//! | or, `--model pool` / `thread-per-connection`: all of the above on one blocking thread per client | [`models::blocking`], [`models::blocking_pool`], [`models::thread_per_conn`] | the client's thread |
 //! | `sendfile`, `openat2` | [`sys`] | both |
 //! | one log line per request | [`access_log`] | both |
 
