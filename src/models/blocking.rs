@@ -4,7 +4,7 @@
 //! from accept to close. The two models differ only in who owns the threads.
 //!
 //! The sans-IO connection was written for an event loop; a blocking thread
-//! drives it like this ([`serve`]):
+//! drives it like this (`serve`):
 //! - every call says "readable": the next `read` simply blocks until bytes
 //!   come;
 //! - before each call the socket's `SO_RCVTIMEO`/`SO_SNDTIMEO` are set from
@@ -12,7 +12,7 @@
 //!   write that would outlive it returns `WouldBlock` instead, and the driver
 //!   answers with [`Connection::on_timeout`], the same transition the
 //!   reactor's timer heap makes;
-//! - at most one call per turn may block ([`Turn`]): a state change inside
+//! - at most one call per turn may block (`Turn`): a state change inside
 //!   the turn moves the deadline, and the timeout on the socket would be
 //!   stale for a second call;
 //! - a `Dispatch` is answered right here with `site::handle`, a `Yield`
@@ -20,13 +20,13 @@
 //!
 //! Shutdown has to reach threads asleep in `poll`, in `accept` and in `read`.
 //! The accepting threads wait in `poll(2)` on the listeners *and* the
-//! [`Alarm`], which rings on shutdown. A thread asleep in `read` on an idle
+//! `Alarm`, which rings on shutdown. A thread asleep in `read` on an idle
 //! keep-alive connection is woken by the shutdown thread half-closing that
 //! socket (`shutdown(SHUT_RD)`: the read returns EOF), which is why every
-//! open connection is in the [`Registry`]; past the deadline the rest are
+//! open connection is in the `Registry`; past the deadline the rest are
 //! shut both ways, which ends any blocked write too.
 //!
-//! Runs on: the blocking models' threads; [`Shared::drain`] on the thread
+//! Runs on: the blocking models' threads; `Shared::drain` on the thread
 //! that called `Server::run`.
 
 use std::io::{self, Read, Write};
