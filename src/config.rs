@@ -115,6 +115,11 @@ pub struct Cli {
     #[arg(long = "mime", value_name = "EXT=TYPE")]
     pub mime: Vec<String>,
 
+    /// Log each request's stages with microsecond offsets (debug lines under the
+    /// target stoke::trace; RUST_LOG=stoke::trace=debug does the same).
+    #[arg(long)]
+    pub trace: bool,
+
     /// After binding, drop root privileges for good and run as this user
     /// (and its groups); refuse to start if that fails.
     #[arg(long, value_name = "NAME")]
@@ -144,6 +149,8 @@ pub struct Config {
     pub mime: HashMap<String, String>,
     /// The user to become once the listeners are bound.
     pub user: Option<String>,
+    /// `--trace`: log every request's stages (see `trace.rs`).
+    pub trace: bool,
 }
 
 /// A configuration mistake, shown to the user as one line.
@@ -234,6 +241,7 @@ impl Config {
             headers,
             mime,
             user: cli.user,
+            trace: cli.trace,
         })
     }
 }

@@ -38,6 +38,7 @@ pub mod models;
 pub mod server;
 pub mod site;
 pub mod sys;
+pub mod trace;
 
 pub use config::{Cli, Config};
 pub use server::{Handle, Server};

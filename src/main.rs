@@ -11,11 +11,11 @@ use clap::Parser;
 use stoke::{Cli, Config, Server};
 
 fn main() -> ExitCode {
-    init_logging();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return cli_error(e),
     };
+    init_logging(cli.trace);
     let config = match Config::from_cli(cli) {
         Ok(config) => config,
         Err(e) => return fail(&e),
@@ -70,9 +70,15 @@ fn fail(e: &dyn std::fmt::Display) -> ExitCode {
 }
 
 /// `RUST_LOG` decides what is logged (default: `info`, which includes the
-/// access log). Lines carry a UTC timestamp, the level and the target.
-fn init_logging() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+/// access log); `--trace` adds the trace lines. Lines carry a UTC timestamp,
+/// the level and the target.
+fn init_logging(trace: bool) {
+    let mut builder =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    if trace {
+        builder.filter_module(stoke::trace::TARGET, log::LevelFilter::Debug);
+    }
+    builder
         .format(|buf, record| {
             if record.target() == stoke::access_log::TARGET {
                 // Access lines are Combined Log Format already, time included.

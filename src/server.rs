@@ -68,6 +68,7 @@ impl Server {
     /// [`Server::local_addrs`] tells which.
     pub fn bind(config: Config) -> Result<Server, StartError> {
         let config = Arc::new(config);
+        crate::trace::init(config.trace);
         let mut listeners = Vec::new();
         let mut addrs = Vec::new();
         for addr in &config.listen {

@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 use crate::access_log;
 use crate::http::request::{self, BodyFraming, Parsed, RequestHead};
 use crate::http::response::{error_response, Chunk, Response, Status};
+use crate::trace::{self, ConnTrace};
 
 /// The socket operations a connection needs. Implemented for
 /// `mio::net::TcpStream` by the reactor and by fakes in tests and fuzzers.
@@ -188,6 +189,9 @@ pub struct Connection<T> {
     /// What the socket's receive side may hold; saves the `read` that would
     /// only say `WouldBlock` (one syscall per keep-alive request).
     inbound: Inbound,
+    /// `--trace`: this connection's story so far; `None` (one word, no
+    /// allocation) when tracing is off.
+    trace: Option<Box<ConnTrace>>,
 }
 
 /// What we know of the bytes waiting in the socket.
@@ -215,7 +219,13 @@ impl<T: Transport> Connection<T> {
             buf: Vec::new(),
             peer,
             inbound: Inbound::Pending,
+            trace: ConnTrace::accepted(peer),
         }
+    }
+
+    /// `--trace`: the request being answered, for the models' trace lines.
+    pub fn trace_story(&self) -> Option<trace::Story> {
+        self.trace.as_deref().and_then(ConnTrace::story)
     }
 
     pub fn peer(&self) -> IpAddr {
@@ -298,6 +308,9 @@ impl<T: Transport> Connection<T> {
         match self.state {
             State::ReadingHead { .. } => {
                 log::info!("{}: request head not complete in time; closing", self.peer);
+                if let Some(t) = &mut self.trace {
+                    t.stage(format_args!("head not complete in time"));
+                }
                 self.buf = Vec::new();
                 let response = error_response(Status::REQUEST_TIMEOUT, false, false, false, &[]);
                 self.start_error(response, "-", cx.now);
@@ -325,6 +338,9 @@ impl<T: Transport> Connection<T> {
     /// Idle or ReadingHead: parse what is buffered, else read more.
     fn read_head(&mut self, cx: &mut Cx<'_>) -> Option<Action> {
         if !self.buf.is_empty() {
+            if let Some(t) = &mut self.trace {
+                t.pipelined();
+            }
             match request::parse(&self.buf, cx.limits.max_head) {
                 Ok(Parsed::Complete { head, len }) => {
                     self.buf.drain(..len);
@@ -353,6 +369,9 @@ impl<T: Transport> Connection<T> {
             }
             Ok(Read::WouldBlock) => Some(Action::Wait),
             Ok(Read::Data(n)) => {
+                if let Some(t) = &mut self.trace {
+                    t.bytes_read(n);
+                }
                 // The common case: a whole head in one read with nothing
                 // buffered before it. Parse it straight from scratch space
                 // and copy only leftovers (pipelined requests).
@@ -372,6 +391,9 @@ impl<T: Transport> Connection<T> {
 
     /// A complete head: decide what follows it, and hand it to a worker.
     fn accept_head(&mut self, mut head: Box<RequestHead>, cx: &mut Cx<'_>) -> Action {
+        if let Some(t) = &mut self.trace {
+            t.stage(format_args!("head complete: {}", head.request_line()));
+        }
         let mut after = After {
             close: !head.keep_alive || cx.draining,
             skip_body: 0,
@@ -402,6 +424,9 @@ impl<T: Transport> Connection<T> {
     fn refuse_head(&mut self, e: request::ParseError, cx: &mut Cx<'_>) {
         let status = Status::for_parse_error(e);
         log::info!("{}: bad request head ({e:?}) → {}", self.peer, status.0);
+        if let Some(t) = &mut self.trace {
+            t.stage(format_args!("head refused ({e:?}) → {}", status.0));
+        }
         self.buf = Vec::new();
         self.start_error(
             error_response(status, false, false, false, &[]),
@@ -446,6 +471,9 @@ impl<T: Transport> Connection<T> {
         let before = out.sent;
         let result = write_out(&mut self.io, out);
         self.io.refresh(cx);
+        if let Some(t) = &mut self.trace {
+            t.wrote(before, out.sent);
+        }
         if out.sent > before {
             *progress = cx.now;
         }
@@ -457,12 +485,18 @@ impl<T: Transport> Connection<T> {
                 // Reset by the peer, or the file shrank under us: the
                 // response can't be finished, so the connection ends.
                 log::debug!("{}: write failed: {e}", self.peer);
+                if let Some(t) = &mut self.trace {
+                    t.finished(out.sent, "write failed");
+                }
                 access_log::write(out.log.take(), out.sent);
                 self.state = State::Closed;
                 return Some(Action::Close);
             }
         }
         access_log::write(out.log.take(), out.sent);
+        if let Some(t) = &mut self.trace {
+            t.finished(out.sent, "last byte written");
+        }
         let after = *after;
         self.state = if after.close {
             self.io.shutdown_write();

@@ -48,6 +48,7 @@ use crate::models::{
 };
 use crate::site::{self, Site};
 use crate::sys;
+use crate::trace;
 
 /// After the shutdown deadline has cut the last connections off, how long we
 /// still wait for their threads to notice. A thread blocked on the socket
@@ -327,7 +328,16 @@ fn drive(client: Client, scratch: &mut [u8]) {
         let action = match next {
             Next::Answer(head) => {
                 requests += 1;
-                let response = site::handle(&shared.site, &head, peer);
+                let story = conn.trace_story();
+                if let Some(s) = story {
+                    let thread = thread::current();
+                    let name = thread.name().unwrap_or("?");
+                    s.stage(format_args!("file work on this thread ({name})"));
+                }
+                let response = trace::handling(story, || site::handle(&shared.site, &head, peer));
+                if let Some(s) = story {
+                    s.stage(format_args!("answer ready ({})", response.status.0));
+                }
                 conn.complete(response, &mut cx)
             }
             Next::Resume => match conn.deadline(limits) {

@@ -152,6 +152,7 @@ fn serve(site: &Site, req: &RequestHead) -> Response {
         &url.relative
     };
     if let Some(hit) = site.cache.get(&site.root, likely) {
+        crate::trace::resolved(format_args!("cache hit"));
         let source = Source::cached(hit.data, hit.no_sidecars_in);
         return serve_file(site, req, source, hit.meta, likely);
     }
@@ -159,6 +160,7 @@ fn serve(site: &Site, req: &RequestHead) -> Response {
         Ok(found) => found,
         Err(e) => return open_error(req, &url.relative, &e),
     };
+    crate::trace::resolved(format_args!("cache miss, opened"));
     if meta.is_file() {
         // `/file.txt/` names a directory, and a file is not one (the kernel
         // says ENOTDIR; nginx and Apache answer 404). Serving it anyway

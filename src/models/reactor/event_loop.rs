@@ -44,6 +44,7 @@ use crate::models::reactor::timer::{Expiry, Timers};
 use crate::models::{is_resource_exhaustion, Summary, ACCEPT_BACKOFF, SCRATCH_SIZE};
 use crate::site::{self, Site};
 use crate::sys;
+use crate::trace;
 
 /// Tokens at the top of the range name the non-connection sources; slab keys
 /// (connections) count up from zero and never get near them.
@@ -357,13 +358,20 @@ impl Reactor {
     /// A worker finished a request.
     fn complete(&mut self, c: Completion, now: Instant, submitted: &mut usize) {
         let response = c.response;
+        let woken = self.pool.is_some();
         self.drive(
             c.key,
             Some(c.generation),
             Readiness::NONE,
             now,
             submitted,
-            |conn, cx| conn.complete(response, cx),
+            |conn, cx| {
+                if let Some(story) = conn.trace_story() {
+                    let how = if woken { "reactor woken, " } else { "" };
+                    story.stage(format_args!("{how}answer delivered"));
+                }
+                conn.complete(response, cx)
+            },
         );
     }
 
@@ -415,10 +423,17 @@ impl Reactor {
                 };
                 let generation = entry.generation;
                 let peer = entry.conn.peer();
+                let story = entry.conn.trace_story();
                 self.summary.requests += 1;
                 let Some(pool) = &self.pool else {
                     // reactor-inline: the file work, here and now.
-                    let response = site::handle(&self.site, &head, peer);
+                    if let Some(s) = story {
+                        s.stage(format_args!("file work inline, on the reactor"));
+                    }
+                    let response = trace::handling(story, || site::handle(&self.site, &head, peer));
+                    if let Some(s) = story {
+                        s.stage(format_args!("answer ready ({})", response.status.0));
+                    }
                     self.inline.push(Completion {
                         key,
                         generation,
@@ -428,8 +443,20 @@ impl Reactor {
                 };
                 let site = Arc::clone(&self.site);
                 let queue = Arc::clone(&self.completions);
+                if let Some(s) = story {
+                    s.stage(format_args!("queued (depth {})", pool.queued() + 1));
+                }
                 pool.submit(Box::new(move || {
-                    let response = site::handle(&site, &head, peer);
+                    if let (Some(s), Some((k, from))) = (story, trace::taken_here()) {
+                        s.stage(format_args!("taken by worker {k} from {from}"));
+                    }
+                    let response = trace::handling(story, || site::handle(&site, &head, peer));
+                    if let Some(s) = story {
+                        s.stage(format_args!(
+                            "answer ready ({}), completion posted",
+                            response.status.0
+                        ));
+                    }
                     queue.push(Completion {
                         key,
                         generation,

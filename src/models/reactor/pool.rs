@@ -23,6 +23,8 @@ use std::thread::{self, JoinHandle};
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 
+use crate::trace::{self, Source};
+
 /// Anything a worker can run. The server's jobs answer one request each.
 pub type Job = Box<dyn FnOnce() + Send + 'static>;
 
@@ -73,6 +75,11 @@ impl Pool {
         self.shared.injector.push(job);
     }
 
+    /// Jobs waiting in the injector (for `--trace`).
+    pub fn queued(&self) -> usize {
+        self.shared.injector.len()
+    }
+
     /// Wakes up to `n` sleeping workers for `n` newly submitted jobs.
     ///
     /// The handshake: a worker about to sleep first increments `sleepers`,
@@ -120,7 +127,8 @@ impl Drop for Pool {
 
 fn run_worker(index: usize, local: Worker<Job>, shared: &Shared) {
     loop {
-        if let Some(job) = find_job(index, &local, shared) {
+        if let Some((job, source)) = find_job(index, &local, shared) {
+            trace::taken(index, source);
             // A job that panics must not take the worker with it; the server's
             // jobs catch their own panics to answer 500, this is the backstop.
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
@@ -142,23 +150,34 @@ fn run_worker(index: usize, local: Worker<Job>, shared: &Shared) {
     }
 }
 
-/// Own deque first, then a batch from the injector, then a sibling's deque.
-fn find_job(index: usize, local: &Worker<Job>, shared: &Shared) -> Option<Job> {
-    local.pop().or_else(|| {
-        iter::repeat_with(|| {
-            shared.injector.steal_batch_and_pop(local).or_else(|| {
-                shared
-                    .stealers
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| *i != index)
-                    .map(|(_, s)| s.steal())
-                    .collect()
-            })
+/// Own deque first, then a batch from the injector, then a sibling's deque;
+/// and where the job was found.
+fn find_job(index: usize, local: &Worker<Job>, shared: &Shared) -> Option<(Job, Source)> {
+    if let Some(job) = local.pop() {
+        return Some((job, Source::Own));
+    }
+    iter::repeat_with(|| {
+        tagged(shared.injector.steal_batch_and_pop(local), Source::Injector).or_else(|| {
+            shared
+                .stealers
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != index)
+                .map(|(i, s)| tagged(s.steal(), Source::Stolen(i)))
+                .collect()
         })
-        .find(|s| !s.is_retry())
-        .and_then(Steal::success)
     })
+    .find(|s| !s.is_retry())
+    .and_then(Steal::success)
+}
+
+/// A steal's job with where it came from.
+fn tagged(steal: Steal<Job>, source: Source) -> Steal<(Job, Source)> {
+    match steal {
+        Steal::Success(job) => Steal::Success((job, source)),
+        Steal::Empty => Steal::Empty,
+        Steal::Retry => Steal::Retry,
+    }
 }
 
 #[cfg(test)]
