@@ -29,6 +29,7 @@
 //! | or, `--model pool` / `thread-per-connection`: all of the above on one blocking thread per client | [`models::blocking`], [`models::blocking_pool`], [`models::thread_per_conn`] | the client's thread |
 //! | `sendfile`, `openat2` | [`sys`] | both |
 //! | one log line per request | [`access_log`] | both |
+//! | `--trace`: each request's stages, timed | [`trace`] | all |
 
 pub mod access_log;
 pub mod config;

@@ -55,9 +55,7 @@ pub trait Transport {
     /// blocking one may have slept in the call for seconds and must refresh
     /// them: else deadlines set after a long wait start in the past, and a
     /// head that arrived during a shutdown is answered as keep-alive.
-    fn refresh(&self, cx: &mut Cx<'_>) {
-        let _ = cx;
-    }
+    fn refresh(&self, _cx: &mut Cx<'_>) {}
 }
 
 /// The limits a connection enforces; copied from the configuration.
