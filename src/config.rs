@@ -35,7 +35,7 @@ pub const DEFAULT_KEEPALIVE_TIMEOUT_SECS: f64 = 5.0;
 /// Threads of `--model pool` when `--threads` is not given. A pool thread
 /// holds one client from accept to close, idle keep-alive time included, so
 /// this is also how many clients are served at once: a few dozen browsers
-/// (each opens up to 6 connections), at ~30 KiB of memory per thread.
+/// (each opens up to 6 connections), at ~25 KiB of memory per thread.
 pub const DEFAULT_POOL_THREADS: usize = 128;
 
 /// How long a graceful shutdown waits for responses in flight.
