@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::SystemTime;
 
+use crate::http::date::clf_time;
 use crate::http::response::Status;
 
 /// The log target; `RUST_LOG` filters on it.
@@ -83,28 +84,9 @@ fn escape(s: &str) -> String {
     out
 }
 
-/// `10/Oct/2000:13:55:36 +0000`, the CLF time format, in UTC.
-fn clf_time(t: SystemTime) -> String {
-    // httpdate gives "Tue, 10 Oct 2000 13:55:36 GMT"; rearrange its fields
-    // rather than carry a calendar implementation.
-    let imf = httpdate::fmt_http_date(t);
-    let parts: Vec<&str> = imf.split(' ').collect();
-    match parts.as_slice() {
-        [_, day, month, year, time, _] => format!("{day}/{month}/{year}:{time} +0000"),
-        _ => imf,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn clf_time_format() {
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(971_186_136);
-        assert_eq!(clf_time(t), "10/Oct/2000:13:55:36 +0000");
-    }
 
     #[test]
     fn client_text_cannot_forge_lines() {

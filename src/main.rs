@@ -77,14 +77,15 @@ fn init_logging() {
                 // Access lines are Combined Log Format already, time included.
                 writeln!(buf, "{}", record.args())
             } else {
-                let now = httpdate::fmt_http_date(std::time::SystemTime::now());
-                writeln!(
-                    buf,
-                    "[{now} {} {}] {}",
-                    record.level(),
-                    record.target(),
-                    record.args()
-                )
+                stoke::http::date::with_imf_fixdate_now(|now| {
+                    writeln!(
+                        buf,
+                        "[{now} {} {}] {}",
+                        record.level(),
+                        record.target(),
+                        record.args()
+                    )
+                })
             }
         })
         .init();

@@ -3,6 +3,7 @@
 //! content negotiation). Nothing here touches a socket or a file.
 
 pub mod conditional;
+pub mod date;
 pub mod encoding;
 pub mod range;
 pub mod request;

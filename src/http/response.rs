@@ -7,11 +7,10 @@
 //!
 //! Runs on: workers (file responses) and the reactor (parse errors).
 
-use std::cell::RefCell;
 use std::fs::File;
 use std::sync::Arc;
-use std::time::SystemTime;
 
+use super::date;
 use super::request::ParseError;
 
 /// An HTTP status code with its reason phrase.
@@ -132,7 +131,7 @@ impl HeadBuilder {
         buf.push(b' ');
         buf.extend_from_slice(status.reason().as_bytes());
         buf.extend_from_slice(b"\r\nServer: stoke\r\nDate: ");
-        with_http_date_now(|date| buf.extend_from_slice(date.as_bytes()));
+        date::with_imf_fixdate_now(|now| buf.extend_from_slice(now.as_bytes()));
         buf.extend_from_slice(b"\r\n");
         HeadBuilder { buf }
     }
@@ -164,32 +163,6 @@ impl HeadBuilder {
 
 fn itoa3(code: u16) -> String {
     format!("{code:03}")
-}
-
-/// Formats `t` as an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
-pub fn http_date(t: SystemTime) -> String {
-    httpdate::fmt_http_date(t)
-}
-
-/// Calls `f` with the current time as an IMF-fixdate. Formatting a date is
-/// not free and every response needs one, so each thread keeps the string of
-/// the current second and reuses it.
-pub fn with_http_date_now<R>(f: impl FnOnce(&str) -> R) -> R {
-    thread_local! {
-        static CACHE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
-    }
-    let now = SystemTime::now();
-    let secs = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    CACHE.with(|cell| {
-        let mut cache = cell.borrow_mut();
-        if cache.0 != secs {
-            *cache = (secs, http_date(now));
-        }
-        f(&cache.1)
-    })
 }
 
 /// A small HTML error page, complete with head. `extra` adds headers
@@ -254,13 +227,5 @@ mod tests {
             .unwrap();
         assert_eq!(len, body.len());
         assert!(r.close);
-    }
-
-    #[test]
-    fn date_is_imf_fixdate() {
-        with_http_date_now(|d| {
-            assert_eq!(d.len(), 29);
-            assert!(d.ends_with(" GMT"));
-        });
     }
 }

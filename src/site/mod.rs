@@ -32,7 +32,8 @@ use crate::http::conditional::{self, Conditions, Precondition, Validators};
 use crate::http::encoding::{AcceptEncoding, Coding};
 use crate::http::range::{self, ByteRange, RangeOutcome};
 use crate::http::request::{Method, RequestHead};
-use crate::http::response::{error_response, http_date, Chunk, HeadBuilder, Response, Status};
+use crate::http::date;
+use crate::http::response::{error_response, Chunk, HeadBuilder, Response, Status};
 use crate::sys::{self, FileStamp};
 use cache::FileCache;
 use url_path::PathError;
@@ -380,7 +381,7 @@ fn serve_file(
         etag: &etag,
         last_modified: modified,
     };
-    let last_modified = http_date(modified);
+    let last_modified = date::imf_fixdate(modified);
 
     // Headers shared by 200, 206, 304 and 416.
     let common = |head: &mut HeadBuilder| {
