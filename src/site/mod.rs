@@ -17,10 +17,9 @@
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
 use std::net::IpAddr;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 pub mod cache;
 pub mod listing;
@@ -371,21 +370,26 @@ fn serve_file(
     }
 
     let len = variant.meta.len();
-    let modified = variant.meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    let mtime = variant.meta.modified().ok();
     let coding_token = match variant.coding {
         Coding::Identity => "",
         c => c.token(),
     };
-    let etag = conditional::make_etag(variant.meta.ino(), len, modified, coding_token);
+    let etag = conditional::make_etag(len, mtime.unwrap_or(UNIX_EPOCH), coding_token);
+    // Taken before any head is built, so every `Date` is at or after it.
+    let now = SystemTime::now();
     let validators = Validators {
         etag: &etag,
-        last_modified: modified,
+        last_modified: conditional::last_modified(mtime, now),
+        now,
     };
-    let last_modified = date::imf_fixdate(modified);
+    let last_modified = validators.last_modified.map(date::imf_fixdate);
 
     // Headers shared by 200, 206, 304 and 416.
     let common = |head: &mut HeadBuilder| {
-        head.header("Last-Modified", &last_modified);
+        if let Some(lm) = &last_modified {
+            head.header("Last-Modified", lm);
+        }
         head.header("ETag", &etag);
         head.header("Accept-Ranges", "bytes");
         if has_sidecar {
