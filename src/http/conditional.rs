@@ -522,8 +522,16 @@ mod tests {
                 Some(now),
             ),
             ("epoch", Some(UNIX_EPOCH), Some(UNIX_EPOCH)),
-            ("before 1970", Some(UNIX_EPOCH - Duration::from_secs(86_400)), None),
-            ("just before 1970", Some(UNIX_EPOCH - Duration::new(0, 1)), None),
+            (
+                "before 1970",
+                Some(UNIX_EPOCH - Duration::from_secs(86_400)),
+                None,
+            ),
+            (
+                "just before 1970",
+                Some(UNIX_EPOCH - Duration::new(0, 1)),
+                None,
+            ),
             ("unknown", None, None),
         ];
         for (what, mtime, want) in cases {

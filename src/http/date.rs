@@ -133,7 +133,10 @@ pub fn imf_fixdate(t: SystemTime) -> String {
     let _ = write!(
         out,
         "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
-        DAY_NAMES.get(usize::from(c.weekday)).copied().unwrap_or("Sun"),
+        DAY_NAMES
+            .get(usize::from(c.weekday))
+            .copied()
+            .unwrap_or("Sun"),
         c.day,
         month_name(&c),
         c.year,
@@ -244,10 +247,7 @@ mod tests {
     #[test]
     fn unix_parts_floor_before_the_epoch() {
         assert_eq!(unix_parts(UNIX_EPOCH), (0, 0));
-        assert_eq!(
-            unix_parts(UNIX_EPOCH + Duration::new(3, 5)),
-            (3, 5)
-        );
+        assert_eq!(unix_parts(UNIX_EPOCH + Duration::new(3, 5)), (3, 5));
         assert_eq!(
             unix_parts(UNIX_EPOCH - Duration::new(1, 500_000_000)),
             (-2, 500_000_000)

@@ -15,8 +15,9 @@
 //! Runs on: worker threads.
 
 use std::fs::{File, Metadata};
-use std::io::{self, Read};
+use std::io;
 use std::net::IpAddr;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -28,10 +29,10 @@ pub mod url_path;
 use crate::access_log;
 use crate::config::Config;
 use crate::http::conditional::{self, Conditions, Precondition, Validators};
+use crate::http::date;
 use crate::http::encoding::{AcceptEncoding, Coding};
 use crate::http::range::{self, ByteRange, RangeOutcome};
 use crate::http::request::{Method, RequestHead};
-use crate::http::date;
 use crate::http::response::{error_response, Chunk, HeadBuilder, Response, Status};
 use crate::sys::{self, FileStamp};
 use cache::FileCache;
@@ -281,14 +282,16 @@ impl Source {
     /// Small files are read into memory now: the read is needed anyway (they
     /// leave with the head in one `writev`), and the cache keeps them.
     fn load_small(self, site: &Site, relative: &Path, meta: &Metadata) -> Source {
-        let Source::File(mut file) = self else {
+        let Source::File(file) = self else {
             return self;
         };
         if meta.len() > SMALL_FILE {
             return Source::File(file);
         }
         let mut data = vec![0; meta.len() as usize];
-        match file.read_exact(&mut data) {
+        // Positioned: the file's cursor is never used, so no earlier read
+        // (or failed one) can shift what we send.
+        match file.read_exact_at(&mut data, 0) {
             Ok(()) => {
                 let data: Arc<[u8]> = data.into();
                 site.cache.insert(relative, Arc::clone(&data), meta);
@@ -504,13 +507,12 @@ fn single_body(
         }
         Source::File(file) => file,
     };
-    let mut file = file;
     if head_only || len == 0 {
         chunks.push(Chunk::Bytes(bytes));
     } else if len <= SMALL_FILE {
         let start = bytes.len();
         bytes.resize(start + len as usize, 0);
-        let read = read_at_exact(&mut file, offset, &mut bytes[start..]);
+        let read = file.read_exact_at(&mut bytes[start..], offset);
         if let Err(e) = read {
             // The file shrank between fstat and read: we can't send what the
             // head promised.
@@ -531,15 +533,6 @@ fn single_body(
         chunks,
         close: !req.keep_alive,
         log: None,
-    }
-}
-
-fn read_at_exact(file: &mut File, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    if offset == 0 {
-        file.read_exact(buf)
-    } else {
-        file.read_exact_at(buf, offset)
     }
 }
 
@@ -648,5 +641,51 @@ fn serve_listing(site: &Site, req: &RequestHead, relative: &Path, decoded: &str)
         chunks: vec![Chunk::Bytes(bytes)],
         close: !req.keep_alive,
         log: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    /// Regression (read-at-offset-zero-uses-the-cursor): a read "at offset
+    /// 0" used the file's cursor, which an earlier (possibly failed) read
+    /// may have moved, so the body could start mid-file. Every read is
+    /// positioned now; here the cursor is moved on purpose first.
+    #[test]
+    fn reads_ignore_the_file_cursor() {
+        let dir = std::env::temp_dir().join(format!("stoke-site-cursor-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let contents: Vec<u8> = (0..200u8).collect();
+        std::fs::write(dir.join("f.bin"), &contents).unwrap();
+        let site = Site::new(Arc::new(Config::for_root(&dir).unwrap())).unwrap();
+        let moved = || {
+            let mut file = File::open(dir.join("f.bin")).unwrap();
+            let mut skip = [0u8; 50];
+            file.read_exact(&mut skip).unwrap();
+            file
+        };
+
+        // The small-file load behind the cache.
+        let meta = std::fs::metadata(dir.join("f.bin")).unwrap();
+        match Source::File(moved()).load_small(&site, Path::new("f.bin"), &meta) {
+            Source::Memory { data, .. } => assert_eq!(&data[..], &contents[..]),
+            Source::File(_) => panic!("a readable small file is loaded"),
+        }
+
+        // The body of a small File source (a sidecar), from offset 0.
+        let req = match crate::http::request::parse(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", 8192) {
+            Ok(crate::http::request::Parsed::Complete { head, .. }) => head,
+            other => panic!("{other:?}"),
+        };
+        let head = HeadBuilder::new(Status::OK);
+        let r = single_body(Status::OK, head, &req, Source::File(moved()), 0, 200, false);
+        let Some(Chunk::Bytes(bytes)) = r.chunks.first() else {
+            panic!("one chunk of bytes");
+        };
+        assert!(bytes.ends_with(&contents), "body starts at byte 0");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
