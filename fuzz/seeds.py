@@ -58,6 +58,17 @@ for name, raw in real.items():
     write("request_head", f"real-{name}", raw)
 for name, raw in heads.items():
     write("request_head", name, raw.encode("latin-1"))
+# Host: uri-host [":" port] (RFC 9112 §3.2, RFC 3986 §3.2.2).
+hosts = {
+    "host-port": "h.example:8080", "host-ipv4": "127.0.0.1:80", "host-ipv6": "[::1]:8080",
+    "host-ipvfuture": "[v1.fe80::a+en1]", "host-empty": "", "host-pct": "a%41b",
+    "host-space": "a b c", "host-script": "<script>", "host-two-colons": "a:1:2",
+    "host-bad-ipv6": "[::g]", "host-unclosed": "[::1", "host-port-letters": "h:8o",
+    "host-userinfo": "u@h",
+}
+for name, host in hosts.items():
+    write("request_head", name, f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode("latin-1"))
+write("request_head", "absolute-userinfo", b"GET http://u@h/ HTTP/1.1\r\nHost: h\r\n\r\n")
 
 import struct
 def rng(length, header):
@@ -139,5 +150,13 @@ connections = {
     "leading-crlf": conn([DELIVER(ALL), COMPLETE, COMPLETE], r("/a") + "\r\n" + r("/b")),
 }
 for name, raw in connections.items():
+    write("connection", name, raw)
+# A refused HEAD gets a head without a body, however it is refused.
+head_refusals = {
+    "head-bad-host": conn([DELIVER(ALL), WRITABLE(ALL)], "HEAD / HTTP/1.1\r\nHost: a b\r\n\r\n"),
+    "head-body-too-large": conn([DELIVER(ALL), WRITABLE(ALL)], "HEAD /p HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999\r\n\r\n"),
+    "head-slowloris": conn([DELIVER(10), TICK_DEADLINE, WRITABLE(ALL)], "HEAD /slow HTTP/1.1\r\nHost: h\r\n\r\n"),
+}
+for name, raw in head_refusals.items():
     write("connection", name, raw)
 print("seeds written:", {t: len(list((CORPUS / t).iterdir())) for t in ["request_head", "range_header", "path_resolve", "connection"]})

@@ -502,7 +502,10 @@ fn future_last_modified_is_clamped_to_date() {
         let (r, _) = exchange(server.addr, &request(method, "/f.txt", &[]));
         assert_eq!(r.status, 200, "{method}");
         let (date, lm) = date_and_last_modified(&r);
-        assert!(lm <= date, "{method}: Last-Modified {lm:?} after Date {date:?}");
+        assert!(
+            lm <= date,
+            "{method}: Last-Modified {lm:?} after Date {date:?}"
+        );
         assert!(lm >= before, "{method}: Last-Modified is now, not earlier");
     }
     // The file's real (future) date is not a validator we sent, so If-Range
@@ -581,7 +584,11 @@ fn etag_is_the_same_for_copies_on_different_servers() {
     }
     // Both files exist at once, on one filesystem: different inodes.
     use std::os::unix::fs::MetadataExt;
-    let ino = |root: &TempDir| std::fs::metadata(root.path().join("same.txt")).unwrap().ino();
+    let ino = |root: &TempDir| {
+        std::fs::metadata(root.path().join("same.txt"))
+            .unwrap()
+            .ino()
+    };
     assert_ne!(ino(&a), ino(&b));
     let (sa, sb) = (TestServer::start(a.path()), TestServer::start(b.path()));
     assert_eq!(etag_of(sa.addr, "/same.txt"), etag_of(sb.addr, "/same.txt"));

@@ -355,3 +355,82 @@ fn file_with_trailing_slash_is_not_found() {
         );
     }
 }
+
+/// Sends `raw`, reads until the server closes, and splits the bytes at the
+/// end of the first head: (head, what followed it).
+fn head_and_rest(addr: SocketAddr, raw: &[u8]) -> (RawResponse, Vec<u8>) {
+    let all = until_close(addr, raw);
+    let end = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete head")
+        + 4;
+    let head = read_response(&mut &all[..end], true).unwrap();
+    (head, all[end..].to_vec())
+}
+
+/// Regression (head-413-has-a-body): a HEAD answered 413 carried the error
+/// page. Every answer to HEAD is a head only, including the ones the
+/// connection makes itself (413, and a refused head that starts with HEAD).
+#[test]
+fn error_answers_to_head_have_no_body() {
+    let (_root, server) = site();
+    let cases: &[(&str, &str, u16)] = &[
+        (
+            "body over the limit",
+            "HEAD /file.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 1048577\r\n\r\n",
+            413,
+        ),
+        ("missing Host", "HEAD / HTTP/1.1\r\n\r\n", 400),
+        ("HTTP/2.0", "HEAD / HTTP/2.0\r\nHost: t\r\n\r\n", 505),
+        (
+            "leading CRLF, bad version",
+            "\r\nHEAD / HTTP/1.2\r\nHost: t\r\n\r\n",
+            505,
+        ),
+        (
+            "not found",
+            "HEAD /missing HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            404,
+        ),
+        (
+            "bad path",
+            "HEAD /%zz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            400,
+        ),
+        (
+            "precondition failed",
+            "HEAD /file.txt HTTP/1.1\r\nHost: t\r\nIf-Match: \"x\"\r\nConnection: close\r\n\r\n",
+            412,
+        ),
+        (
+            "range not satisfiable",
+            "HEAD /file.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=99-\r\nConnection: close\r\n\r\n",
+            416,
+        ),
+    ];
+    for (what, raw, want) in cases {
+        let (r, rest) = head_and_rest(server.addr, raw.as_bytes());
+        assert_eq!(r.status, *want, "{what}");
+        let len: usize = r.header("content-length").unwrap().parse().unwrap();
+        assert!(len > 0, "{what}: the length of the page a GET would get");
+        assert!(
+            rest.is_empty(),
+            "{what}: {} bytes after the head",
+            rest.len()
+        );
+    }
+    // The same refusals to GET still carry their page.
+    let (r, rest) = head_and_rest(
+        server.addr,
+        b"GET /file.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 1048577\r\n\r\n",
+    );
+    assert_eq!(r.status, 413);
+    assert_eq!(
+        rest.len(),
+        r.header("content-length")
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+    );
+}

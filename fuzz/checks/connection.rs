@@ -18,8 +18,9 @@
 //! stream (request::parse, skipping Content-Length bodies) yields; the
 //! output is a sequence of well-framed responses whose bodies are exactly
 //! the answered paths in order, with connection-made errors only last and
-//! matching the refusal the stream earns; and the machine always ends
-//! closed once the peer has sent EOF and everything was answered.
+//! matching the refusal the stream earns (bodiless when the refused request
+//! is a HEAD); and the machine always ends closed once the peer has sent
+//! EOF and everything was answered.
 
 use std::cell::RefCell;
 use std::fs::File;
@@ -29,7 +30,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use stoke::conn::{Action, Connection, Cx, Limits, Transport, MAX_DISCARDED_BODY};
-use stoke::http::request::{self, BodyFraming, Parsed, RequestHead};
+use stoke::http::request::{self, BodyFraming, Method, Parsed, RequestHead};
 use stoke::http::response::{Chunk, HeadBuilder, Response, Status};
 
 const MAX_HEAD: usize = 8192;
@@ -424,7 +425,7 @@ pub fn check(data: &[u8]) -> Result<(), String> {
     );
 
     // Requests: a prefix of what the byte stream holds.
-    let (expected, refusal) = reference(input);
+    let (expected, refusal, refused_head) = reference(input);
     for (i, got) in d.dispatched.iter().enumerate() {
         let Some(want) = expected.get(i) else {
             return Err(format!(
@@ -445,7 +446,7 @@ pub fn check(data: &[u8]) -> Result<(), String> {
 
     // Responses: well framed, bodies = answered paths in order.
     let output = std::mem::take(&mut wire.borrow_mut().output);
-    let (responses, cut) = split_responses(&output)?;
+    let (responses, cut) = split_responses(&output, refused_head)?;
     ensure!(
         cut.is_empty() || d.timed_out,
         "output ends in a partial response ({} bytes) without a timeout",
@@ -473,6 +474,13 @@ pub fn check(data: &[u8]) -> Result<(), String> {
                 bodies.len(),
                 expected.len()
             );
+            // Error pages are never empty: an empty body is an omitted one.
+            ensure!(
+                body.is_empty() == refused_head,
+                "{status} to a {} request has {} bytes of body",
+                if refused_head { "HEAD" } else { "non-HEAD" },
+                body.len()
+            );
         }
     }
     ensure!(
@@ -488,11 +496,12 @@ pub fn check(data: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// The requests a client sending `input` may expect answered, in order, and
-/// the status of the refusal that ends the stream, if it ends in one.
+/// The requests a client sending `input` may expect answered, in order, the
+/// status of the refusal that ends the stream, if it ends in one, and
+/// whether the refused request is a HEAD (so its answer has no body).
 /// When the rest of the stream is at least `max_head` long, the connection
 /// may see only part of it when it gives up, so 414 and 431 are also fair.
-fn reference(input: &[u8]) -> (Vec<RequestHead>, Vec<u16>) {
+fn reference(input: &[u8]) -> (Vec<RequestHead>, Vec<u16>, bool) {
     let mut heads = Vec::new();
     let mut pos = 0;
     while pos < input.len() {
@@ -502,7 +511,9 @@ fn reference(input: &[u8]) -> (Vec<RequestHead>, Vec<u16>) {
                 let mut last = !head.keep_alive;
                 match head.body {
                     BodyFraming::None => {}
-                    BodyFraming::Length(n) if n > MAX_DISCARDED_BODY => return (heads, vec![413]),
+                    BodyFraming::Length(n) if n > MAX_DISCARDED_BODY => {
+                        return (heads, vec![413], head.method == Method::Head)
+                    }
                     BodyFraming::Length(_) if head.expect_continue => last = true,
                     BodyFraming::Length(n) => pos = pos.saturating_add(n as usize),
                     BodyFraming::Chunked => last = true,
@@ -521,18 +532,21 @@ fn reference(input: &[u8]) -> (Vec<RequestHead>, Vec<u16>) {
                 if input.len() - pos >= MAX_HEAD {
                     fair.extend([414, 431]);
                 }
-                return (heads, fair);
+                return (heads, fair, request::starts_with_head_method(&input[pos..]));
             }
         }
     }
-    (heads, Vec::new())
+    let unfinished_head = request::starts_with_head_method(input.get(pos..).unwrap_or(&[]));
+    (heads, Vec::new(), unfinished_head)
 }
 
 type Parsed3 = (u16, bool, Vec<u8>);
 
 /// Splits the output into (status, Connection: close, body) triples, plus a
-/// trailing incomplete response, if any.
-fn split_responses(mut out: &[u8]) -> Result<(Vec<Parsed3>, &[u8]), String> {
+/// trailing incomplete response, if any. `refused_head`: the stream ends in
+/// a HEAD the connection refuses, so a final connection-made error may be a
+/// head alone (an empty body here).
+fn split_responses(mut out: &[u8], refused_head: bool) -> Result<(Vec<Parsed3>, &[u8]), String> {
     let mut responses = Vec::new();
     while !out.is_empty() {
         let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") else {
@@ -560,8 +574,11 @@ fn split_responses(mut out: &[u8]) -> Result<(Vec<Parsed3>, &[u8]), String> {
                 close = value.eq_ignore_ascii_case("close");
             }
         }
-        let length = length.ok_or("response without Content-Length")?;
+        let mut length = length.ok_or("response without Content-Length")?;
         let body_start = end + 4;
+        if refused_head && close && status != 200 && out.len() == body_start {
+            length = 0;
+        }
         if out.len() < body_start + length {
             return Ok((responses, out));
         }

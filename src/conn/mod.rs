@@ -33,7 +33,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use crate::access_log;
-use crate::http::request::{self, BodyFraming, Parsed, RequestHead};
+use crate::http::request::{self, BodyFraming, Method, Parsed, RequestHead};
 use crate::http::response::{error_response, Chunk, Response, Status};
 
 /// The socket operations a connection needs. Implemented for
@@ -275,8 +275,10 @@ impl<T: Transport> Connection<T> {
         match self.state {
             State::ReadingHead { .. } => {
                 log::info!("{}: request head not complete in time; closing", self.peer);
+                let head_only = request::starts_with_head_method(&self.buf);
                 self.buf = Vec::new();
-                let response = error_response(Status::REQUEST_TIMEOUT, false, false, false, &[]);
+                let response =
+                    error_response(Status::REQUEST_TIMEOUT, false, false, head_only, &[]);
                 self.start_error(response, "-", cx.now);
                 self.resume(cx)
             }
@@ -360,7 +362,9 @@ impl<T: Transport> Connection<T> {
             // from its body, so we close instead of guessing.
             BodyFraming::Length(_) if head.expect_continue => after.close = true,
             BodyFraming::Length(n) if n > MAX_DISCARDED_BODY => {
-                let response = error_response(Status::CONTENT_TOO_LARGE, false, false, false, &[]);
+                let head_only = head.method == Method::Head;
+                let response =
+                    error_response(Status::CONTENT_TOO_LARGE, false, false, head_only, &[]);
                 self.start_error(response, &head.request_line(), cx.now);
                 return self.resume(cx);
             }
@@ -379,9 +383,10 @@ impl<T: Transport> Connection<T> {
     fn refuse_head(&mut self, e: request::ParseError, cx: &mut Cx<'_>) {
         let status = Status::for_parse_error(e);
         log::info!("{}: bad request head ({e:?}) → {}", self.peer, status.0);
+        let head_only = request::starts_with_head_method(&self.buf);
         self.buf = Vec::new();
         self.start_error(
-            error_response(status, false, false, false, &[]),
+            error_response(status, false, false, head_only, &[]),
             "-",
             cx.now,
         );

@@ -273,6 +273,14 @@ pub fn parse(buf: &[u8], max_head: usize) -> Result<Parsed, ParseError> {
     })
 }
 
+/// Whether buffered bytes that did not make a valid head (refused, or not
+/// complete in time) still begin with the method `HEAD`: the error answer
+/// must then carry no body (RFC 9110 §9.3.2), as for a parsed HEAD.
+pub fn starts_with_head_method(buf: &[u8]) -> bool {
+    buf.get(leading_empty_lines(buf)..)
+        .is_some_and(|line| line.starts_with(b"HEAD "))
+}
+
 fn leading_empty_lines(buf: &[u8]) -> usize {
     let mut i = 0;
     loop {
@@ -614,6 +622,23 @@ mod tests {
     fn non_ascii_target_is_refused_not_a_panic() {
         let raw = "GET abcdef\u{e9} HTTP/1.1\r\nHost: h\r\n\r\n";
         assert!(parse(raw.as_bytes(), LIMIT).is_err());
+    }
+
+    #[test]
+    fn head_method_is_recognised_in_refused_bytes() {
+        let table: [(&[u8], bool); 8] = [
+            (b"HEAD / HTTP/1.1\r\nHost: a b\r\n\r\n", true),
+            (b"\r\n\nHEAD / HTTP/9.9\r\n", true),
+            (b"HEAD ", true),
+            (b"HEAD", false),
+            (b"HEADX / HTTP/1.1\r\n", false),
+            (b"head / HTTP/1.1\r\n", false),
+            (b"GET / HTTP/1.1\r\n", false),
+            (b"", false),
+        ];
+        for (raw, want) in table {
+            assert_eq!(starts_with_head_method(raw), want, "{raw:?}");
+        }
     }
 
     #[test]

@@ -387,16 +387,23 @@ fn serve_file(
         now,
     };
     let last_modified = validators.last_modified.map(date::imf_fixdate);
+    // Every answer about a file with variants says so, errors included: a
+    // cache must not reuse a 412 or 416 made for another Accept-Encoding.
+    let vary: &[(&str, &str)] = if has_sidecar {
+        &[("Vary", "Accept-Encoding")]
+    } else {
+        &[]
+    };
 
-    // Headers shared by 200, 206, 304 and 416.
+    // Headers shared by 200, 206 and 304.
     let common = |head: &mut HeadBuilder| {
         if let Some(lm) = &last_modified {
             head.header("Last-Modified", lm);
         }
         head.header("ETag", &etag);
         head.header("Accept-Ranges", "bytes");
-        if has_sidecar {
-            head.header("Vary", "Accept-Encoding");
+        for (name, value) in vary {
+            head.header(name, value);
         }
         if let Some(cc) = &config.cache_control {
             head.header("Cache-Control", cc);
@@ -420,7 +427,7 @@ fn serve_file(
             common(&mut head);
             return plain(Status::NOT_MODIFIED, head, req);
         }
-        Precondition::Failed => return error(req, Status::PRECONDITION_FAILED, &[]),
+        Precondition::Failed => return error(req, Status::PRECONDITION_FAILED, vary),
     }
 
     let ranges = match req.fields.range.as_deref() {
@@ -438,11 +445,9 @@ fn serve_file(
     match ranges {
         RangeOutcome::Unsatisfiable => {
             let unsatisfied = range::unsatisfied_range(len);
-            error(
-                req,
-                Status::RANGE_NOT_SATISFIABLE,
-                &[("Content-Range", &unsatisfied)],
-            )
+            let mut extra = vec![("Content-Range", unsatisfied.as_str())];
+            extra.extend_from_slice(vary);
+            error(req, Status::RANGE_NOT_SATISFIABLE, &extra)
         }
         RangeOutcome::Full => {
             let mut head = HeadBuilder::new(Status::OK);
@@ -452,7 +457,16 @@ fn serve_file(
             }
             common(&mut head);
             head.content_length(len);
-            single_body(Status::OK, head, req, variant.source, 0, len, head_only)
+            single_body(
+                Status::OK,
+                head,
+                req,
+                variant.source,
+                0,
+                len,
+                head_only,
+                vary,
+            )
         }
         RangeOutcome::Partial(parts) if parts.len() == 1 => {
             let part = parts[0];
@@ -472,6 +486,7 @@ fn serve_file(
                 part.start,
                 part.len(),
                 head_only,
+                vary,
             )
         }
         RangeOutcome::Partial(parts) => {
@@ -480,7 +495,9 @@ fn serve_file(
     }
 }
 
-/// A body that is one stretch of one file.
+/// A body that is one stretch of one file. `vary` goes on the error answer
+/// if the file cannot be read, as on every answer about it.
+#[allow(clippy::too_many_arguments)]
 fn single_body(
     status: Status,
     head: HeadBuilder,
@@ -489,6 +506,7 @@ fn single_body(
     offset: u64,
     len: u64,
     head_only: bool,
+    vary: &[(&str, &str)],
 ) -> Response {
     let mut bytes = head.finish(req.keep_alive, req.minor_version == 0);
     let mut chunks = Vec::with_capacity(2);
@@ -517,7 +535,7 @@ fn single_body(
             // The file shrank between fstat and read: we can't send what the
             // head promised.
             log::warn!("file changed while being read: {e}");
-            return error(req, Status::INTERNAL_SERVER_ERROR, &[]);
+            return error(req, Status::INTERNAL_SERVER_ERROR, vary);
         }
         chunks.push(Chunk::Bytes(bytes));
     } else {
@@ -681,7 +699,16 @@ mod tests {
             other => panic!("{other:?}"),
         };
         let head = HeadBuilder::new(Status::OK);
-        let r = single_body(Status::OK, head, &req, Source::File(moved()), 0, 200, false);
+        let r = single_body(
+            Status::OK,
+            head,
+            &req,
+            Source::File(moved()),
+            0,
+            200,
+            false,
+            &[],
+        );
         let Some(Chunk::Bytes(bytes)) = r.chunks.first() else {
             panic!("one chunk of bytes");
         };
