@@ -446,7 +446,14 @@ pub fn check(data: &[u8]) -> Result<(), String> {
 
     // Responses: well framed, bodies = answered paths in order.
     let output = std::mem::take(&mut wire.borrow_mut().output);
-    let (responses, cut) = split_responses(&output, refused_head)?;
+    // The n-th request (after n answers) is a HEAD: a connection-made error
+    // for it (a refusal, or 408 once "HEAD " has arrived) has no body.
+    let is_head = |n: usize| {
+        expected
+            .get(n)
+            .map_or(refused_head, |h| h.method == Method::Head)
+    };
+    let (responses, cut) = split_responses(&output, is_head)?;
     ensure!(
         cut.is_empty() || d.timed_out,
         "output ends in a partial response ({} bytes) without a timeout",
@@ -543,10 +550,13 @@ fn reference(input: &[u8]) -> (Vec<RequestHead>, Vec<u16>, bool) {
 type Parsed3 = (u16, bool, Vec<u8>);
 
 /// Splits the output into (status, Connection: close, body) triples, plus a
-/// trailing incomplete response, if any. `refused_head`: the stream ends in
-/// a HEAD the connection refuses, so a final connection-made error may be a
-/// head alone (an empty body here).
-fn split_responses(mut out: &[u8], refused_head: bool) -> Result<(Vec<Parsed3>, &[u8]), String> {
+/// trailing incomplete response, if any. `is_head(n)`: the request after n
+/// answers is a HEAD, so a final connection-made error for it may be a head
+/// alone (an empty body here).
+fn split_responses(
+    mut out: &[u8],
+    is_head: impl Fn(usize) -> bool,
+) -> Result<(Vec<Parsed3>, &[u8]), String> {
     let mut responses = Vec::new();
     while !out.is_empty() {
         let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") else {
@@ -576,7 +586,8 @@ fn split_responses(mut out: &[u8], refused_head: bool) -> Result<(Vec<Parsed3>, 
         }
         let mut length = length.ok_or("response without Content-Length")?;
         let body_start = end + 4;
-        if refused_head && close && status != 200 && out.len() == body_start {
+        let answered = responses.iter().filter(|r: &&Parsed3| r.0 == 200).count();
+        if close && status != 200 && out.len() == body_start && is_head(answered) {
             length = 0;
         }
         if out.len() < body_start + length {
