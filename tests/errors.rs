@@ -381,6 +381,11 @@ fn error_answers_to_head_have_no_body() {
             "HEAD /file.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 1048577\r\n\r\n",
             413,
         ),
+        (
+            "bad Host",
+            "HEAD /file.txt HTTP/1.1\r\nHost: a b\r\n\r\n",
+            400,
+        ),
         ("missing Host", "HEAD / HTTP/1.1\r\n\r\n", 400),
         ("HTTP/2.0", "HEAD / HTTP/2.0\r\nHost: t\r\n\r\n", 505),
         (
@@ -433,4 +438,62 @@ fn error_answers_to_head_have_no_body() {
             .parse::<usize>()
             .unwrap()
     );
+}
+
+/// Regression (host-not-validated): `Host: a b c <script>` got a 200. A Host
+/// that is not `uri-host[:port]` (RFC 9112 §3.2, RFC 3986 §3.2.2) is 400,
+/// and the connection closes like after any refused head.
+#[test]
+fn malformed_host_is_refused() {
+    let (_root, server) = site();
+    for host in [
+        "a b c <script>",
+        "<script>",
+        "evil.example/x",
+        "u@h",
+        "h:80:80",
+        "h:http",
+        "[::1",
+        "[zz::1]",
+        "a%zz",
+    ] {
+        let mut raw = format!("GET /file.txt HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes();
+        raw.extend_from_slice(b"GET /file.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+        let rs = responses(&until_close(server.addr, &raw));
+        assert_eq!(rs.len(), 1, "{host:?}: one answer, then close");
+        assert_eq!(rs[0].status, 400, "{host:?}");
+        assert_eq!(rs[0].header("connection"), Some("close"), "{host:?}");
+        assert_error_page(&rs[0], host);
+    }
+    for host in [
+        "t",
+        "t:8080",
+        "127.0.0.1:1",
+        "[::1]:8080",
+        "[v1.x]",
+        "",
+        "xn--d1a.example",
+    ] {
+        let r = roundtrip(
+            server.addr,
+            &format!("GET /file.txt HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        );
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (200, &b"file body\n"[..]),
+            "{host:?}"
+        );
+    }
+    // The authority of an absolute-form target follows the same rule.
+    for target in [
+        "http://u@t/file.txt",
+        "http:///file.txt",
+        "http://a<b/file.txt",
+    ] {
+        let r = roundtrip(
+            server.addr,
+            &format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n"),
+        );
+        assert_eq!(r.status, 400, "{target}");
+    }
 }

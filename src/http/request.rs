@@ -136,10 +136,12 @@ pub enum ParseError {
     UnsupportedVersion,
     /// A method token we don't know.
     UnknownMethod,
-    /// HTTP/1.1 without a `Host`, or with more than one.
+    /// HTTP/1.1 without a `Host`, more than one, or one that is not a
+    /// `uri-host[:port]`.
     BadHost,
     /// Neither origin-form nor absolute-form (asterisk-form only with OPTIONS,
-    /// authority-form only with CONNECT).
+    /// authority-form only with CONNECT), or an absolute-form whose
+    /// authority is not a non-empty `uri-host[:port]`.
     BadTarget,
     /// Invalid or conflicting `Content-Length` values.
     BadContentLength,
@@ -213,7 +215,11 @@ pub fn parse(buf: &[u8], max_head: usize) -> Result<Parsed, ParseError> {
         let name = h.name;
         if name.eq_ignore_ascii_case("host") {
             host_count += 1;
-            fields.host = value.map(str::to_owned);
+            let host = value.map(|v| v.trim_matches([' ', '\t']));
+            if !host.is_some_and(|h| valid_host(h.as_bytes())) {
+                return Err(ParseError::BadHost);
+            }
+            fields.host = host.map(str::to_owned);
         } else if name.eq_ignore_ascii_case("content-length") {
             let n = parse_content_length(h.value)?;
             if content_length.is_some_and(|prev| prev != n) {
@@ -340,7 +346,13 @@ fn split_target(method: Method, target: &str) -> Result<(String, Option<String>)
             _ => Err(ParseError::BadTarget),
         };
     } else if let Some(rest) = strip_scheme(target) {
-        // absolute-form: drop the authority; the Host header still had to be sent.
+        // absolute-form: drop the authority; the Host header still had to be
+        // sent. An http(s) URI with an empty or malformed host (or userinfo,
+        // RFC 9110 §4.2.4) is invalid, and RFC 9110 §4.2.1 says to reject it.
+        let authority = rest.find(['/', '?']).map_or(rest, |i| &rest[..i]);
+        if authority.is_empty() || !valid_host(authority.as_bytes()) {
+            return Err(ParseError::BadTarget);
+        }
         match rest.find(['/', '?']) {
             Some(i) if rest.as_bytes()[i] == b'/' => &rest[i..],
             Some(i) => return Ok(("/".to_owned(), Some(rest[i + 1..].to_owned()))),
@@ -358,6 +370,80 @@ fn split_target(method: Method, target: &str) -> Result<(String, Option<String>)
         Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
         None => (path_and_query.to_owned(), None),
     })
+}
+
+/// `uri-host [ ":" port ]`, the value of `Host` (RFC 9112 §3.2) and the
+/// authority of an http URI without userinfo (RFC 3986 §3.2.2, §3.2.3):
+/// a bracketed IPv6 or IPvFuture literal, or a reg-name (which covers IPv4
+/// addresses), then optionally a colon and digits. Empty is valid: a
+/// client sends an empty Host when the target has no authority.
+fn valid_host(value: &[u8]) -> bool {
+    let (host_ok, rest) = match value.strip_prefix(b"[") {
+        Some(literal) => match literal.iter().position(|&b| b == b']') {
+            Some(end) => (valid_ip_literal(&literal[..end]), &literal[end + 1..]),
+            None => return false,
+        },
+        None => {
+            let end = value.iter().position(|&b| b == b':').unwrap_or(value.len());
+            (valid_reg_name(&value[..end]), &value[end..])
+        }
+    };
+    host_ok
+        && match rest.split_first() {
+            None => true,
+            Some((b':', port)) => port.iter().all(u8::is_ascii_digit),
+            Some(_) => false,
+        }
+}
+
+/// `reg-name = *( unreserved / pct-encoded / sub-delims )`.
+fn valid_reg_name(name: &[u8]) -> bool {
+    let mut i = 0;
+    while let Some(&b) = name.get(i) {
+        if b == b'%' {
+            let hex = name.get(i + 1..i + 3);
+            if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                return false;
+            }
+            i += 3;
+        } else if is_unreserved(b) || is_sub_delim(b) {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+/// Inside the brackets: `IPv6address / IPvFuture`, where
+/// `IPvFuture = "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" )`.
+fn valid_ip_literal(literal: &[u8]) -> bool {
+    if let Some(future) = literal.strip_prefix(b"v").or(literal.strip_prefix(b"V")) {
+        let Some(dot) = future.iter().position(|&b| b == b'.') else {
+            return false;
+        };
+        let (version, rest) = (&future[..dot], &future[dot + 1..]);
+        return !version.is_empty()
+            && version.iter().all(u8::is_ascii_hexdigit)
+            && !rest.is_empty()
+            && rest
+                .iter()
+                .all(|&b| is_unreserved(b) || is_sub_delim(b) || b == b':');
+    }
+    str::from_utf8(literal).is_ok_and(|text| text.parse::<std::net::Ipv6Addr>().is_ok())
+}
+
+/// `unreserved = ALPHA / DIGIT / "-" / "." / "_" / "~"` (RFC 3986 §2.3).
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// `sub-delims = "!" / "$" / "&" / "'" / "(" / ")" / "*" / "+" / "," / ";" / "="`.
+fn is_sub_delim(b: u8) -> bool {
+    matches!(
+        b,
+        b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+    )
 }
 
 fn strip_scheme(target: &str) -> Option<&str> {
@@ -622,6 +708,121 @@ mod tests {
     fn non_ascii_target_is_refused_not_a_panic() {
         let raw = "GET abcdef\u{e9} HTTP/1.1\r\nHost: h\r\n\r\n";
         assert!(parse(raw.as_bytes(), LIMIT).is_err());
+    }
+
+    /// Regression (host-not-validated): `Host: a b c <script>` was served.
+    /// Host must be `uri-host[:port]` (RFC 9112 §3.2, RFC 3986 §3.2.2).
+    #[test]
+    fn host_validation_table() {
+        #[rustfmt::skip]
+        let table: &[(&str, bool)] = &[
+            ("example.com", true),
+            ("example.com:8080", true),
+            ("EXAMPLE.com:", true),                // empty port: allowed by the grammar
+            ("", true),                            // no authority in the target
+            ("127.0.0.1", true),
+            ("127.0.0.1:80", true),
+            ("999.1.1.1", true),                   // not IPv4, but a valid reg-name
+            ("xn--bcher-kva.example", true),
+            ("a-b_c~d.e", true),
+            ("a%41b", true),
+            ("!$&'()*+,;=", true),
+            ("[::1]", true),
+            ("[::1]:8080", true),
+            ("[2001:db8::7]", true),
+            ("[::ffff:192.0.2.1]", true),
+            ("[v1.fe80::a+en1]", true),
+            ("[V7.x:y]", true),
+            ("a b c <script>", false),
+            ("a b", false),
+            ("<script>", false),
+            ("a\"b", false),
+            ("a/b", false),
+            ("a?b", false),
+            ("a#b", false),
+            ("a@b", false),                         // userinfo
+            ("a\\b", false),
+            ("a%4", false),
+            ("a%zz", false),
+            ("a:1:2", false),
+            ("a:8o", false),
+            ("a:-1", false),
+            (":80", true),                         // empty reg-name, port
+            ("caf\u{e9}", false),                  // non-ASCII: must be percent-encoded
+            ("[::1", false),
+            ("::1", false),
+            ("[::g]", false),
+            ("[1.2.3.4]", false),
+            ("[::1]x", false),
+            ("[::1]:8o", false),
+            ("[::1%25eth0]", false),               // zone IDs are not in RFC 3986
+            ("[v.x]", false),
+            ("[v1.]", false),
+            ("[v1x]", false),
+            ("[]", false),
+        ];
+        for (host, want) in table {
+            assert_eq!(valid_host(host.as_bytes()), *want, "{host:?}");
+            let raw = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+            match parse(raw.as_bytes(), LIMIT) {
+                Ok(Parsed::Complete { head, .. }) => {
+                    assert!(*want, "{host:?} was accepted");
+                    assert_eq!(head.fields.host.as_deref(), Some(*host));
+                }
+                Err(e) => {
+                    assert!(!*want, "{host:?} was refused");
+                    assert_eq!(e, ParseError::BadHost, "{host:?}");
+                }
+                Ok(Parsed::Partial) => panic!("{host:?}: partial"),
+            }
+        }
+        // Surrounding whitespace is not part of the value; HTTP/1.0 hosts are
+        // checked too.
+        assert_eq!(
+            ok("GET / HTTP/1.1\r\nHost: \t h:1 \r\n\r\n")
+                .fields
+                .host
+                .as_deref(),
+            Some("h:1")
+        );
+        assert_eq!(
+            err("GET / HTTP/1.0\r\nHost: a b\r\n\r\n"),
+            ParseError::BadHost
+        );
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\nHost: caf\xe9\r\n\r\n", LIMIT),
+            Err(ParseError::BadHost),
+            "not UTF-8"
+        );
+    }
+
+    /// The authority of an absolute-form target follows the same rule, and
+    /// must not be empty (RFC 9110 §4.2.1).
+    #[test]
+    fn absolute_form_authority_is_validated() {
+        let table = [
+            ("http://h/x", true),
+            ("http://h:8080/x", true),
+            ("http://[::1]:80?q", true),
+            ("http://h", true),
+            ("http:///x", false),
+            ("http://", false),
+            ("http://u@h/x", false),
+            ("http://u:p@h/x", false),
+            ("http://a<b/x", false),
+            ("http://[::1/x", false),
+        ];
+        for (target, want) in table {
+            let raw = format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n");
+            match parse(raw.as_bytes(), LIMIT) {
+                Ok(Parsed::Complete { .. }) => assert!(want, "{target} was accepted"),
+                Err(e) => {
+                    assert!(!want, "{target} was refused: {e:?}");
+                    assert_eq!(e, ParseError::BadTarget, "{target}");
+                }
+                Ok(Parsed::Partial) => panic!("{target}: partial"),
+            }
+        }
     }
 
     #[test]
