@@ -542,11 +542,11 @@ fn write_out<T: Transport>(io: &mut T, out: &mut Outgoing) -> io::Result<Written
             return Ok(Written::Budget);
         }
         let result = match &out.chunks[out.next] {
-            Chunk::Bytes(_) => {
+            Chunk::Bytes(_) | Chunk::Shared(_) => {
                 let mut slices = [IoSlice::new(&[]); MAX_SLICES];
                 let mut count = 0;
                 for (i, chunk) in out.chunks[out.next..].iter().enumerate().take(MAX_SLICES) {
-                    let Chunk::Bytes(bytes) = chunk else { break };
+                    let Some(bytes) = chunk.memory() else { break };
                     let skip = if i == 0 { out.offset as usize } else { 0 };
                     slices[count] = IoSlice::new(&bytes[skip..]);
                     count += 1;

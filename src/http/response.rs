@@ -35,6 +35,7 @@ impl Status {
     pub const HEADER_FIELDS_TOO_LARGE: Status = Status(431);
     pub const INTERNAL_SERVER_ERROR: Status = Status(500);
     pub const NOT_IMPLEMENTED: Status = Status(501);
+    pub const SERVICE_UNAVAILABLE: Status = Status(503);
     pub const VERSION_NOT_SUPPORTED: Status = Status(505);
 
     pub fn reason(self) -> &'static str {
@@ -56,6 +57,7 @@ impl Status {
             431 => "Request Header Fields Too Large",
             500 => "Internal Server Error",
             501 => "Not Implemented",
+            503 => "Service Unavailable",
             505 => "HTTP Version Not Supported",
             _ => "Unknown",
         }
@@ -84,6 +86,9 @@ impl Status {
 pub enum Chunk {
     /// Bytes in memory: the head, small files, multipart boundaries.
     Bytes(Vec<u8>),
+    /// Bytes in memory shared with other responses (a cached listing page):
+    /// a client that does not read pins no copy of its own.
+    Shared(Arc<[u8]>),
     /// `len` bytes of `file` from `offset`, sent with `sendfile`. The file is
     /// shared so that several ranges of one multipart answer can point at it.
     File {
@@ -97,7 +102,17 @@ impl Chunk {
     pub fn len(&self) -> u64 {
         match self {
             Chunk::Bytes(b) => b.len() as u64,
+            Chunk::Shared(b) => b.len() as u64,
             Chunk::File { len, .. } => *len,
+        }
+    }
+
+    /// The bytes of an in-memory chunk; `None` for a file range.
+    pub fn memory(&self) -> Option<&[u8]> {
+        match self {
+            Chunk::Bytes(b) => Some(b),
+            Chunk::Shared(b) => Some(b),
+            Chunk::File { .. } => None,
         }
     }
 

@@ -24,6 +24,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub mod cache;
 pub mod listing;
+pub mod listing_cache;
 pub mod url_path;
 
 use crate::access_log;
@@ -36,6 +37,7 @@ use crate::http::request::{Method, RequestHead};
 use crate::http::response::{error_response, Chunk, HeadBuilder, Response, Status};
 use crate::sys::{self, FileStamp};
 use cache::FileCache;
+use listing_cache::{Format, OverBudget, PageCache, PageKey};
 use url_path::PathError;
 
 /// Files up to this size are read into memory by the worker and leave in the
@@ -48,10 +50,18 @@ const ALLOW: &str = "GET, HEAD, OPTIONS";
 
 /// What every request needs: the configuration and the open root directory
 /// (the anchor for `openat2`).
+///
+/// The served tree is the directory that ROOT named at startup, held open by
+/// `root`: files, the small-file cache's checks and listings (read from the
+/// descriptor each directory was opened as, beneath `root`) all resolve from
+/// it. A deploy that renames a new tree onto ROOT's path is therefore not
+/// seen, for files and listings alike, until stoke restarts; a deploy that
+/// changes files inside the tree is seen at once.
 pub struct Site {
     pub config: Arc<Config>,
     root: File,
     cache: FileCache,
+    listings: PageCache,
 }
 
 impl Site {
@@ -61,6 +71,7 @@ impl Site {
             config,
             root,
             cache: FileCache::new(),
+            listings: PageCache::new(),
         })
     }
 }
@@ -191,9 +202,8 @@ fn serve(site: &Site, req: &RequestHead) -> Response {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return open_error(req, &index, &e),
     }
-    drop(file);
     if site.config.listing {
-        return serve_listing(site, req, &url.relative, &url.decoded);
+        return serve_listing(site, req, &file, &meta, &url.relative, &url.decoded);
     }
     error(req, Status::FORBIDDEN, &[])
 }
@@ -624,24 +634,53 @@ fn multipart(
     }
 }
 
-fn serve_listing(site: &Site, req: &RequestHead, relative: &Path, decoded: &str) -> Response {
-    let dir = site.config.root.join(relative);
-    let entries = match listing::read_entries(&dir, site.config.hidden) {
-        Ok(entries) => entries,
-        Err(e) => return open_error(req, relative, &e),
-    };
+/// The listing of the directory `dir` (opened beneath the root, described
+/// by `dir_meta`), shown as `decoded`. Entries are read from `dir` itself,
+/// never through its path again, and the rendered page is shared through
+/// `site.listings`.
+fn serve_listing(
+    site: &Site,
+    req: &RequestHead,
+    dir: &File,
+    dir_meta: &Metadata,
+    relative: &Path,
+    decoded: &str,
+) -> Response {
     let wants_json = req
         .fields
         .accept
         .as_deref()
         .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"));
-    let (ty, body) = if wants_json {
-        ("application/json", listing::render_json(decoded, &entries))
+    let (format, ty) = if wants_json {
+        (Format::Json, "application/json")
     } else {
-        (
-            "text/html; charset=utf-8",
-            listing::render_html(decoded, &entries),
-        )
+        (Format::Html, "text/html; charset=utf-8")
+    };
+    let key = PageKey::new(dir_meta, format, decoded);
+    let now = std::time::Instant::now();
+    let body = match site.listings.get(&key, now) {
+        Some(body) => body,
+        None => {
+            let entries = match listing::read_entries(dir, site.config.hidden) {
+                Ok(entries) => entries,
+                Err(e) => return open_error(req, relative, &e),
+            };
+            let page = match format {
+                Format::Json => listing::render_json(decoded, &entries),
+                Format::Html => listing::render_html(decoded, &entries),
+            };
+            match site.listings.insert(key, page.into_bytes(), now) {
+                Ok(body) => body,
+                Err(OverBudget) => {
+                    log::warn!(
+                        "listing of {} refused: listing pages still being sent hold {} bytes",
+                        relative.display(),
+                        site.listings.held_bytes()
+                    );
+                    return error(req, Status::SERVICE_UNAVAILABLE, &[("Retry-After", "1")]);
+                }
+            }
+        }
     };
     let mut head = HeadBuilder::new(Status::OK);
     head.header("Content-Type", ty);
@@ -650,13 +689,17 @@ fn serve_listing(site: &Site, req: &RequestHead, relative: &Path, decoded: &str)
         head.header(name, value);
     }
     head.content_length(body.len() as u64);
-    let mut bytes = head.finish(req.keep_alive, req.minor_version == 0);
+    let mut chunks = vec![Chunk::Bytes(
+        head.finish(req.keep_alive, req.minor_version == 0),
+    )];
     if req.method != Method::Head {
-        bytes.extend_from_slice(body.as_bytes());
+        // Shared, not copied: a client that does not read pins no page of
+        // its own.
+        chunks.push(Chunk::Shared(body));
     }
     Response {
         status: Status::OK,
-        chunks: vec![Chunk::Bytes(bytes)],
+        chunks,
         close: !req.keep_alive,
         log: None,
     }

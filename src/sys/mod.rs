@@ -314,3 +314,4 @@ fn check(rc: libc::c_int) -> io::Result<()> {
         Err(io::Error::last_os_error())
     }
 }
+pub mod dir;
