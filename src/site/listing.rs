@@ -202,40 +202,50 @@ pub fn render_html(url_path: &str, listing: &Listing) -> String {
     }
     const BOTTOM: &str = "</tbody>\n</table>\n</main>\n</body>\n</html>\n";
     let fixed = top.len() + table.len() + BOTTOM.len() + NOTE_ROOM;
-    let rows = rows(listing, MAX_PAGE_BYTES.saturating_sub(fixed), "", |row, entry| {
-        let (href, shown, class, size) = if entry.is_dir {
-            (
-                format!("{}/", encode(&entry.name)),
-                format!("{}/", escape_html(&entry.name)),
-                "dir",
-                "—".to_string(),
-            )
-        } else {
-            (
-                encode(&entry.name),
-                escape_html(&entry.name),
-                "file",
-                human_size(entry.size),
-            )
-        };
-        let seconds = unix_seconds(entry.modified);
-        let _ = writeln!(
-            row,
-            "<tr class=\"{class}\"><td><a href=\"{href}\">{shown}</a></td>\
+    let rows = rows(
+        listing,
+        MAX_PAGE_BYTES.saturating_sub(fixed),
+        "",
+        |row, entry| {
+            let (href, shown, class, size) = if entry.is_dir {
+                (
+                    format!("{}/", encode(&entry.name)),
+                    format!("{}/", escape_html(&entry.name)),
+                    "dir",
+                    "—".to_string(),
+                )
+            } else {
+                (
+                    encode(&entry.name),
+                    escape_html(&entry.name),
+                    "file",
+                    human_size(entry.size),
+                )
+            };
+            let seconds = unix_seconds(entry.modified);
+            let _ = writeln!(
+                row,
+                "<tr class=\"{class}\"><td><a href=\"{href}\">{shown}</a></td>\
              <td class=\"size\">{size}</td>\
              <td><time datetime=\"{}\">{}</time></td></tr>",
-            rfc3339(seconds),
-            short_time(seconds),
-        );
-    });
+                rfc3339(seconds),
+                short_time(seconds),
+            );
+        },
+    );
     let mut page = top;
     page.reserve(table.len() + rows.text.len() + BOTTOM.len() + NOTE_ROOM);
     if rows.truncated {
         let before = page.len();
+        let noun = if rows.shown == 1 {
+            "entry is"
+        } else {
+            "entries are"
+        };
         let _ = writeln!(
             page,
             "<p class=\"note\" role=\"status\">This listing is truncated: \
-             only {} entries are shown.</p>",
+             only {} {noun} shown.</p>",
             rows.shown
         );
         debug_assert!(page.len() - before <= NOTE_ROOM);
@@ -639,7 +649,11 @@ mod tests {
     #[test]
     fn json_table() {
         let cases: &[(&str, Vec<Entry>, &str)] = &[
-            ("/", vec![], r#"{"path":"/","truncated":false,"entries":[]}"#),
+            (
+                "/",
+                vec![],
+                r#"{"path":"/","truncated":false,"entries":[]}"#,
+            ),
             (
                 "/x/",
                 vec![
@@ -721,6 +735,65 @@ mod tests {
         let file = File::open(dir.join("B.txt")).expect("open file");
         assert!(read_entries(&file, false).is_err());
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// The listing used to be read again by path after the directory had
+    /// been opened and checked beneath the root: a directory swapped for a
+    /// symlink to the outside in between was listed. Entries now come from
+    /// the checked descriptor.
+    #[test]
+    fn a_directory_swapped_for_an_outside_symlink_after_the_check_is_not_listed() {
+        let base = scratch_dir("swap");
+        let root = base.join("root");
+        fs::create_dir_all(root.join("sub")).expect("mkdir");
+        fs::write(root.join("sub/inside.txt"), b"inside").expect("write");
+        fs::create_dir_all(base.join("outside")).expect("mkdir");
+        fs::write(base.join("outside/secret.txt"), b"secret").expect("write");
+        let root_handle = File::open(&root).expect("open root");
+        let dir = crate::sys::open_beneath(&root_handle, &root, std::path::Path::new("sub"), false)
+            .expect("open beneath");
+        // The swap lands between the check (the open) and the listing.
+        fs::rename(root.join("sub"), root.join("sub.old")).expect("rename");
+        std::os::unix::fs::symlink("../outside", root.join("sub")).expect("symlink");
+        let names: Vec<String> = read_entries(&dir, false)
+            .expect("read_entries")
+            .entries
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names, ["inside.txt"]);
+        let _ = fs::remove_dir_all(&base);
+    }
+
+    /// Many long names that escape to several times their length: the page
+    /// stops at the byte cap and says so, in HTML and in JSON.
+    #[test]
+    fn a_page_of_many_long_names_is_capped_and_says_truncated() {
+        let name = |n: usize| format!("{n:05}{}", "&<\"".repeat(80));
+        let listing = Listing {
+            entries: (0..MAX_ENTRIES)
+                .map(|n| entry(&name(n), false, 1, 0))
+                .collect(),
+            truncated: false,
+        };
+        let html = render_html("/many/", &listing);
+        assert!(html.len() <= MAX_PAGE_BYTES, "{}", html.len());
+        assert!(html.contains("This listing is truncated"));
+        assert!(html.ends_with("</html>\n"), "a complete page");
+        let shown = html.matches("<tr class=\"file\">").count();
+        assert!(shown > 0 && shown < MAX_ENTRIES, "{shown}");
+        assert!(html.contains(&format!("only {shown} entries are shown.")));
+        let json = render_json("/many/", &listing);
+        assert!(json.len() <= MAX_PAGE_BYTES, "{}", json.len());
+        assert!(json.contains("\"truncated\":true"));
+        assert!(json.ends_with("]}"), "a complete document");
+        // A listing cut when reading says so even if its rows fit.
+        let few = Listing {
+            entries: vec![entry("a", false, 1, 0)],
+            truncated: true,
+        };
+        assert!(render_html("/", &few).contains("only 1 entry is shown."));
+        assert!(render_json("/", &few).contains("\"truncated\":true"));
     }
 
     #[cfg(unix)]

@@ -129,7 +129,12 @@ impl PageCache {
     /// Keeps `body` as the page for `key`, built at `now`, and returns it to
     /// be sent. Least recently used pages make room; if the pages that
     /// responses still hold leave no room, the page is refused.
-    pub fn insert(&self, key: PageKey, body: Vec<u8>, now: Instant) -> Result<Arc<[u8]>, OverBudget> {
+    pub fn insert(
+        &self,
+        key: PageKey,
+        body: Vec<u8>,
+        now: Instant,
+    ) -> Result<Arc<[u8]>, OverBudget> {
         let mut inner = self.lock();
         inner.reap();
         if let Some(old) = inner.pages.remove(&key) {
@@ -264,12 +269,19 @@ mod tests {
         let mut held = Vec::new();
         let fits = MAX_LISTING_MEMORY / MAX_PAGE_BYTES;
         for n in 0..fits as u64 {
-            held.push(cache.insert(key(n, Format::Html), page.clone(), now).unwrap());
+            held.push(
+                cache
+                    .insert(key(n, Format::Html), page.clone(), now)
+                    .unwrap(),
+            );
         }
         assert_eq!(cache.held_bytes(), MAX_LISTING_MEMORY);
         // Eviction cannot free what clients hold: the next page is refused.
         let extra = key(fits as u64, Format::Html);
-        assert_eq!(cache.insert(extra.clone(), page.clone(), now), Err(OverBudget));
+        assert_eq!(
+            cache.insert(extra.clone(), page.clone(), now),
+            Err(OverBudget)
+        );
         assert!(cache.held_bytes() <= MAX_LISTING_MEMORY);
         // Once one client is gone, its page's memory is reusable.
         held.remove(0);
@@ -279,7 +291,9 @@ mod tests {
         // first, whatever their number.
         drop(held);
         for n in 100..100 + 4 * MAX_CACHED_PAGES as u64 {
-            cache.insert(key(n, Format::Json), b"small".to_vec(), now).unwrap();
+            cache
+                .insert(key(n, Format::Json), b"small".to_vec(), now)
+                .unwrap();
         }
         assert!(cache.lock().pages.len() <= MAX_CACHED_PAGES);
         assert!(cache.held_bytes() <= MAX_LISTING_MEMORY);
@@ -290,11 +304,15 @@ mod tests {
         let cache = PageCache::new();
         let now = Instant::now();
         for n in 0..MAX_CACHED_PAGES as u64 {
-            cache.insert(key(n, Format::Html), b"p".to_vec(), now).unwrap();
+            cache
+                .insert(key(n, Format::Html), b"p".to_vec(), now)
+                .unwrap();
         }
         // Page 0 is used again; page 1 is now the least recently used.
         assert!(cache.get(&key(0, Format::Html), now).is_some());
-        cache.insert(key(9_999, Format::Html), b"p".to_vec(), now).unwrap();
+        cache
+            .insert(key(9_999, Format::Html), b"p".to_vec(), now)
+            .unwrap();
         assert!(cache.get(&key(0, Format::Html), now).is_some());
         assert!(cache.get(&key(1, Format::Html), now).is_none());
     }

@@ -707,8 +707,15 @@ fn serve_listing(
 
 #[cfg(test)]
 mod tests {
+    //! The worker's path end to end, without sockets: reads, and what the
+    //! cache and the listing pages hold after real requests on a real
+    //! directory.
     use super::*;
+    use crate::http::request::{self, Parsed};
+    use std::fs;
     use std::io::Read;
+    use std::net::Ipv4Addr;
+    use std::path::PathBuf;
 
     /// Regression (read-at-offset-zero-uses-the-cursor): a read "at offset
     /// 0" used the file's cursor, which an earlier (possibly failed) read
@@ -757,5 +764,75 @@ mod tests {
         };
         assert!(bytes.ends_with(&contents), "body starts at byte 0");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn scratch(test: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("stoke-site-{}-{test}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn site(root: &Path, listing: bool) -> Site {
+        let mut config = Config::for_root(root).unwrap();
+        config.listing = listing;
+        Site::new(Arc::new(config)).unwrap()
+    }
+
+    fn request(site: &Site, path: &str) -> Response {
+        let raw = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
+        let Ok(Parsed::Complete { head, .. }) = request::parse(raw.as_bytes(), 64 * 1024) else {
+            panic!("bad test request {raw:?}");
+        };
+        handle(site, &head, IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+
+    /// Empty files add no data bytes and `l -> .` makes endless names for
+    /// one file; requesting many of both keeps the cache within its bounds,
+    /// with one copy of each file's data.
+    #[test]
+    fn many_empty_files_and_alias_paths_keep_the_file_cache_bounded() {
+        let dir = scratch("bounded");
+        std::os::unix::fs::symlink(".", dir.join("l")).unwrap();
+        const FILES: usize = 200;
+        const DEPTH: usize = 30; // below the kernel's 40 symlinks per lookup
+        for n in 0..FILES {
+            fs::write(dir.join(format!("e{n}")), b"").unwrap();
+        }
+        let site = site(&dir, false);
+        for depth in 0..DEPTH {
+            for n in 0..FILES {
+                let path = format!("/{}e{n}", "l/".repeat(depth));
+                assert_eq!(request(&site, &path).status, Status::OK, "{path}");
+            }
+            let stats = site.cache.stats();
+            assert!(stats.paths <= cache::MAX_CACHED_PATHS, "{stats:?}");
+            assert!(stats.bytes <= cache::MAX_CACHED_BYTES, "{stats:?}");
+            assert!(stats.files <= FILES, "aliases share data: {stats:?}");
+        }
+        assert_eq!(site.cache.stats().paths, cache::MAX_CACHED_PATHS);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// Two requests for one listing send the same bytes, not two renderings.
+    #[test]
+    fn two_listing_requests_share_one_rendering() {
+        let dir = scratch("shared-listing");
+        for n in 0..50 {
+            fs::write(dir.join(format!("file{n}.txt")), b"x").unwrap();
+        }
+        let site = site(&dir, true);
+        let body = |r: &Response| match r.chunks.as_slice() {
+            [Chunk::Bytes(_), Chunk::Shared(body)] => Arc::clone(body),
+            other => panic!("unexpected chunks {other:?}"),
+        };
+        // A page is rebuilt once it is a second old; a pair of requests that
+        // straddles that moment on a stalled machine is tried again.
+        let shared = (0..3).any(|_| {
+            let (a, b) = (request(&site, "/"), request(&site, "/"));
+            Arc::ptr_eq(&body(&a), &body(&b))
+        });
+        assert!(shared, "the second request rendered the page again");
+        let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -98,10 +98,16 @@ impl DirReader {
             return Err(io::Error::last_os_error());
         }
         #[allow(clippy::unnecessary_cast)] // the field types differ between systems
-        let (secs, nanos, len) = (st.st_mtime as i64, st.st_mtime_nsec as i64, st.st_size as u64);
+        let (secs, nanos, len) = (
+            st.st_mtime as i64,
+            st.st_mtime_nsec as i64,
+            st.st_size as u64,
+        );
         let modified = u64::try_from(secs)
             .ok()
-            .and_then(|s| UNIX_EPOCH.checked_add(Duration::new(s, nanos.clamp(0, 999_999_999) as u32)))
+            .and_then(|s| {
+                UNIX_EPOCH.checked_add(Duration::new(s, nanos.clamp(0, 999_999_999) as u32))
+            })
             .unwrap_or(UNIX_EPOCH);
         Ok(EntryMeta {
             is_dir: st.st_mode & libc::S_IFMT == libc::S_IFDIR,
