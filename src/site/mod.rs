@@ -51,12 +51,16 @@ const ALLOW: &str = "GET, HEAD, OPTIONS";
 /// What every request needs: the configuration and the open root directory
 /// (the anchor for `openat2`).
 ///
-/// The served tree is the directory that ROOT named at startup, held open by
-/// `root`: files, the small-file cache's checks and listings (read from the
-/// descriptor each directory was opened as, beneath `root`) all resolve from
-/// it. A deploy that renames a new tree onto ROOT's path is therefore not
-/// seen, for files and listings alike, until stoke restarts; a deploy that
-/// changes files inside the tree is seen at once.
+/// Files and listings come from the same place: a listing is read from the
+/// very descriptor that `sys::open_beneath` returned for its directory, so
+/// it shows the tree the same request would serve files from. With
+/// `openat2` (Linux, the default) that is the tree held open by `root`,
+/// the directory ROOT named at startup: a deploy that renames a new tree
+/// onto ROOT's path is not seen, by files and listings alike, until stoke
+/// restarts, while changes made inside the tree are seen at once. (The
+/// portable fallback and `--follow-symlinks` resolve by path, so there both
+/// see the new tree; the cache's check, relative to `root`, then misses
+/// rather than serve the old one.)
 pub struct Site {
     pub config: Arc<Config>,
     root: File,

@@ -128,16 +128,41 @@ impl Drop for DirReader {
 /// `readdir` reports an error only through `errno`, and leaves it untouched
 /// at the end of the stream: clear it first to tell the two apart.
 fn clear_errno() {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    // SAFETY: `__errno_location` returns this thread's errno slot.
-    unsafe {
-        *libc::__errno_location() = 0
-    };
-    #[cfg(any(target_os = "macos", target_os = "freebsd"))]
-    // SAFETY: `__error` returns this thread's errno slot.
-    unsafe {
-        *libc::__error() = 0
-    };
+    if let Some(slot) = errno_slot() {
+        // SAFETY: `slot` is this thread's errno, valid for the thread's life
+        // and written by no one else.
+        unsafe { *slot = 0 };
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn errno_slot() -> Option<*mut libc::c_int> {
+    // SAFETY: no preconditions; returns this thread's errno location.
+    Some(unsafe { libc::__errno_location() })
+}
+
+#[cfg(target_os = "android")]
+fn errno_slot() -> Option<*mut libc::c_int> {
+    // SAFETY: no preconditions; returns this thread's errno location.
+    Some(unsafe { libc::__errno() })
+}
+
+#[cfg(any(target_os = "macos", target_os = "freebsd"))]
+fn errno_slot() -> Option<*mut libc::c_int> {
+    // SAFETY: no preconditions; returns this thread's errno location.
+    Some(unsafe { libc::__error() })
+}
+
+/// Elsewhere errno stays as it was: a stale error at the end of a stream
+/// only ends the listing where it would have ended anyway.
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "macos",
+    target_os = "freebsd"
+)))]
+fn errno_slot() -> Option<*mut libc::c_int> {
+    None
 }
 
 #[cfg(test)]
