@@ -15,11 +15,19 @@
 //! `Close`, and `Close` means `is_closed()`; `buffered()` stays within
 //! `max_head + scratch`; nothing is written after `shutdown_write`; the
 //! dispatched requests are a prefix of what a straight reading of the byte
-//! stream (request::parse, skipping Content-Length bodies) yields; the
-//! output is a sequence of well-framed responses whose bodies are exactly
-//! the answered paths in order, with connection-made errors only last and
-//! matching the refusal the stream earns; and the machine always ends
-//! closed once the peer has sent EOF and everything was answered.
+//! stream (request::parse, skipping Content-Length bodies and chunked ones
+//! as one `ChunkedDecoder::feed` of the rest of the stream finds them)
+//! yields; the output is a sequence of well-framed responses whose bodies
+//! are exactly the answered paths in order, with connection-made errors
+//! only last and matching the refusal the stream earns; the write side is
+//! shut only after a response that says `Connection: close`; heads are
+//! parsed a bounded number of times each, however they were split; and the
+//! machine always ends closed once the peer has sent EOF and everything
+//! was answered.
+//!
+//! `Expect: 100-continue` makes the connection's choice depend on how the
+//! bytes arrived (no body byte yet: answer and close; else read the body),
+//! so the straight reading allows both (see [`reference`]).
 
 use std::cell::RefCell;
 use std::fs::File;
@@ -29,6 +37,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use stoke::conn::{Action, Connection, Cx, Limits, Transport, MAX_DISCARDED_BODY};
+use stoke::http::chunked::{ChunkedDecoder, ChunkedError, Decoded};
 use stoke::http::request::{self, BodyFraming, Parsed, RequestHead};
 use stoke::http::response::{Chunk, HeadBuilder, Response, Status};
 
@@ -423,8 +432,20 @@ pub fn check(data: &[u8]) -> Result<(), String> {
          to fuzz past this)"
     );
 
+    // Parses: a few per head (see `HeadScanner`), not one per read.
+    let heads_seen = d.dispatched.len() as u64 + 2;
+    ensure!(
+        d.conn.parse_attempts() <= 4 * heads_seen,
+        "{} parses for at most {heads_seen} heads",
+        d.conn.parse_attempts()
+    );
+
     // Requests: a prefix of what the byte stream holds.
-    let (expected, refusal) = reference(input);
+    let Reference {
+        heads: expected,
+        refusal,
+        last_may_be_refused,
+    } = reference(input);
     for (i, got) in d.dispatched.iter().enumerate() {
         let Some(want) = expected.get(i) else {
             return Err(format!(
@@ -451,6 +472,10 @@ pub fn check(data: &[u8]) -> Result<(), String> {
         "output ends in a partial response ({} bytes) without a timeout",
         cut.len()
     );
+    ensure!(
+        !wire.borrow().shut || responses.last().is_some_and(|r| r.1),
+        "write side shut after a response that did not say Connection: close"
+    );
     let mut bodies = Vec::new();
     for (i, (status, close, body)) in responses.iter().enumerate() {
         let last = i + 1 == responses.len();
@@ -467,8 +492,10 @@ pub fn check(data: &[u8]) -> Result<(), String> {
         );
         if *status != 408 {
             // The refusal matches what the stream earns at that point.
+            let refused_at = bodies.len() == expected.len()
+                || (last_may_be_refused && bodies.len() + 1 == expected.len());
             ensure!(
-                bodies.len() == expected.len() && refusal.contains(status),
+                refused_at && refusal.contains(status),
                 "{status} after {} answers; the stream holds {} requests then {refusal:?}",
                 bodies.len(),
                 expected.len()
@@ -488,24 +515,69 @@ pub fn check(data: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// The requests a client sending `input` may expect answered, in order, and
-/// the status of the refusal that ends the stream, if it ends in one.
-/// When the rest of the stream is at least `max_head` long, the connection
-/// may see only part of it when it gives up, so 414 and 431 are also fair.
-fn reference(input: &[u8]) -> (Vec<RequestHead>, Vec<u16>) {
+/// What a straight reading of the byte stream says.
+struct Reference {
+    /// The requests a client sending `input` may expect answered, in order.
+    heads: Vec<RequestHead>,
+    /// The statuses of the refusal that ends the stream, if it ends in one.
+    refusal: Vec<u16>,
+    /// The refusal may instead come in place of the last of `heads`: an
+    /// `Expect: 100-continue` request with a bad chunked body, which the
+    /// connection either answers and closes (no body byte had arrived) or
+    /// refuses for its body.
+    last_may_be_refused: bool,
+}
+
+/// Reads `input` as a client's requests. When the rest of the stream is at
+/// least `max_head` long, the connection may see only part of it when it
+/// gives up, so 414 and 431 are also fair refusals of a head.
+///
+/// An `Expect: 100-continue` request is answered either way: the connection
+/// closes after it (a prefix of this reading) or reads its body as here.
+fn reference(input: &[u8]) -> Reference {
     let mut heads = Vec::new();
     let mut pos = 0;
+    let end = |heads, refusal, last_may_be_refused| Reference {
+        heads,
+        refusal,
+        last_may_be_refused,
+    };
     while pos < input.len() {
         match request::parse(&input[pos..], MAX_HEAD) {
             Ok(Parsed::Complete { head, len }) => {
                 pos += len;
-                let mut last = !head.keep_alive;
+                let last = !head.keep_alive;
                 match head.body {
                     BodyFraming::None => {}
-                    BodyFraming::Length(n) if n > MAX_DISCARDED_BODY => return (heads, vec![413]),
-                    BodyFraming::Length(_) if head.expect_continue => last = true,
+                    BodyFraming::Length(n) if n > MAX_DISCARDED_BODY => {
+                        return end(heads, vec![413], false)
+                    }
                     BodyFraming::Length(n) => pos = pos.saturating_add(n as usize),
-                    BodyFraming::Chunked => last = true,
+                    BodyFraming::Chunked => {
+                        let expect = head.expect_continue;
+                        let mut decoder = ChunkedDecoder::new(MAX_DISCARDED_BODY);
+                        match decoder.feed(&input[pos..]) {
+                            Ok(Decoded::Done(used)) => pos += used,
+                            Ok(Decoded::NeedMore) => {
+                                // Never dispatched, unless answered at once
+                                // for its Expect.
+                                if expect {
+                                    heads.push(*head);
+                                }
+                                break;
+                            }
+                            Err(e) => {
+                                let status = match e {
+                                    ChunkedError::Malformed => 400,
+                                    ChunkedError::TooLarge => 413,
+                                };
+                                if expect {
+                                    heads.push(*head);
+                                }
+                                return end(heads, vec![status], expect);
+                            }
+                        }
+                    }
                 }
                 heads.push(*head);
                 if last {
@@ -521,11 +593,11 @@ fn reference(input: &[u8]) -> (Vec<RequestHead>, Vec<u16>) {
                 if input.len() - pos >= MAX_HEAD {
                     fair.extend([414, 431]);
                 }
-                return (heads, fair);
+                return end(heads, fair, false);
             }
         }
     }
-    (heads, Vec::new())
+    end(heads, Vec::new(), false)
 }
 
 type Parsed3 = (u16, bool, Vec<u8>);
