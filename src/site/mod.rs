@@ -135,6 +135,9 @@ fn serve(site: &Site, req: &RequestHead) -> Response {
     if cfg!(feature = "test-hooks") && req.path == "/__stoke_test_panic" {
         panic!("forced by the test-only panic path");
     }
+    if cfg!(feature = "test-hooks") && req.path == "/__stoke_test_hang" {
+        test_hang(site);
+    }
     let url = match url_path::decode(&req.path, site.config.hidden) {
         Ok(url) => url,
         Err(PathError::BadEncoding | PathError::NotAbsolute) => {
@@ -195,6 +198,17 @@ fn serve(site: &Site, req: &RequestHead) -> Response {
         return serve_listing(site, req, &url.relative, &url.decoded);
     }
     error(req, Status::FORBIDDEN, &[])
+}
+
+/// Test-only: blocks this worker, as a hung network mount would, until a
+/// file named `__stoke_test_release` appears in the root (never, for a test
+/// that wants a worker stuck for good); then the request goes on.
+fn test_hang(site: &Site) {
+    log::warn!("test hook: worker blocked until __stoke_test_release exists");
+    let release = site.config.root.join("__stoke_test_release");
+    while !release.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 fn open(site: &Site, relative: &Path) -> io::Result<(File, Metadata)> {
