@@ -234,6 +234,20 @@ fn open_error(req: &RequestHead, relative: &Path, e: &io::Error) -> Response {
             log::warn!("permission denied: {}", relative.display());
             error(req, Status::FORBIDDEN, &[])
         }
+        // Out of descriptors: a moment's overload, not a fault. The client
+        // may retry, and closing its connection frees a descriptor.
+        Some(libc::EMFILE | libc::ENFILE) => {
+            log::warn!("out of descriptors opening {}: {e}", relative.display());
+            let head_only = req.method == Method::Head;
+            let retry = [("Retry-After", "1")];
+            error_response(
+                Status::SERVICE_UNAVAILABLE,
+                false,
+                req.minor_version == 0,
+                head_only,
+                &retry,
+            )
+        }
         _ => {
             log::error!("cannot open {}: {e}", relative.display());
             error(req, Status::INTERNAL_SERVER_ERROR, &[])
