@@ -32,15 +32,25 @@ fn main() -> ExitCode {
     }
     match server.run() {
         Ok(summary) => {
+            let mut cut = String::new();
+            if summary.cut_off > 0 {
+                let when = if summary.forced {
+                    "by a second signal"
+                } else {
+                    "at the deadline"
+                };
+                cut += &format!(", {} connections cut off {when}", summary.cut_off);
+            }
+            if summary.dropped_jobs > 0 {
+                cut += &format!(", {} queued requests dropped", summary.dropped_jobs);
+            }
+            if summary.busy_workers > 0 {
+                cut += &format!(", {} workers still busy", summary.busy_workers);
+            }
             log::info!(
-                "shut down: {} requests on {} connections{}",
+                "shut down: {} requests on {} connections{cut}",
                 summary.requests,
                 summary.connections,
-                if summary.cut_off > 0 {
-                    format!(", {} cut off at the deadline", summary.cut_off)
-                } else {
-                    String::new()
-                }
             );
             ExitCode::SUCCESS
         }

@@ -176,6 +176,29 @@ impl HeadBuilder {
     }
 }
 
+/// Makes a head finished by [`HeadBuilder::finish`] for a kept connection
+/// say `Connection: close` instead: the connection decided to close after a
+/// worker built the head (shutdown began meanwhile). `bytes` is the head,
+/// possibly followed by body bytes; a head already saying close is left as
+/// it is.
+pub fn rewrite_head_to_close(bytes: &mut Vec<u8>) {
+    // A head has no empty line before its end, so the first one ends it.
+    let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return;
+    };
+    let head = &bytes[..end + 2];
+    if head.ends_with(b"\r\nConnection: close\r\n") {
+        return;
+    }
+    const KEEP_ALIVE: &[u8] = b"Connection: keep-alive\r\n";
+    if head.ends_with(KEEP_ALIVE) {
+        let at = end + 2 - KEEP_ALIVE.len();
+        bytes.splice(at..end + 2, b"Connection: close\r\n".iter().copied());
+    } else {
+        bytes.splice(end + 2..end + 2, b"Connection: close\r\n".iter().copied());
+    }
+}
+
 fn itoa3(code: u16) -> String {
     format!("{code:03}")
 }
@@ -242,5 +265,23 @@ mod tests {
             .unwrap();
         assert_eq!(len, body.len());
         assert!(r.close);
+    }
+
+    #[test]
+    fn a_kept_head_is_rewritten_to_close() {
+        for http10 in [false, true] {
+            let mut b = HeadBuilder::new(Status::OK);
+            b.content_length(4);
+            let mut bytes = b.finish(true, http10);
+            bytes.extend_from_slice(b"body");
+            rewrite_head_to_close(&mut bytes);
+            let text = String::from_utf8(bytes.clone()).unwrap();
+            assert!(
+                text.ends_with("Content-Length: 4\r\nConnection: close\r\n\r\nbody"),
+                "{text:?}"
+            );
+            rewrite_head_to_close(&mut bytes);
+            assert_eq!(String::from_utf8(bytes).unwrap(), text, "idempotent");
+        }
     }
 }

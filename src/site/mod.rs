@@ -151,6 +151,9 @@ fn serve(site: &Site, req: &RequestHead) -> Response {
     if cfg!(feature = "test-hooks") && req.path == "/__stoke_test_panic" {
         panic!("forced by the test-only panic path");
     }
+    if cfg!(feature = "test-hooks") && req.path == "/__stoke_test_hang" {
+        test_hang(site);
+    }
     let url = match url_path::decode(&req.path, site.config.hidden) {
         Ok(url) => url,
         Err(PathError::BadEncoding | PathError::NotAbsolute) => {
@@ -212,6 +215,17 @@ fn serve(site: &Site, req: &RequestHead) -> Response {
     error(req, Status::FORBIDDEN, &[])
 }
 
+/// Test-only: blocks this worker, as a hung network mount would, until a
+/// file named `__stoke_test_release` appears in the root (never, for a test
+/// that wants a worker stuck for good); then the request goes on.
+fn test_hang(site: &Site) {
+    log::warn!("test hook: worker blocked until __stoke_test_release exists");
+    let release = site.config.root.join("__stoke_test_release");
+    while !release.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 fn open(site: &Site, relative: &Path) -> io::Result<(File, Metadata)> {
     let file = sys::open_beneath(
         &site.root,
@@ -234,6 +248,20 @@ fn open_error(req: &RequestHead, relative: &Path, e: &io::Error) -> Response {
         Some(libc::EACCES | libc::EPERM) => {
             log::warn!("permission denied: {}", relative.display());
             error(req, Status::FORBIDDEN, &[])
+        }
+        // Out of descriptors: a moment's overload, not a fault. The client
+        // may retry, and closing its connection frees a descriptor.
+        Some(libc::EMFILE | libc::ENFILE) => {
+            log::warn!("out of descriptors opening {}: {e}", relative.display());
+            let head_only = req.method == Method::Head;
+            let retry = [("Retry-After", "1")];
+            error_response(
+                Status::SERVICE_UNAVAILABLE,
+                false,
+                req.minor_version == 0,
+                head_only,
+                &retry,
+            )
         }
         _ => {
             log::error!("cannot open {}: {e}", relative.display());

@@ -1,7 +1,8 @@
 //! The few system calls the standard library does not wrap: `sendfile(2)`
 //! for file bodies, `openat2(2)` for opening a file without leaving the
-//! served root, `fstatat(2)` for checking a cached file cheaply, and the
-//! `setuid` family for dropping root.
+//! served root, `fstatat(2)` for checking a cached file cheaply, the
+//! `setuid` family for dropping root, and `getrlimit(2)` for the descriptor
+//! limit.
 //!
 //! This is the only module with `unsafe`; each block says why it is sound.
 //! Everything OS-specific sits behind these two functions, `cfg`-gated, with
@@ -315,3 +316,18 @@ fn check(rc: libc::c_int) -> io::Result<()> {
     }
 }
 pub mod dir;
+
+/// The soft limit on open descriptors (`RLIMIT_NOFILE`), or `None` when it
+/// is unlimited or unknown.
+pub fn descriptor_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, exclusive out-pointer for the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return None;
+    }
+    #[allow(clippy::unnecessary_cast)] // rlim_t differs between systems
+    (lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur as u64)
+}
