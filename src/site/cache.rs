@@ -2,23 +2,27 @@
 //! every hit.
 //!
 //! Serving a small file costs four syscalls (`openat2`, `fstat`, `read`,
-//! `close`); a hit here costs one `fstatat` relative to the root. The cache
-//! never serves stale bytes: each hit compares the file's stamp (device,
-//! inode, size, mtime and ctime, which every write updates) with the one
-//! recorded when it was read, and a mismatch is a miss. So a replaced or
-//! edited file is seen by the very next request, as without a cache.
+//! `close`); a hit here costs one link-free stat relative to the root
+//! (`sys::stat_beneath`). The cache never serves stale bytes: each hit
+//! compares the file's stamp (device, inode, size, mtime and ctime, which
+//! every write updates) with the one recorded when it was read, and a
+//! mismatch is a miss. So a replaced or edited file is seen by the very next
+//! request, as without a cache.
 //!
-//! Only files that the normal path opened (through `openat2` beneath the
-//! root, after the dotfile policy) are ever inserted, under their decoded
-//! relative path. A later symlink swap cannot make a hit serve something
-//! else: the `fstatat` follows the new link, finds another inode (or the same
-//! inode with a new ctime), and misses, and the miss goes back through
-//! `openat2`.
+//! Only files that the normal path opened (beneath the root, after the
+//! dotfile policy) and that a link-free stat of the same path reaches are
+//! inserted, under their decoded relative path. A hit cannot reach anything
+//! a fresh resolution would refuse: its stat refuses every symlink on the
+//! path, so it only ever sees the very path `url_path` vetted; a symlink put
+//! anywhere on it, or another inode (or the same inode with a new ctime), is
+//! a miss, and the miss goes back through `sys::open_beneath`.
 //!
 //! Two maps, both bounded: a path index (at most [`MAX_CACHED_PATHS`]
 //! paths) and the data, keyed by the file's identity (device, inode). The
-//! aliases of one file (`a.txt`, `l/a.txt`, `l/l/a.txt` with `l -> .`) are
-//! entries of the index that share one copy of the data. Bytes of data and
+//! aliases of one file (hard links: `a.txt` and `b.txt` naming one inode)
+//! are entries of the index that share one copy of the data; paths through
+//! a symlink (`l/a.txt` with `l -> .`) are never hit, since the hit's stat
+//! refuses links. Bytes of data and
 //! of paths together stay under [`MAX_CACHED_BYTES`]; empty files cost a
 //! path each and are bounded by the path count.
 //!
@@ -151,7 +155,8 @@ impl FileCache {
 
     /// The cached contents of `relative` under the directory `root`, and
     /// their metadata, if cached and unchanged. A path that was never cached
-    /// costs no syscall; a cached one costs one `fstatat`.
+    /// costs no syscall; a cached one costs one link-free stat
+    /// (`sys::stat_beneath`).
     pub fn get(&self, root: &File, relative: &Path) -> Option<Hit> {
         let (hit, stamp) = {
             let inner = self.read();
@@ -391,10 +396,12 @@ mod tests {
     fn stale_data_is_never_served() {
         let (dir, root) = scratch("stale");
         fs::write(dir.join("a.txt"), b"one").unwrap();
-        std::os::unix::fs::symlink(".", dir.join("l")).unwrap();
+        // A second name for the same inode: a hard link (a name through a
+        // symlink is never hit at all, see below).
+        fs::hard_link(dir.join("a.txt"), dir.join("b.txt")).unwrap();
         let cache = FileCache::new();
         load(&cache, &dir, "a.txt");
-        load(&cache, &dir, "l/a.txt");
+        load(&cache, &dir, "b.txt");
         assert_eq!(cache.stats().files, 1, "two names, one copy");
         let before = sys::stat_beneath(&root, Path::new("a.txt")).unwrap();
         // Same size, same inode: only the times tell. Rewrite until the
@@ -410,15 +417,19 @@ mod tests {
             before
         );
         assert_eq!(hit(&cache, &root, "a.txt"), None);
-        assert_eq!(hit(&cache, &root, "l/a.txt"), None, "the alias too");
+        assert_eq!(hit(&cache, &root, "b.txt"), None, "the alias too");
         // The new version, cached under one name, serves both names.
         load(&cache, &dir, "a.txt");
-        load(&cache, &dir, "l/a.txt");
-        assert_eq!(hit(&cache, &root, "l/a.txt").as_deref(), Some(&b"two"[..]));
+        load(&cache, &dir, "b.txt");
+        assert_eq!(hit(&cache, &root, "b.txt").as_deref(), Some(&b"two"[..]));
         // Replaced by rename: another inode.
         fs::write(dir.join("new"), b"three").unwrap();
         fs::rename(dir.join("new"), dir.join("a.txt")).unwrap();
         assert_eq!(hit(&cache, &root, "a.txt"), None);
+        // A name through a symlink is never a hit, even for unchanged data:
+        // the hit's stat refuses links (`sys::stat_beneath`).
+        std::os::unix::fs::symlink(".", dir.join("l")).unwrap();
+        load(&cache, &dir, "l/a.txt");
         assert_eq!(hit(&cache, &root, "l/a.txt"), None);
         let _ = fs::remove_dir_all(&dir);
     }
@@ -449,10 +460,11 @@ mod tests {
             assert!(stats.paths <= limits.max_paths, "{stats:?}");
             assert!(stats.bytes <= limits.max_bytes, "{stats:?}");
         }
-        // The aliases still cached all hit, on one shared copy.
+        // The aliases still cached share one copy. (None of them would hit:
+        // a hit's stat refuses symlinks, and the site never inserts them.)
         let stats = cache.stats();
         assert!(stats.files < stats.paths, "{stats:?}");
-        assert_eq!(hit(&cache, &root, &alias).map(|d| d.len()), Some(1000));
+        assert_eq!(hit(&cache, &root, &alias), None);
         let _ = fs::remove_dir_all(&dir);
     }
 

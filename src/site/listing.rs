@@ -685,8 +685,11 @@ mod tests {
         fs::create_dir_all(base.join("outside")).expect("mkdir");
         fs::write(base.join("outside/secret.txt"), b"secret").expect("write");
         let root_handle = File::open(&root).expect("open root");
-        let dir = crate::sys::open_beneath(&root_handle, &root, std::path::Path::new("sub"), false)
-            .expect("open beneath");
+        let sub = std::path::Path::new("sub");
+        let stay_inside = crate::sys::Symlinks::StayInside;
+        let dir = crate::sys::open_beneath(&root_handle, &root, sub, stay_inside)
+            .expect("open beneath")
+            .file;
         // The swap lands between the check (the open) and the listing.
         fs::rename(root.join("sub"), root.join("sub.old")).expect("rename");
         std::os::unix::fs::symlink("../outside", root.join("sub")).expect("symlink");

@@ -8,9 +8,10 @@
 //! into memory here so the reactor sends head and body in one `writev`;
 //! larger ones travel as an open `File` for `sendfile`.
 //!
-//! Every alternate file (index, sidecar, listing entry) goes through the same
-//! decode-then-`open_beneath` path as the requested one: one policy, one
-//! place.
+//! Every file opened by name (the requested one, an index, a sidecar, a
+//! listed directory) goes through [`open`]: `sys::open_beneath`, which never
+//! leaves the root, then the dotfile policy applied again to the real path
+//! when a symlink led there. One policy, one place.
 //!
 //! Runs on: worker threads.
 
@@ -53,14 +54,15 @@ const ALLOW: &str = "GET, HEAD, OPTIONS";
 ///
 /// Files and listings come from the same place: a listing is read from the
 /// very descriptor that `sys::open_beneath` returned for its directory, so
-/// it shows the tree the same request would serve files from. With
-/// `openat2` (Linux, the default) that is the tree held open by `root`,
+/// it shows the tree the same request would serve files from. Every
+/// resolution starts at `root`'s descriptor (`openat2`, the portable walk
+/// and `--follow-symlinks` alike), so that is the tree held open by `root`,
 /// the directory ROOT named at startup: a deploy that renames a new tree
 /// onto ROOT's path is not seen, by files and listings alike, until stoke
-/// restarts, while changes made inside the tree are seen at once. (The
-/// portable fallback and `--follow-symlinks` resolve by path, so there both
-/// see the new tree; the cache's check, relative to `root`, then misses
-/// rather than serve the old one.)
+/// restarts, while changes made inside the tree are seen at once. (Only an
+/// absolute symlink's target is a path: one under ROOT's canonical path is
+/// walked from `root`; under `--follow-symlinks`, one leading elsewhere is
+/// followed by the kernel.)
 pub struct Site {
     pub config: Arc<Config>,
     root: File,
@@ -226,15 +228,30 @@ fn test_hang(site: &Site) {
     }
 }
 
+/// Opens `relative` beneath the root and `fstat`s it: the only way a file is
+/// reached by name. A hidden file reached through a symlink (`envlink ->
+/// .env`, `g -> .git`) is refused like the hidden name itself, unless
+/// `--hidden`: the policy judges what was opened, not only what was asked
+/// for.
 fn open(site: &Site, relative: &Path) -> io::Result<(File, Metadata)> {
-    let file = sys::open_beneath(
-        &site.root,
-        &site.config.root,
-        relative,
-        site.config.follow_symlinks,
-    )?;
-    let meta = file.metadata()?;
-    Ok((file, meta))
+    let symlinks = if site.config.follow_symlinks {
+        sys::Symlinks::Anywhere
+    } else {
+        sys::Symlinks::StayInside
+    };
+    let opened = sys::open_beneath(&site.root, &site.config.root, relative, symlinks)?;
+    if let Some(real) = &opened.via_link {
+        if !site.config.hidden && url_path::exposes_hidden(real) {
+            log::debug!(
+                "{} leads to hidden {}; refused",
+                relative.display(),
+                real.display()
+            );
+            return Err(io::Error::from_raw_os_error(libc::ENOENT));
+        }
+    }
+    let meta = opened.file.metadata()?;
+    Ok((opened.file, meta))
 }
 
 /// Why a file could not be opened, as a status code.
@@ -336,7 +353,13 @@ impl Source {
         match file.read_exact_at(&mut data, 0) {
             Ok(()) => {
                 let data: Arc<[u8]> = data.into();
-                site.cache.insert(relative, Arc::clone(&data), meta);
+                // Cached only if a hit can reach it: hits re-resolve with no
+                // symlink at all (`sys::stat_beneath`), so a file reached
+                // through a link, or swapped since it was opened, stays out.
+                let stamp = sys::stat_beneath(&site.root, relative);
+                if stamp.is_ok_and(|now| now == FileStamp::of(meta)) {
+                    site.cache.insert(relative, Arc::clone(&data), meta);
+                }
                 Source::cached(data, None)
             }
             // Shrunk since fstat: leave it to the body writer to fail cleanly.
@@ -820,29 +843,35 @@ mod tests {
     }
 
     /// Empty files add no data bytes and `l -> .` makes endless names for
-    /// one file; requesting many of both keeps the cache within its bounds,
-    /// with one copy of each file's data.
+    /// one file; requesting many of both keeps the cache within its bounds.
+    /// The empty files fill the path index up to its cap and no further; the
+    /// names through the link are served but never cached, since a hit
+    /// could not reach them (its stat refuses symlinks).
     #[test]
     fn many_empty_files_and_alias_paths_keep_the_file_cache_bounded() {
         let dir = scratch("bounded");
         std::os::unix::fs::symlink(".", dir.join("l")).unwrap();
-        const FILES: usize = 200;
+        const FILES: usize = cache::MAX_CACHED_PATHS + 100;
+        const ALIASED: usize = 50;
         const DEPTH: usize = 30; // below the kernel's 40 symlinks per lookup
         for n in 0..FILES {
             fs::write(dir.join(format!("e{n}")), b"").unwrap();
         }
         let site = site(&dir, false);
-        for depth in 0..DEPTH {
-            for n in 0..FILES {
+        for n in 0..FILES {
+            let path = format!("/e{n}");
+            assert_eq!(request(&site, &path).status, Status::OK, "{path}");
+        }
+        let full = site.cache.stats();
+        assert_eq!(full.paths, cache::MAX_CACHED_PATHS, "{full:?}");
+        assert!(full.bytes <= cache::MAX_CACHED_BYTES, "{full:?}");
+        for depth in 1..DEPTH {
+            for n in 0..ALIASED {
                 let path = format!("/{}e{n}", "l/".repeat(depth));
                 assert_eq!(request(&site, &path).status, Status::OK, "{path}");
             }
-            let stats = site.cache.stats();
-            assert!(stats.paths <= cache::MAX_CACHED_PATHS, "{stats:?}");
-            assert!(stats.bytes <= cache::MAX_CACHED_BYTES, "{stats:?}");
-            assert!(stats.files <= FILES, "aliases share data: {stats:?}");
+            assert_eq!(site.cache.stats(), full, "aliases are not cached");
         }
-        assert_eq!(site.cache.stats().paths, cache::MAX_CACHED_PATHS);
         let _ = fs::remove_dir_all(&dir);
     }
 
