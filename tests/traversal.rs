@@ -7,7 +7,8 @@
 //! `.env`, `.htpasswd`, hidden entries in listings, hidden sidecars and
 //! indexes, and all of these reached through a symlink) and special files (a
 //! FIFO). None may ever return the secret's bytes, and each must get its
-//! specific status code.
+//! specific status code. Also: "no sidecar" is never remembered for a
+//! sidecar name that is a dangling link.
 mod common;
 use common::*;
 
@@ -590,4 +591,35 @@ fn dotfiles_reached_through_a_symlink_stay_hidden() {
             r.text()
         );
     }
+}
+
+/// A sidecar that is a link into another directory, dangling at first: the
+/// server must not remember "no sidecar" for the file's directory, since the
+/// target can appear without that directory changing.
+#[test]
+fn a_dangling_sidecar_link_is_not_remembered_as_no_sidecar() {
+    let site = Site::new("memo");
+    let www = site.root();
+    site.base.write("www/m/page.txt", "memo page identity");
+    site.base.write("www/gz/keep.txt", "keeps the directory");
+    symlink("../gz/page.txt.gz", www.join("m/page.txt.gz")).unwrap();
+    // An old directory: the memo is allowed for it (a just-changed one is
+    // never remembered, see `sidecar_memo_allowed`).
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    fs::File::open(www.join("m"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let server = TestServer::start(&www);
+    for _ in 0..3 {
+        let r = raw_get(server.addr, "/m/page.txt", "Accept-Encoding: gzip\r\n");
+        assert_eq!(r.status, 200, "{}", r.head);
+        assert_eq!(r.header("content-encoding"), None);
+        assert_eq!(r.text(), "memo page identity");
+    }
+    site.base.write("www/gz/page.txt.gz", "gz bytes");
+    let r = raw_get(server.addr, "/m/page.txt", "Accept-Encoding: gzip\r\n");
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert_eq!(r.header("content-encoding"), Some("gzip"), "{}", r.head);
+    assert_eq!(r.text(), "gz bytes");
 }

@@ -375,14 +375,78 @@ struct Variant {
     coding: Coding,
 }
 
-fn sidecar(site: &Site, relative: &Path, coding: Coding) -> Option<(File, Metadata)> {
-    let suffix = coding.sidecar_suffix()?;
+/// What looking for one precompressed sidecar found.
+enum Sidecar {
+    Found(File, Metadata),
+    /// No entry of that name at all (not even a dangling link) in the
+    /// file's directory: true for as long as the directory is unchanged.
+    Absent,
+    /// Not served, for a reason the directory's stamp does not capture: a
+    /// link (its target lives elsewhere), an error such as EMFILE or EACCES,
+    /// something that is not a regular file.
+    NotUsable,
+}
+
+impl Sidecar {
+    fn take(self) -> Option<(File, Metadata)> {
+        match self {
+            Sidecar::Found(file, meta) => Some((file, meta)),
+            Sidecar::Absent | Sidecar::NotUsable => None,
+        }
+    }
+}
+
+/// Looks for `relative`'s sidecar for `coding`. `probe_absence`: tell
+/// `Absent` from `NotUsable` when it is not found (one more syscall, only
+/// worth it when "none" can be remembered).
+fn sidecar(site: &Site, relative: &Path, coding: Coding, probe_absence: bool) -> Sidecar {
+    let Some(suffix) = coding.sidecar_suffix() else {
+        return Sidecar::Absent;
+    };
     let mut name = relative.as_os_str().to_owned();
     name.push(suffix);
-    match open(site, &PathBuf::from(name)) {
-        Ok((file, meta)) if meta.is_file() => Some((file, meta)),
-        _ => None,
+    let name = PathBuf::from(name);
+    match open(site, &name) {
+        Ok((file, meta)) if meta.is_file() => Sidecar::Found(file, meta),
+        Ok(_) => Sidecar::NotUsable,
+        Err(e) => {
+            classify_missing_sidecar(&e, || probe_absence && sys::entry_absent(&site.root, &name))
+        }
     }
+}
+
+/// A sidecar that could not be opened is `Absent` only when the open said
+/// "not found" and the name is really not there (`absent`, asked only
+/// then): a dangling link also says "not found". Any other error, EMFILE
+/// first of all, says nothing about the directory.
+fn classify_missing_sidecar(e: &io::Error, absent: impl FnOnce() -> bool) -> Sidecar {
+    if e.raw_os_error() == Some(libc::ENOENT) && absent() {
+        return Sidecar::Absent;
+    }
+    if !matches!(
+        e.raw_os_error(),
+        Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP | libc::EXDEV)
+    ) {
+        log::warn!("sidecar lookup failed: {e}");
+    }
+    Sidecar::NotUsable
+}
+
+/// A directory modified this recently may be modified again within the same
+/// timestamp tick without its stamp changing (file-system clocks are
+/// coarse: a jiffy on Linux, 2 s on FAT), so "no sidecar" is not remembered
+/// against it.
+const SIDECAR_MEMO_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// May "no sidecar" be remembered against a directory last modified at
+/// `dir_mtime`, now? Not when it is recent (see [`SIDECAR_MEMO_SETTLE`]) or
+/// in the future.
+fn sidecar_memo_allowed(dir_mtime: (i64, i64), now: SystemTime) -> bool {
+    let Ok(now) = now.duration_since(SystemTime::UNIX_EPOCH) else {
+        return false;
+    };
+    let settled = now.as_secs() as i64 - SIDECAR_MEMO_SETTLE.as_secs() as i64;
+    dir_mtime.0 < settled
 }
 
 fn serve_file(
@@ -398,22 +462,35 @@ fn serve_file(
     // Precompressed sidecars: look them up, choose by Accept-Encoding. Most
     // files have none, and two failing opens per request are costly, so the
     // cache remembers "none" together with the directory's stamp, which any
-    // new, removed or renamed entry changes: one cheap `fstatat` instead.
+    // new, removed or renamed entry changes: one cheap stat instead. Only
+    // names that are absent outright are remembered (see `Sidecar`).
     let (mut brotli, mut gzip) = (None, None);
     let mut none_while_dir_is = None;
     if may_have_sidecar(&ty) {
         let dir = relative.parent().unwrap_or(Path::new(""));
-        let dir = sys::stat_beneath(&site.root, dir).ok();
+        // The directory's state, however it is reached: the memo is a fact
+        // about that inode (see `sys::stat_following_links`).
+        let dir = sys::stat_following_links(&site.root, dir).ok();
         let known_none = matches!(
             &source,
             Source::Memory { no_sidecars_in: Some(stamp), .. } if Some(*stamp) == dir
         );
         if !known_none {
-            brotli = sidecar(site, relative, Coding::Brotli);
-            gzip = sidecar(site, relative, Coding::Gzip);
-            if brotli.is_none() && gzip.is_none() {
-                none_while_dir_is = dir;
+            // Only a small file is cached, and only a cached one keeps the memo.
+            let rememberable = meta.len() <= SMALL_FILE
+                && dir.is_some_and(|d| sidecar_memo_allowed(d.mtime, SystemTime::now()));
+            let found_brotli = sidecar(site, relative, Coding::Brotli, rememberable);
+            let found_gzip = sidecar(site, relative, Coding::Gzip, rememberable);
+            // Remembered only when both names are simply not there: a link
+            // or an error (EMFILE) must be looked at again next time.
+            if matches!(
+                (&found_brotli, &found_gzip),
+                (Sidecar::Absent, Sidecar::Absent)
+            ) {
+                none_while_dir_is = dir.filter(|_| rememberable);
             }
+            brotli = found_brotli.take();
+            gzip = found_gzip.take();
         }
     }
     let has_sidecar = brotli.is_some() || gzip.is_some();
@@ -771,6 +848,7 @@ mod tests {
     use std::io::Read;
     use std::net::Ipv4Addr;
     use std::path::PathBuf;
+    use std::time::Duration;
 
     /// Regression (read-at-offset-zero-uses-the-cursor): a read "at offset
     /// 0" used the file's cursor, which an earlier (possibly failed) read
@@ -895,5 +973,47 @@ mod tests {
         });
         assert!(shared, "the second request rendered the page again");
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// EMFILE (or any error but "not found") while looking for a sidecar
+    /// says nothing about the directory: remembering it as "no sidecar"
+    /// would hide a real sidecar until the directory changes.
+    #[test]
+    fn an_emfile_during_the_sidecar_lookup_is_not_remembered_as_no_sidecar() {
+        for errno in [
+            libc::EMFILE,
+            libc::ENFILE,
+            libc::EACCES,
+            libc::EIO,
+            libc::ELOOP,
+        ] {
+            let e = io::Error::from_raw_os_error(errno);
+            let got = classify_missing_sidecar(&e, || panic!("probed after errno {errno}"));
+            assert!(matches!(got, Sidecar::NotUsable), "errno {errno}");
+        }
+        let missing = io::Error::from_raw_os_error(libc::ENOENT);
+        assert!(matches!(
+            classify_missing_sidecar(&missing, || true),
+            Sidecar::Absent
+        ));
+        // Not found, yet the name is there: a dangling link.
+        assert!(matches!(
+            classify_missing_sidecar(&missing, || false),
+            Sidecar::NotUsable
+        ));
+    }
+
+    /// A directory changed within the settle time could change again within
+    /// the same timestamp tick, invisibly to its stamp.
+    #[test]
+    fn a_recently_changed_directory_is_not_remembered_as_sidecar_free() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let secs = |s: i64| (s, 0);
+        assert!(sidecar_memo_allowed(secs(1_000_000 - 3600), now));
+        assert!(sidecar_memo_allowed(secs(1_000_000 - 3), now));
+        assert!(!sidecar_memo_allowed(secs(1_000_000 - 1), now));
+        assert!(!sidecar_memo_allowed(secs(1_000_000), now));
+        assert!(!sidecar_memo_allowed(secs(1_000_000 + 60), now));
+        assert!(!sidecar_memo_allowed(secs(0), SystemTime::UNIX_EPOCH));
     }
 }
