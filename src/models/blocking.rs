@@ -118,6 +118,8 @@ impl Bound {
             shutdown,
             connections: AtomicU64::new(0),
             requests: AtomicU64::new(0),
+            forced: AtomicBool::new(false),
+            running: Arc::new(Running::default()),
             site,
         };
         Ok(Bound {
@@ -135,22 +137,28 @@ impl Bound {
         Arc::clone(&self.shared.registry.open)
     }
 
-    /// A small thread turns SIGINT and SIGTERM into a shutdown request (the
-    /// reactor gets signals as poll events instead; here no one thread polls
-    /// for everything).
+    /// A small thread turns SIGINT and SIGTERM into a shutdown request, and
+    /// a second one during the shutdown into "stop waiting" (the reactor
+    /// gets signals as poll events instead; here no one thread polls for
+    /// everything).
     pub(crate) fn handle_signals(&mut self) -> io::Result<()> {
         let mut signals = signal_hook::iterator::Signals::new([
             signal_hook::consts::SIGINT,
             signal_hook::consts::SIGTERM,
         ])?;
         self.signals = Some(signals.handle());
-        let shutdown = Arc::clone(&self.shared.shutdown);
+        let shared = Arc::clone(&self.shared);
         thread::Builder::new()
             .name("stoke-signals".into())
             .spawn(move || {
                 for signal in signals.forever() {
-                    log::info!("received signal {signal}; shutting down gracefully");
-                    shutdown.request();
+                    if !shared.shutdown.is_requested() {
+                        log::info!("received signal {signal}; shutting down gracefully");
+                        shared.request_shutdown();
+                    } else {
+                        log::warn!("received signal {signal} again; exiting now");
+                        shared.force();
+                    }
                 }
             })?;
         Ok(())
@@ -185,6 +193,9 @@ pub(crate) struct Shared {
     shutdown: Arc<Shutdown>,
     connections: AtomicU64,
     requests: AtomicU64,
+    /// A second signal arrived during the drain: stop waiting now.
+    forced: AtomicBool,
+    running: Arc<Running>,
 }
 
 impl Shared {
@@ -217,6 +228,18 @@ impl Shared {
         self.shutdown.request();
     }
 
+    /// Ends the drain's wait at once (a second signal): the connections
+    /// still busy are cut off.
+    fn force(&self) {
+        self.forced.store(true, Ordering::SeqCst);
+        self.running.wake();
+    }
+
+    /// Counts the model's threads (see [`Running`]).
+    pub(crate) fn running(&self) -> &Arc<Running> {
+        &self.running
+    }
+
     /// Sleeps until a shutdown is requested.
     pub(crate) fn wait_for_shutdown(&self) {
         while !self.shutdown.is_requested() {
@@ -226,8 +249,10 @@ impl Shared {
 
     /// The graceful shutdown, once a shutdown was requested: close idle
     /// connections and the listeners, let busy connections finish until the
-    /// shutdown deadline, cut off the rest, and wait for `running` threads.
-    pub(crate) fn drain(&self, running: &Running) -> Summary {
+    /// shutdown deadline (or a second signal), cut off the rest, and wait
+    /// for the model's threads.
+    pub(crate) fn drain(&self) -> Summary {
+        let running = &*self.running;
         // Draining first: a head parsed from now on is answered with
         // `Connection: close`, before a client can notice the closed listener.
         let busy = self.registry.begin_drain();
@@ -237,13 +262,24 @@ impl Shared {
             self.shutdown_timeout
         );
         let mut cut_off = 0;
-        if !running.wait_until_none(Instant::now() + self.shutdown_timeout) {
+        let mut busy_workers = 0;
+        let deadline = Instant::now() + self.shutdown_timeout;
+        if !running.wait_until_none(deadline, &self.forced) {
+            let forced = self.forced.load(Ordering::SeqCst);
             cut_off = self.registry.cut_off();
-            log::warn!("shutdown deadline passed; closing {cut_off} connections still busy");
-            if !running.wait_until_none(Instant::now() + CUT_OFF_GRACE) {
+            log::warn!(
+                "{}; closing {cut_off} connections still busy",
+                if forced {
+                    "second signal"
+                } else {
+                    "shutdown deadline passed"
+                }
+            );
+            let never = AtomicBool::new(false);
+            if !running.wait_until_none(Instant::now() + CUT_OFF_GRACE, &never) {
+                busy_workers = running.count();
                 log::warn!(
-                    "{} threads still busy in the file system; not waiting for them",
-                    running.count()
+                    "{busy_workers} threads still busy in the file system; not waiting for them"
                 );
             }
         }
@@ -251,6 +287,9 @@ impl Shared {
             connections: self.connections.load(Ordering::Relaxed),
             requests: self.requests.load(Ordering::Relaxed),
             cut_off,
+            forced: self.forced.load(Ordering::SeqCst),
+            dropped_jobs: 0,
+            busy_workers,
         }
     }
 }
@@ -306,11 +345,11 @@ fn drive(client: Client, scratch: &mut [u8]) {
     let mut marked_idle = false;
     let mut next = Next::Resume;
     loop {
+        let idle = conn.is_idle();
         if let Next::Resume = next {
             // Tell the registry first, then look at `draining`: a shutdown
             // starting meanwhile either is seen here (and an idle connection
-            // closes without reading) or sees us idle and wakes our read.
-            let idle = conn.is_idle();
+            // does not wait in `read`) or sees us idle and wakes our read.
             if idle != marked_idle {
                 client.slot.idle.store(idle, Ordering::SeqCst);
                 marked_idle = idle;
@@ -343,7 +382,15 @@ fn drive(client: Client, scratch: &mut [u8]) {
             Next::Resume => match conn.deadline(limits) {
                 Some(deadline) if deadline <= now => conn.on_timeout(&mut cx),
                 deadline => {
-                    conn.transport_mut().arm(deadline);
+                    // Draining: an idle connection only takes a request that
+                    // has already arrived (as the reactor's does), and closes
+                    // rather than wait for one in `read`.
+                    let turn = if idle && cx.draining {
+                        Turn::NoWait
+                    } else {
+                        Turn::MayBlock { until: deadline }
+                    };
+                    conn.transport_mut().arm(turn);
                     let action = conn.resume(&mut cx);
                     conn.transport_mut().disarm();
                     action
@@ -363,9 +410,11 @@ fn drive(client: Client, scratch: &mut [u8]) {
 
 /// Whether the next socket call of this turn may block, and until when.
 #[derive(Clone, Copy, Debug)]
-enum Turn {
+pub(crate) enum Turn {
     /// One call may block until the deadline (`None`: no deadline).
     MayBlock { until: Option<Instant> },
+    /// One call, which must not block (it reports `WouldBlock` instead).
+    NoWait,
     /// This turn's call was made (or none is allowed, as when answering a
     /// dispatch): further calls report `WouldBlock`, and the driver starts
     /// a new turn with the deadline as it is now.
@@ -397,45 +446,39 @@ impl BlockingStream {
         }
     }
 
-    /// Allows one blocking call, until `deadline`.
-    pub(crate) fn arm(&mut self, deadline: Option<Instant>) {
-        self.turn = Turn::MayBlock { until: deadline };
+    /// Allows one call this turn, as `turn` says.
+    pub(crate) fn arm(&mut self, turn: Turn) {
+        self.turn = turn;
     }
 
     pub(crate) fn disarm(&mut self) {
         self.turn = Turn::Spent;
     }
 
-    /// Uses up the turn; the timeout the call should have, or `WouldBlock`
-    /// when no call may block now (turn spent, or deadline reached).
-    fn take_turn(&mut self) -> io::Result<Option<Duration>> {
-        let Turn::MayBlock { until } = std::mem::replace(&mut self.turn, Turn::Spent) else {
-            return Err(io::ErrorKind::WouldBlock.into());
-        };
-        let Some(until) = until else {
-            return Ok(None);
+    /// Uses up the turn: how long the call may wait, or `WouldBlock` when
+    /// no call may be made now (turn spent, or deadline reached).
+    fn take_turn(&mut self) -> io::Result<Wait> {
+        let until = match std::mem::replace(&mut self.turn, Turn::Spent) {
+            Turn::Spent => return Err(io::ErrorKind::WouldBlock.into()),
+            Turn::NoWait => return Ok(Wait::No),
+            Turn::MayBlock { until: None } => return Ok(Wait::Up(None)),
+            Turn::MayBlock { until: Some(until) } => until,
         };
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         // Rounded up: the call must not return before the deadline.
-        Ok(Some(Duration::from_millis(
-            left.as_nanos().div_ceil(1_000_000) as u64,
-        )))
-    }
-
-    fn prepare_read(&mut self) -> io::Result<()> {
-        let timeout = self.take_turn()?;
-        if timeout != self.read_timeout {
-            self.slot.stream.set_read_timeout(timeout)?;
-            self.read_timeout = timeout;
-        }
-        Ok(())
+        let millis = left.as_nanos().div_ceil(1_000_000) as u64;
+        Ok(Wait::Up(Some(Duration::from_millis(millis))))
     }
 
     fn prepare_write(&mut self) -> io::Result<()> {
-        let timeout = self.take_turn()?;
+        // Only an idle connection's read is ever asked not to wait.
+        let timeout = match self.take_turn()? {
+            Wait::Up(timeout) => timeout,
+            Wait::No => return Err(io::ErrorKind::WouldBlock.into()),
+        };
         if timeout != self.write_timeout {
             self.slot.stream.set_write_timeout(timeout)?;
             self.write_timeout = timeout;
@@ -444,10 +487,33 @@ impl BlockingStream {
     }
 }
 
+/// How long this turn's call may wait.
+enum Wait {
+    /// Up to the socket timeout (`None`: no limit).
+    Up(Option<Duration>),
+    /// Not at all.
+    No,
+}
+
 impl Transport for BlockingStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.prepare_read()?;
-        (&self.slot.stream).read(buf)
+        match self.take_turn()? {
+            Wait::Up(timeout) => {
+                if timeout != self.read_timeout {
+                    self.slot.stream.set_read_timeout(timeout)?;
+                    self.read_timeout = timeout;
+                }
+                (&self.slot.stream).read(buf)
+            }
+            // Rare (once per idle connection in a shutdown): two more
+            // system calls rather than a `recv` flag std does not offer.
+            Wait::No => {
+                self.slot.stream.set_nonblocking(true)?;
+                let result = (&self.slot.stream).read(buf);
+                self.slot.stream.set_nonblocking(false)?;
+                result
+            }
+        }
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
@@ -700,12 +766,13 @@ impl Running {
         *lock(&self.count)
     }
 
-    /// Waits until no thread runs; `false` if `deadline` came first.
-    fn wait_until_none(&self, deadline: Instant) -> bool {
+    /// Waits until no thread runs; `false` if `deadline` came first, or
+    /// `abort` was set (see [`Running::wake`]).
+    fn wait_until_none(&self, deadline: Instant, abort: &AtomicBool) -> bool {
         let mut count = lock(&self.count);
         while *count > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if left.is_zero() || abort.load(Ordering::SeqCst) {
                 return false;
             }
             count = self
@@ -715,6 +782,14 @@ impl Running {
                 .0;
         }
         true
+    }
+}
+
+impl Running {
+    /// Makes a waiter look at its `abort` flag (set before calling this).
+    fn wake(&self) {
+        let _count = lock(&self.count);
+        self.changed.notify_all();
     }
 }
 
@@ -757,20 +832,24 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
 
         peer.write_all(b"hi").unwrap();
-        stream.arm(None);
+        stream.arm(Turn::MayBlock { until: None });
         assert_eq!(stream.read(&mut buf).unwrap(), 2);
         // The turn is spent: a second read would block with a stale deadline.
         let e = stream.read(&mut buf).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
 
         // Nothing to read: the read times out at the deadline.
-        stream.arm(Some(Instant::now() + Duration::from_millis(20)));
+        stream.arm(Turn::MayBlock {
+            until: Some(Instant::now() + Duration::from_millis(20)),
+        });
         let e = stream.read(&mut buf).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
         assert_eq!(stream.read_timeout, Some(Duration::from_millis(20)));
 
         // A deadline already passed: no system call at all.
-        stream.arm(Some(Instant::now()));
+        stream.arm(Turn::MayBlock {
+            until: Some(Instant::now()),
+        });
         let e = stream.read(&mut buf).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
     }

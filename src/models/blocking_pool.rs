@@ -17,12 +17,12 @@ use std::io;
 use std::sync::Arc;
 use std::thread;
 
-use crate::models::blocking::{self, Running, Shared};
+use crate::models::blocking::{self, Shared};
 use crate::models::Summary;
 
 /// Starts the threads, each accepting and serving until shutdown, then drains.
 pub(crate) fn run(shared: Arc<Shared>) -> io::Result<Summary> {
-    let running = Arc::new(Running::default());
+    let running = shared.running();
     // Each pool thread runs its own accept loop (one at a time holds the
     // accept lock, see `blocking::Acceptor`).
     for i in 0..shared.threads {
@@ -41,7 +41,7 @@ pub(crate) fn run(shared: Arc<Shared>) -> io::Result<Summary> {
         if let Err(e) = spawned {
             // Stop the threads already started before giving up.
             shared.request_shutdown();
-            shared.drain(&running);
+            shared.drain();
             return Err(io::Error::new(
                 e.kind(),
                 format!("cannot start pool thread {i}: {e}"),
@@ -49,5 +49,5 @@ pub(crate) fn run(shared: Arc<Shared>) -> io::Result<Summary> {
         }
     }
     shared.wait_for_shutdown();
-    Ok(shared.drain(&running))
+    Ok(shared.drain())
 }

@@ -15,12 +15,12 @@ use std::io;
 use std::sync::Arc;
 use std::thread;
 
-use crate::models::blocking::{self, Running, Shared};
+use crate::models::blocking::{self, Shared};
 use crate::models::Summary;
 
 /// Accepts and starts a thread for each client until shutdown, then drains.
 pub(crate) fn run(shared: Arc<Shared>) -> io::Result<Summary> {
-    let running = Arc::new(Running::default());
+    let running = shared.running();
     // The accept loop runs here; only this thread accepts.
     while let Some(client) = shared.accept() {
         let thread = running.enter();
@@ -38,5 +38,5 @@ pub(crate) fn run(shared: Arc<Shared>) -> io::Result<Summary> {
             log::warn!("cannot start a thread for a client: {e}; closing it");
         }
     }
-    Ok(shared.drain(&running))
+    Ok(shared.drain())
 }
