@@ -451,3 +451,42 @@ fn a_client_still_reading_at_the_shutdown_deadline_is_cut_off() {
         "the whole body arrived: the response was not cut off"
     );
 }
+
+/// A connection that becomes idle only after the shutdown began (its
+/// keep-alive response was on the wire by then) is closed as soon as its
+/// response is out: not left waiting for another request until the
+/// keep-alive timeout, which would hold the shutdown until its deadline.
+#[test]
+fn a_connection_idle_only_after_the_shutdown_began_is_closed_at_once() {
+    const BODY: usize = 8 * 1024 * 1024;
+    let root = TempDir::new("shutdown-late-idle");
+    let big = pattern(BODY, 66);
+    root.write("big.bin", &big);
+    let server = TestServer::with(root.path(), |c| {
+        c.keepalive_timeout = Duration::from_secs(120);
+        c.shutdown_timeout = Duration::from_secs(10);
+    });
+    let mut s = server.connect();
+    s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut r = BufReader::new(s);
+    let mut first = vec![0u8; CHUNK];
+    r.read_exact(&mut first).unwrap();
+    assert!(first.starts_with(b"HTTP/1.1 200"));
+    // The head is out and said keep-alive; now the shutdown begins.
+    server.request_shutdown();
+    wait_until_refused(server.addr);
+    let head_len = first.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let mut body = first[head_len..].to_vec();
+    let mut rest = vec![0u8; BODY - body.len()];
+    r.read_exact(&mut rest).unwrap();
+    body.extend_from_slice(&rest);
+    assert!(body == big, "body differs");
+    assert!(closed_by_server(&mut r), "no EOF after the response");
+    let summary = server.stop();
+    assert_eq!(
+        (summary.requests, summary.cut_off),
+        (1, 0),
+        "the idle connection waited for the deadline"
+    );
+}

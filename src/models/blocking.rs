@@ -854,6 +854,37 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
     }
 
+    /// An idle connection during a shutdown takes a request that already
+    /// arrived, but must not wait in `read` for one (its thread would hold
+    /// the shutdown until the keep-alive timeout).
+    #[test]
+    fn a_no_wait_turn_reads_what_is_there_and_never_blocks() {
+        let (mut stream, mut peer) = pair();
+        let mut buf = [0u8; 16];
+        stream.arm(Turn::NoWait);
+        let e = stream.read(&mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+
+        peer.write_all(b"GET").unwrap();
+        // Until the bytes are there (loopback: at once, but not atomically).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let n = loop {
+            stream.arm(Turn::NoWait);
+            match stream.read(&mut buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!(&buf[..n], b"GET");
+        // And the socket is blocking again for the next turn.
+        peer.write_all(b"!").unwrap();
+        stream.arm(Turn::MayBlock { until: None });
+        assert_eq!(stream.read(&mut buf).unwrap(), 1);
+    }
+
     #[test]
     fn refresh_reads_the_clock_and_the_draining_flag() {
         let (stream, _peer) = pair();
