@@ -780,6 +780,7 @@ def chart(run: Run, servers: list[str]) -> str | None:
     peers = [s for s in servers if s != "stoke"]
     keys = [k for k in LOAD_KEYS if k in ratios]
     plt.rcParams["svg.hashsalt"] = "stoke-bench"  # stable ids: smaller diffs
+    plt.rcParams["svg.fonttype"] = "none"  # text as text, not glyph paths: a smaller file
     fig, axes = plt.subplots(2, 1, figsize=(10, 7.5), sharex=True)
     width = 0.8 / max(1, len(peers))
     for ax, idx, title in ((axes[0], 0, "throughput: stoke ÷ peer"),

@@ -297,6 +297,7 @@ def charts(b: Bench, footer: str) -> list[str]:
     except ImportError:
         return ["no charts: matplotlib not installed (make bench-deps)"]
     plt.rcParams["svg.hashsalt"] = "stoke-models"  # stable ids: smaller diffs
+    plt.rcParams["svg.fonttype"] = "none"  # text as text, not glyph paths: a smaller file
     written = []
     for wl in WORKLOADS:
         fig, axes = plt.subplots(2, 2, figsize=(11, 8), sharex=True)
