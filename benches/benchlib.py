@@ -997,5 +997,6 @@ def fmt_bytes(x: float | None) -> str:
 
 
 def short_error(e: BaseException | str, limit: int = 200) -> str:
-    text = " | ".join(l.strip() for l in str(e).splitlines() if l.strip())
+    # " / " rather than "|": these strings end up in markdown table cells.
+    text = " / ".join(l.strip() for l in str(e).splitlines() if l.strip()).replace("|", "/")
     return text[:limit] + ("…" if len(text) > limit else "")

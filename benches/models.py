@@ -96,12 +96,12 @@ def use_systemd_memcg() -> bool:
     return bool(bl.which("systemd-run")) and Path("/run/systemd/system").is_dir()
 
 
-def cold_method() -> str:
+def cold_method(evicted: str) -> str:
     if use_systemd_memcg():
         return (f"server in `systemd-run --scope -p MemoryMax={MEMORY_MAX}` with a "
-                f"{COLD_MIB} MiB data set; cache dropped before each run")
-    return (f"{COLD_MIB} MiB data set; page cache dropped before each run "
-            f"({COLD_EVICT}); during the run every file of the data set is evicted "
+                f"{COLD_MIB} MiB data set; page cache emptied before each run ({evicted})")
+    return (f"{COLD_MIB} MiB data set; page cache emptied before each run "
+            f"({evicted}); during the run every file of the data set is evicted "
             f"with posix_fadvise(POSIX_FADV_DONTNEED) every {COLD_EVICT_INTERVAL:g} s "
             "(systemd-run unavailable: PID 1 here is not systemd, and the harness "
             "does not make cgroups of its own in the sandbox's hierarchy)")
@@ -118,6 +118,7 @@ class Bench:
         self.rejected: dict[str, str] = {}  # model -> why
         self.has_model_flag = bl.stoke_has_flag("--model")
         self.commands: dict[str, str] = {}
+        self.evicted = ""  # how the page cache was emptied (make_cold's answer)
         self._n = 0
 
     def show(self, argv: list[str], port: int) -> str:
@@ -143,8 +144,9 @@ class Bench:
         if workload == "cold" and use_systemd_memcg():
             srv.wrap([bl.which("systemd-run"), "--scope", "--quiet",
                       "-p", f"MemoryMax={MEMORY_MAX}", "--"])
+        srv.start(port)
         self.commands[f"stoke ({model})"] = self.show(srv.argv, port)
-        return srv.start(port)
+        return srv
 
 
 def wrk_cmd(b: Bench, port: int, path: str, conns: int, seconds: float,
@@ -216,7 +218,7 @@ def run_point(b: Bench, model: str, workload: str, level: int) -> dict:
                 point["note"] = (point.get("note", "") + f"; server closed {level - still} "
                                  "of the idle connections").lstrip("; ")
         elif workload == "cold":
-            bl.make_cold(b.cold_files, COLD_EVICT)
+            b.evicted = bl.make_cold(b.cold_files, COLD_EVICT)
             argv = wrk_cmd(b, srv.port, "/", level, SECONDS, cold=True)
             b.commands["cold"] = b.show(argv, srv.port) + \
                 "  # cold.lua: each request a random /cold/fN.bin"
@@ -435,7 +437,7 @@ def main() -> int:
             "(peak − RSS after 10 warm-up requests) / connections (idle: measured with the "
             "idle connections open, before the active load). threads = peak "
             "/proc/PID/status Threads. CPU = utime+stime of the process tree.",
-            f"- cold: {cold_method()}.",
+            *([f"- cold: {cold_method(b.evicted)}."] if "cold" in WORKLOADS else []),
             f"- fd limit {fdlim} (hard limit; servers and wrk inherit it).",
         ]
         # Raw points first: a chart problem must not lose the measurements.
