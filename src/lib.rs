@@ -33,9 +33,11 @@ pub mod config;
 pub mod conn;
 pub mod http;
 pub mod models;
+pub mod net;
 pub mod server;
 pub mod site;
 pub mod sys;
+pub mod tls;
 
 pub use config::{Cli, Config};
 pub use server::{Handle, Server};

@@ -14,12 +14,13 @@ use std::sync::Arc;
 use mio::net::TcpListener;
 use mio::{Interest, Poll, Token, Waker};
 
-use crate::config::Config;
+use crate::config::{Config, ListenKind};
 use crate::models::reactor::completion::CompletionQueue;
 use crate::models::reactor::event_loop::{Reactor, LISTENER_BASE, SIGNALS, WAKER};
 use crate::models::reactor::pool::Pool;
 use crate::models::Summary;
 use crate::site::Site;
+use crate::tls::Tls;
 
 /// Why the server could not start.
 #[derive(Debug)]
@@ -30,6 +31,8 @@ pub enum StartError {
     Io(&'static str, io::Error),
     /// `--user`: the switch to that user failed.
     User(String, io::Error),
+    /// The TLS certificate or key cannot be used.
+    Tls(crate::tls::TlsError),
 }
 
 impl fmt::Display for StartError {
@@ -38,6 +41,7 @@ impl fmt::Display for StartError {
             StartError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
             StartError::Io(what, e) => write!(f, "cannot {what}: {e}"),
             StartError::User(user, e) => write!(f, "cannot switch to user {user:?}: {e}"),
+            StartError::Tls(e) => write!(f, "{e}"),
         }
     }
 }
@@ -48,6 +52,7 @@ impl std::error::Error for StartError {}
 pub struct Server {
     reactor: Reactor,
     addrs: Vec<SocketAddr>,
+    kinds: Vec<ListenKind>,
 }
 
 /// Asks a running server to shut down gracefully, from any thread.
@@ -75,10 +80,18 @@ impl Server {
     /// free port; [`Server::local_addrs`] tells which.
     pub fn bind(config: Config) -> Result<Server, StartError> {
         let config = Arc::new(config);
+        // Before binding: a bad certificate is a start-up error, not a
+        // failure of every handshake later.
+        let tls = match &config.tls {
+            Some(files) => Some(Arc::new(Tls::load(files).map_err(StartError::Tls)?)),
+            None => None,
+        };
         let poll = Poll::new().map_err(|e| StartError::Io("create the poller", e))?;
         let mut listeners = Vec::new();
         let mut addrs = Vec::new();
-        for (i, addr) in config.listen.iter().enumerate() {
+        let (listen, kinds): (Vec<SocketAddr>, Vec<ListenKind>) =
+            config.listeners().into_iter().unzip();
+        for (i, addr) in listen.iter().enumerate() {
             let mut listener = TcpListener::bind(*addr).map_err(|e| StartError::Bind(*addr, e))?;
             poll.registry()
                 .register(&mut listener, Token(LISTENER_BASE + i), Interest::READABLE)
@@ -101,13 +114,30 @@ impl Server {
         );
         let pool =
             Pool::new(config.threads).map_err(|e| StartError::Io("start worker threads", e))?;
-        let reactor = Reactor::new(poll, listeners, pool, site, completions);
-        Ok(Server { reactor, addrs })
+        let mut reactor = Reactor::new(poll, listeners, pool, site, completions);
+        reactor.listener_kinds = kinds.clone();
+        reactor.https_port = addrs
+            .iter()
+            .zip(&kinds)
+            .find(|(_, k)| **k == ListenKind::Https)
+            .map_or(443, |(a, _)| a.port());
+        reactor.tls = tls;
+        Ok(Server {
+            reactor,
+            addrs,
+            kinds,
+        })
     }
 
-    /// The addresses actually bound (useful with port 0).
+    /// The addresses actually bound (useful with port 0), in the order of
+    /// [`Config::listeners`]: plain, then HTTPS, then redirecting.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The bound addresses with what each serves.
+    pub fn listeners(&self) -> impl Iterator<Item = (SocketAddr, ListenKind)> + '_ {
+        self.addrs.iter().copied().zip(self.kinds.iter().copied())
     }
 
     pub fn handle(&self) -> Handle {
@@ -118,13 +148,15 @@ impl Server {
         }
     }
 
-    /// Shut down gracefully on SIGINT and SIGTERM. (SIGPIPE needs nothing:
+    /// Shut down gracefully on SIGINT and SIGTERM; reload the TLS
+    /// certificate on SIGHUP. (SIGPIPE needs nothing:
     /// Rust programs start with it ignored, so a write to a closed socket is
     /// an `EPIPE` error, never a death.)
     pub fn handle_signals(&mut self) -> io::Result<()> {
         let mut signals = signal_hook_mio::v1_0::Signals::new([
             signal_hook::consts::SIGINT,
             signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGHUP,
         ])?;
         self.reactor
             .poll

@@ -37,7 +37,13 @@ use crate::http::request::{self, BodyFraming, Parsed, RequestHead};
 use crate::http::response::{error_response, Chunk, Response, Status};
 
 /// The socket operations a connection needs. Implemented for
-/// `mio::net::TcpStream` by the reactor and by fakes in tests and fuzzers.
+/// `mio::net::TcpStream` by the reactor, for a TLS session over any
+/// transport by `tls::stream`, and by fakes in tests and fuzzers.
+///
+/// Contract (edge-triggered readiness relies on it): a `read` that returns
+/// fewer bytes than asked, or `WouldBlock`, has drained the source, so that
+/// only a new readable event can bring more; a transport that buffers
+/// input itself (TLS) keeps reading until that holds.
 pub trait Transport {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
@@ -45,6 +51,30 @@ pub trait Transport {
     fn send_file(&mut self, file: &File, offset: u64, len: usize) -> io::Result<usize>;
     /// Half-closes: the peer sees EOF after the bytes already sent.
     fn shutdown_write(&mut self);
+
+    // Added for TLS; the defaults fit a plain socket.
+
+    /// Sends what the transport buffered itself (TLS records the socket did
+    /// not take: handshake messages, encrypted response bytes, close_notify).
+    /// The connection calls it on every event before anything else, so bytes
+    /// left behind by a `WouldBlock` go out on the next writable event even
+    /// when the connection itself has nothing more to write. `WouldBlock`
+    /// here is normal; any other error ends the connection.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// True while a handshake is under way (no request bytes can come yet):
+    /// an idle connection in this state is held to the head timeout.
+    fn handshaking(&self) -> bool {
+        false
+    }
+
+    /// The client's address as a trusted proxy in front reported it (PROXY
+    /// protocol), once known; used instead of the socket's peer address.
+    fn client_addr(&self) -> Option<IpAddr> {
+        None
+    }
 }
 
 /// The limits a connection enforces; copied from the configuration.
@@ -206,8 +236,10 @@ impl<T: Transport> Connection<T> {
         }
     }
 
+    /// The client's address: the one a trusted proxy reported, else the
+    /// socket's peer.
     pub fn peer(&self) -> IpAddr {
-        self.peer
+        self.io.client_addr().unwrap_or(self.peer)
     }
 
     pub fn is_closed(&self) -> bool {
@@ -222,6 +254,10 @@ impl<T: Transport> Connection<T> {
     /// When the reactor must call [`Connection::on_timeout`], if ever.
     pub fn deadline(&self, limits: &Limits) -> Option<Instant> {
         match &self.state {
+            // A TLS handshake in progress is bounded like a request head.
+            State::Idle { since } if self.io.handshaking() => {
+                Some(*since + limits.keepalive_timeout.min(limits.header_timeout))
+            }
             State::Idle { since } => Some(*since + limits.keepalive_timeout),
             State::ReadingHead { started } => Some(*started + limits.header_timeout),
             State::DiscardingBody { since, .. } => Some(*since + limits.header_timeout),
@@ -238,6 +274,12 @@ impl<T: Transport> Connection<T> {
             self.inbound = Inbound::Closing;
         } else if cx.readable && self.inbound == Inbound::Drained {
             self.inbound = Inbound::Pending;
+        }
+        if let Err(e) = self.io.flush() {
+            if e.kind() != io::ErrorKind::WouldBlock && !self.is_closed() {
+                log::debug!("{}: flush failed: {e}", self.peer());
+                self.state = State::Closed;
+            }
         }
         loop {
             let step = match &mut self.state {
@@ -274,7 +316,10 @@ impl<T: Transport> Connection<T> {
         }
         match self.state {
             State::ReadingHead { .. } => {
-                log::info!("{}: request head not complete in time; closing", self.peer);
+                log::info!(
+                    "{}: request head not complete in time; closing",
+                    self.peer()
+                );
                 self.buf = Vec::new();
                 let response = error_response(Status::REQUEST_TIMEOUT, false, false, false, &[]);
                 self.start_error(response, "-", cx.now);
@@ -378,7 +423,7 @@ impl<T: Transport> Connection<T> {
     /// rest of the byte stream can't be trusted.
     fn refuse_head(&mut self, e: request::ParseError, cx: &mut Cx<'_>) {
         let status = Status::for_parse_error(e);
-        log::info!("{}: bad request head ({e:?}) → {}", self.peer, status.0);
+        log::info!("{}: bad request head ({e:?}) → {}", self.peer(), status.0);
         self.buf = Vec::new();
         self.start_error(
             error_response(status, false, false, false, &[]),
@@ -388,7 +433,7 @@ impl<T: Transport> Connection<T> {
     }
 
     fn start_error(&mut self, mut response: Response, request_line: &str, now: Instant) {
-        response.log = access_log::record(self.peer, request_line, response.status, None, None);
+        response.log = access_log::record(self.peer(), request_line, response.status, None, None);
         let after = After {
             close: true,
             skip_body: 0,
@@ -432,7 +477,10 @@ impl<T: Transport> Connection<T> {
             Err(e) => {
                 // Reset by the peer, or the file shrank under us: the
                 // response can't be finished, so the connection ends.
-                log::debug!("{}: write failed: {e}", self.peer);
+                log::debug!(
+                    "{}: write failed: {e}",
+                    self.io.client_addr().unwrap_or(self.peer)
+                );
                 access_log::write(out.log.take(), out.sent);
                 self.state = State::Closed;
                 return Some(Action::Close);

@@ -33,13 +33,17 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+use crate::config::ListenKind;
 use crate::conn::{Action, Connection, Cx, Limits, Transport};
 use crate::models::reactor::completion::{Completion, CompletionQueue};
 use crate::models::reactor::pool::Pool;
+use crate::models::reactor::stream::{ProxyHeader, Socket, Stream};
 use crate::models::reactor::timer::{Expiry, Timers};
 use crate::models::Summary;
 use crate::site::{self, Site};
 use crate::sys;
+use crate::tls::stream::TlsStream;
+use crate::tls::Tls;
 
 /// Tokens at the top of the range name the non-connection sources; slab keys
 /// (connections) count up from zero and never get near them.
@@ -99,7 +103,9 @@ impl Readiness {
 
 /// A slab slot: the connection and the bookkeeping the reactor keeps for it.
 struct Entry {
-    conn: Connection<TcpStream>,
+    conn: Connection<Stream>,
+    /// What the listener that accepted it serves.
+    kind: ListenKind,
     /// Distinguishes this connection from earlier ones in the same slot.
     generation: u64,
     /// The earliest deadline already in the timer heap for this connection.
@@ -109,6 +115,12 @@ struct Entry {
 pub struct Reactor {
     pub(crate) poll: Poll,
     pub(crate) listeners: Vec<TcpListener>,
+    /// What each listener serves (same order as `listeners`).
+    pub(crate) listener_kinds: Vec<ListenKind>,
+    /// The TLS configuration, when there are HTTPS listeners.
+    pub(crate) tls: Option<Arc<Tls>>,
+    /// The port redirects point to (the first HTTPS listener's).
+    pub(crate) https_port: u16,
     connections: Slab<Entry>,
     next_generation: u64,
     timers: Timers,
@@ -150,7 +162,10 @@ impl Reactor {
         };
         Reactor {
             poll,
+            listener_kinds: vec![ListenKind::Http; listeners.len()],
             listeners,
+            tls: None,
+            https_port: 443,
             connections: Slab::with_capacity(1024),
             next_generation: 0,
             timers: Timers::new(),
@@ -278,7 +293,10 @@ impl Reactor {
                 return;
             };
             match listener.accept() {
-                Ok((stream, peer)) => self.add_connection(stream, peer, now),
+                Ok((stream, peer)) => {
+                    let kind = self.listener_kinds.get(index).copied();
+                    self.add_connection(stream, peer, kind.unwrap_or(ListenKind::Http), now)
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if is_resource_exhaustion(&e) => {
@@ -299,13 +317,16 @@ impl Reactor {
         }
     }
 
-    fn add_connection(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
+    fn add_connection(&mut self, tcp: TcpStream, peer: SocketAddr, kind: ListenKind, now: Instant) {
         // Responses go out whole; Nagle's delay would only slow the last packet.
-        let _ = stream.set_nodelay(true);
+        let _ = tcp.set_nodelay(true);
+        let Some(mut stream) = self.wrap(tcp, peer, kind) else {
+            return;
+        };
         let slot = self.connections.vacant_entry();
         let key = slot.key();
         if let Err(e) = self.poll.registry().register(
-            &mut stream,
+            stream.tcp_mut(),
             Token(key),
             Interest::READABLE | Interest::WRITABLE,
         ) {
@@ -316,6 +337,7 @@ impl Reactor {
         self.summary.connections += 1;
         slot.insert(Entry {
             conn: Connection::new(stream, peer.ip(), now),
+            kind,
             generation: self.next_generation,
             armed: None,
         });
@@ -358,7 +380,7 @@ impl Reactor {
         readiness: Readiness,
         now: Instant,
         submitted: &mut usize,
-        step: impl FnOnce(&mut Connection<TcpStream>, &mut Cx<'_>) -> Action,
+        step: impl FnOnce(&mut Connection<Stream>, &mut Cx<'_>) -> Action,
     ) {
         let draining = self.drain_deadline.is_some();
         let Some(entry) = self.connections.get_mut(key) else {
@@ -395,10 +417,17 @@ impl Reactor {
                 };
                 let generation = entry.generation;
                 let peer = entry.conn.peer();
+                let kind = entry.kind;
+                let https_port = self.https_port;
                 let site = Arc::clone(&self.site);
                 let queue = Arc::clone(&self.completions);
                 self.pool.submit(Box::new(move || {
-                    let response = site::handle(&site, &head, peer);
+                    let response = match kind {
+                        ListenKind::RedirectToHttps => {
+                            crate::tls::redirect::to_https(&head, https_port, peer)
+                        }
+                        ListenKind::Http | ListenKind::Https => site::handle(&site, &head, peer),
+                    };
                     queue.push(Completion {
                         key,
                         generation,
@@ -462,11 +491,19 @@ impl Reactor {
 
     fn on_signals(&mut self, now: Instant) {
         let mut received = false;
+        let mut reload = false;
         if let Some(signals) = &mut self.signals {
             for signal in signals.pending() {
+                if signal == signal_hook::consts::SIGHUP {
+                    reload = true;
+                    continue;
+                }
                 log::info!("received signal {signal}; shutting down gracefully");
                 received = true;
             }
+        }
+        if reload {
+            self.reload_tls();
         }
         if received {
             self.begin_shutdown(now);
@@ -498,6 +535,58 @@ impl Reactor {
             self.shutdown_timeout,
             self.connections.len()
         );
+    }
+}
+
+// ---- production: TLS and PROXY protocol (src/tls/, src/net/) ----
+impl Reactor {
+    /// Puts the layers a listener asks for around an accepted socket, or
+    /// refuses it (logged): a PROXY listener takes only trusted peers.
+    fn wrap(&self, tcp: TcpStream, peer: SocketAddr, kind: ListenKind) -> Option<Stream> {
+        let config = &self.site.config;
+        let proxy = if config.proxy_protocol {
+            if !config.trusted_proxies.iter().any(|c| c.contains(peer.ip())) {
+                log::warn!("{peer}: not a trusted proxy (--trusted-proxy); closing");
+                return None;
+            }
+            ProxyHeader::Required
+        } else {
+            ProxyHeader::Absent
+        };
+        let socket = Socket::new(tcp, peer, proxy);
+        match kind {
+            ListenKind::Http | ListenKind::RedirectToHttps => Some(Stream::Plain(socket)),
+            ListenKind::Https => {
+                let session = self.tls.as_ref()?.accept();
+                match session {
+                    Ok(session) => Some(Stream::Tls(Box::new(TlsStream::new(
+                        socket,
+                        session,
+                        peer.ip(),
+                    )))),
+                    Err(e) => {
+                        log::error!("cannot start a TLS session: {e}");
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    /// SIGHUP: load the certificate again, on a worker (file reads and key
+    /// parsing stay off the reactor). A bad new pair is refused and logged.
+    fn reload_tls(&mut self) {
+        match &self.tls {
+            Some(tls) => {
+                log::info!("received SIGHUP; reloading the TLS certificate");
+                let tls = Arc::clone(tls);
+                self.pool.submit(Box::new(move || {
+                    let _ = tls.reload();
+                }));
+                self.pool.notify(1);
+            }
+            None => log::info!("received SIGHUP; no TLS certificate to reload"),
+        }
     }
 }
 
