@@ -419,7 +419,6 @@ mod tests {
             &[".", "--listen-tls", "127.0.0.1:1", "--tls-cert", "c.pem"],
             &[".", "--redirect-http", "127.0.0.1:1"],
             &[".", "--proxy-protocol"],
-            &[".", "--trusted-proxy", "10.0.0.0/33"],
         ] {
             let e = cli(args).unwrap_err();
             assert!(!e.trim().contains('\n'), "{args:?}: {e}");
