@@ -56,7 +56,8 @@ fn chromium_loads_a_page_over_https() {
          <script>document.getElementById('msg').dataset.color = \
          getComputedStyle(document.getElementById('msg')).color;</script></body></html>\n",
     );
-    fx.root.write("style.css", "#msg { color: rgb(1, 2, 3); }\n");
+    fx.root
+        .write("style.css", "#msg { color: rgb(1, 2, 3); }\n");
     let server = TestServer::with_config(fx.config());
     let url = format!("https://localhost:{}/index.html", server.addr.port());
     let work = TempDir::new("tls-browser-profile");
@@ -103,7 +104,10 @@ fn chromium_loads_a_page_over_https() {
     let dom = std::fs::read_to_string(&stdout).unwrap();
     let log = std::fs::read_to_string(&stderr).unwrap_or_default();
     assert!(status.success(), "chromium failed: {log}");
-    assert!(dom.contains("<title>secure page</title>"), "DOM: {dom}\n{log}");
+    assert!(
+        dom.contains("<title>secure page</title>"),
+        "DOM: {dom}\n{log}"
+    );
     assert!(dom.contains("served over TLS"), "DOM: {dom}");
     // The stylesheet came over the same TLS listener and applied.
     assert!(dom.contains("data-color=\"rgb(1, 2, 3)\""), "DOM: {dom}");
