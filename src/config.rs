@@ -133,6 +133,11 @@ pub struct Cli {
     /// Address or CIDR block allowed to send PROXY headers; others are closed. Repeatable.
     #[arg(long = "trusted-proxy", value_name = "CIDR")]
     pub trusted_proxies: Vec<Cidr>,
+
+    /// Bind with SO_REUSEPORT, so that a new stoke can start on the same ports while
+    /// this one drains (zero-downtime restarts without a service manager).
+    #[arg(long)]
+    pub reuse_port: bool,
 }
 
 /// What a listener serves.
@@ -173,6 +178,7 @@ pub struct Config {
     /// Connections must start with a PROXY header, from `trusted_proxies` only.
     pub proxy_protocol: bool,
     pub trusted_proxies: Vec<Cidr>,
+    pub reuse_port: bool,
 }
 
 impl Config {
@@ -263,12 +269,10 @@ impl Config {
             (None, None) => None,
             _ => return Err(invalid("--tls-cert and --tls-key go together")),
         };
-        if tls.is_some() == cli.listen_tls.is_empty() {
-            return Err(invalid(if tls.is_some() {
-                "--tls-cert/--tls-key given but no --listen-tls address"
-            } else {
-                "--listen-tls needs --tls-cert and --tls-key"
-            }));
+        // (A certificate without --listen-tls is fine here: the HTTPS
+        // socket may come from the service manager; the server checks.)
+        if tls.is_none() && !cli.listen_tls.is_empty() {
+            return Err(invalid("--listen-tls needs --tls-cert and --tls-key"));
         }
         if !cli.redirect_http.is_empty() && cli.listen_tls.is_empty() {
             return Err(invalid(
@@ -292,6 +296,7 @@ impl Config {
             redirect_http: cli.redirect_http,
             proxy_protocol: cli.proxy_protocol,
             trusted_proxies: cli.trusted_proxies,
+            reuse_port: cli.reuse_port,
             threads,
             max_connections: cli.max_connections,
             max_head: cli.max_head_size,
@@ -415,7 +420,6 @@ mod tests {
             &[".", "--keepalive-timeout=-1"],
             &[".", "--mime", "md"],
             &[".", "--listen-tls", "127.0.0.1:1"],
-            &[".", "--tls-cert", "c.pem", "--tls-key", "k.pem"],
             &[".", "--listen-tls", "127.0.0.1:1", "--tls-cert", "c.pem"],
             &[".", "--redirect-http", "127.0.0.1:1"],
             &[".", "--proxy-protocol"],

@@ -48,6 +48,62 @@ impl fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
+// ---- production: socket activation, SO_REUSEPORT (src/sys/listen_fds.rs) ----
+
+/// The listening sockets and what each serves: those passed by a service
+/// manager (socket activation; then the configured addresses are not
+/// bound), else the configured addresses, bound here.
+fn open_listeners(config: &Config) -> Result<(Vec<TcpListener>, Vec<ListenKind>), StartError> {
+    let inherited = crate::sys::listen_fds::inherited()
+        .map_err(|e| StartError::Io("use the sockets passed by the service manager", e))?;
+    if let Some(sockets) = inherited.filter(|s| !s.is_empty()) {
+        log::info!(
+            "socket activation: serving {} passed socket(s); --listen addresses are not bound",
+            sockets.len()
+        );
+        return Ok(sockets
+            .into_iter()
+            .map(|s| (TcpListener::from_std(s.listener), kind_of_name(&s.name)))
+            .unzip());
+    }
+    let mut listeners = Vec::new();
+    let mut kinds = Vec::new();
+    for (addr, kind) in config.listeners() {
+        let listener = if config.reuse_port {
+            crate::sys::listen_fds::bind_reuse_port(addr).map(TcpListener::from_std)
+        } else {
+            TcpListener::bind(addr)
+        };
+        listeners.push(listener.map_err(|e| StartError::Bind(addr, e))?);
+        kinds.push(kind);
+    }
+    Ok((listeners, kinds))
+}
+
+/// What a socket passed by the service manager serves, by its name
+/// (`FileDescriptorName=` in the .socket unit).
+fn kind_of_name(name: &str) -> ListenKind {
+    match name {
+        "https" => ListenKind::Https,
+        "http-redirect" => ListenKind::RedirectToHttps,
+        _ => ListenKind::Http,
+    }
+}
+
+/// A certificate needs an HTTPS listener and the other way round.
+fn check_tls_listeners(kinds: &[ListenKind], have_tls: bool) -> Result<(), StartError> {
+    let https = kinds.contains(&ListenKind::Https);
+    let message = match (https, have_tls) {
+        (true, false) => "an HTTPS socket was passed (named \"https\") but no --tls-cert/--tls-key",
+        (false, true) => "--tls-cert/--tls-key given but no HTTPS listener (--listen-tls, or a passed socket named \"https\")",
+        _ => return Ok(()),
+    };
+    Err(StartError::Io(
+        "serve HTTPS",
+        io::Error::new(io::ErrorKind::InvalidInput, message),
+    ))
+}
+
 /// A bound server, ready to [`run`](Server::run).
 pub struct Server {
     reactor: Reactor,
@@ -89,10 +145,9 @@ impl Server {
         let poll = Poll::new().map_err(|e| StartError::Io("create the poller", e))?;
         let mut listeners = Vec::new();
         let mut addrs = Vec::new();
-        let (listen, kinds): (Vec<SocketAddr>, Vec<ListenKind>) =
-            config.listeners().into_iter().unzip();
-        for (i, addr) in listen.iter().enumerate() {
-            let mut listener = TcpListener::bind(*addr).map_err(|e| StartError::Bind(*addr, e))?;
+        let (bound, kinds) = open_listeners(&config)?;
+        check_tls_listeners(&kinds, tls.is_some())?;
+        for (i, mut listener) in bound.into_iter().enumerate() {
             poll.registry()
                 .register(&mut listener, Token(LISTENER_BASE + i), Interest::READABLE)
                 .map_err(|e| StartError::Io("register a listener", e))?;

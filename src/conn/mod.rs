@@ -344,6 +344,23 @@ impl<T: Transport> Connection<T> {
         }
     }
 
+    /// Like [`Connection::on_shutdown`], but an idle connection half-closes
+    /// and lingers (reads and discards until EOF or [`LINGER_TIMEOUT`])
+    /// instead of closing: a request the client sent on it at that moment
+    /// meets a FIN (which clients retry on a new connection), not a reset.
+    pub fn on_shutdown_lingering(&mut self, now: Instant) -> Action {
+        match self.state {
+            State::Idle { .. } if self.buf.is_empty() => {
+                self.io.shutdown_write();
+                self.state = State::Lingering {
+                    until: now + LINGER_TIMEOUT,
+                };
+                Action::Wait
+            }
+            _ => self.on_shutdown(),
+        }
+    }
+
     /// Idle or ReadingHead: parse what is buffered, else read more.
     fn read_head(&mut self, cx: &mut Cx<'_>) -> Option<Action> {
         if !self.buf.is_empty() {

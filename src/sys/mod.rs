@@ -10,6 +10,8 @@
 //!
 //! Runs on: `send_file` on the reactor thread, `open_beneath` on workers.
 
+pub mod listen_fds;
+
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};

@@ -106,6 +106,9 @@ struct Entry {
     conn: Connection<Stream>,
     /// What the listener that accepted it serves.
     kind: ListenKind,
+    /// It has sent a request. Until then a shutdown does not count it as
+    /// idle: it may be a client from the backlog whose request is on its way.
+    has_requested: bool,
     /// Distinguishes this connection from earlier ones in the same slot.
     generation: u64,
     /// The earliest deadline already in the timer heap for this connection.
@@ -338,6 +341,7 @@ impl Reactor {
         slot.insert(Entry {
             conn: Connection::new(stream, peer.ip(), now),
             kind,
+            has_requested: false,
             generation: self.next_generation,
             armed: None,
         });
@@ -382,13 +386,15 @@ impl Reactor {
         submitted: &mut usize,
         step: impl FnOnce(&mut Connection<Stream>, &mut Cx<'_>) -> Action,
     ) {
-        let draining = self.drain_deadline.is_some();
         let Some(entry) = self.connections.get_mut(key) else {
             return;
         };
         if generation.is_some_and(|g| g != entry.generation) {
             return;
         }
+        // A connection that has not sent its first request yet still gets
+        // it answered during a shutdown (then closes).
+        let draining = self.drain_deadline.is_some() && entry.has_requested;
         let mut cx = Cx {
             now,
             limits: &self.limits,
@@ -412,9 +418,10 @@ impl Reactor {
                 self.arm_deadline(key);
             }
             Action::Dispatch(head) => {
-                let Some(entry) = self.connections.get(key) else {
+                let Some(entry) = self.connections.get_mut(key) else {
                     return;
                 };
+                entry.has_requested = true;
                 let generation = entry.generation;
                 let peer = entry.conn.peer();
                 let kind = entry.kind;
@@ -512,23 +519,38 @@ impl Reactor {
 
     /// Stop accepting, close idle connections, let busy ones finish until
     /// the shutdown deadline.
+    ///
+    /// Closing a listener resets every connection still queued in its
+    /// backlog, so the backlog is accepted first and those connections are
+    /// served (they count as busy until their first request is answered).
+    /// The kernel can still queue a connection between that last `accept`
+    /// and the `close`; with SO_REUSEPORT, `net.ipv4.tcp_migrate_req=1`
+    /// hands such connections to another listener of the group, and with
+    /// socket activation the socket outlives this process anyway.
     fn begin_shutdown(&mut self, now: Instant) {
         if self.drain_deadline.is_some() {
             return;
         }
+        self.accept_all(now);
         self.drain_deadline = Some(now + self.shutdown_timeout);
         for mut listener in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut listener);
         }
-        let idle: Vec<usize> = self
-            .connections
-            .iter_mut()
-            .filter_map(|(key, entry)| {
-                matches!(entry.conn.on_shutdown(), Action::Close).then_some(key)
-            })
-            .collect();
-        for key in idle {
-            self.connections.remove(key);
+        // Idle connections half-close and linger (a request racing the
+        // close gets a FIN, not a reset); busy ones finish first.
+        let mut idle = Vec::new();
+        for (key, entry) in self.connections.iter_mut() {
+            if entry.has_requested {
+                idle.push((key, entry.conn.on_shutdown_lingering(now)));
+            }
+        }
+        for (key, action) in idle {
+            match action {
+                Action::Close => {
+                    self.connections.remove(key);
+                }
+                _ => self.arm_deadline(key),
+            }
         }
         log::info!(
             "stopped accepting; waiting up to {:?} for {} connections in flight",
