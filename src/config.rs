@@ -42,7 +42,7 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: f64 = 10.0;
 /// ranges, validators and precompressed sidecars. RUST_LOG controls logging
 /// (the access log is the `access` target at info level).
 #[derive(Parser, Debug, Clone)]
-#[command(name = "stoke", version, about, long_about = None)]
+#[command(name = "stoke", version = version(), about, long_about = None)]
 pub struct Cli {
     /// Directory to serve.
     #[arg(default_value = ".")]
@@ -147,6 +147,32 @@ pub enum ListenKind {
     Https,
     /// Plain HTTP answered only with redirects to HTTPS.
     RedirectToHttps,
+}
+
+/// `stoke --version`: the version, then what this build can do (the
+/// optional parts an operator would ask about).
+pub fn version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| {
+        let mut features = vec![
+            "https (rustls, ring; TLS 1.2, 1.3)",
+            "proxy-protocol (v1, v2)",
+            "socket-activation",
+        ];
+        if cfg!(any(target_os = "linux", target_os = "android")) {
+            features.extend(["reuse-port", "sendfile", "openat2"]);
+        } else {
+            features.push("reuse-port");
+        }
+        if cfg!(feature = "test-hooks") {
+            features.push("test-hooks (NOT FOR PRODUCTION)");
+        }
+        format!(
+            "{}\nfeatures: {}",
+            env!("CARGO_PKG_VERSION"),
+            features.join(", ")
+        )
+    })
 }
 
 /// The validated configuration shared by the reactor and every worker.
