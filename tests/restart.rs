@@ -194,6 +194,40 @@ fn socket_activation_with_a_non_socket_fails_with_one_line() {
     assert!(err.contains("inherited descriptor 3"), "{err}");
 }
 
+#[test]
+fn backlog_is_served_not_reset_at_shutdown() {
+    // One slot (--max-connections 1), held by an idle keep-alive client:
+    // three more clients wait in the kernel's backlog with their requests
+    // sent. Shutdown must accept and answer them, not close the listener
+    // on them (which resets every queued connection).
+    let root = site();
+    let server = TestServer::with(root.path(), |c| c.max_connections = 1);
+    let mut first = BufReader::new(server.connect());
+    let r = one_request(&mut first).unwrap();
+    assert_eq!(r.status, 200);
+    let queued: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut s = server.connect();
+            s.write_all(b"GET /index.html HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    let stopper = std::thread::spawn(move || server.stop());
+    for (i, s) in queued.into_iter().enumerate() {
+        let r = read_response(&mut BufReader::new(s), false)
+            .unwrap_or_else(|e| panic!("queued client {i}: {e}"));
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, BODY),
+            "queued client {i}"
+        );
+    }
+    drop(first);
+    let summary = stopper.join().unwrap();
+    assert_eq!((summary.connections, summary.requests), (4, 4));
+}
+
 /// Reads one response; `Err` says how it failed.
 fn one_request(conn: &mut BufReader<TcpStream>) -> io::Result<RawResponse> {
     conn.get_mut()

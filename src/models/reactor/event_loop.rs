@@ -531,7 +531,7 @@ impl Reactor {
         if self.drain_deadline.is_some() {
             return;
         }
-        self.accept_all(now);
+        self.accept_backlog(now);
         self.drain_deadline = Some(now + self.shutdown_timeout);
         for mut listener in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut listener);
@@ -590,6 +590,32 @@ impl Reactor {
                         log::error!("cannot start a TLS session: {e}");
                         None
                     }
+                }
+            }
+        }
+    }
+
+    /// At shutdown: accepts every connection queued on every listener,
+    /// past `max_connections` too (the backlog is bounded by the kernel's
+    /// queue length; refusing them would reset them). Stops at `WouldBlock`
+    /// or at the first error that is not about one client.
+    fn accept_backlog(&mut self, now: Instant) {
+        for index in 0..self.listeners.len() {
+            loop {
+                match self.listeners[index].accept() {
+                    Ok((stream, peer)) => {
+                        let kind = self.listener_kinds.get(index).copied();
+                        self.add_connection(stream, peer, kind.unwrap_or(ListenKind::Http), now);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if is_resource_exhaustion(&e) => {
+                        log::warn!(
+                            "accept at shutdown: {e}; connections still queued will be reset"
+                        );
+                        return;
+                    }
+                    Err(e) => log::debug!("accept: {e}"),
                 }
             }
         }
