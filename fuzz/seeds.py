@@ -58,6 +58,17 @@ for name, raw in real.items():
     write("request_head", f"real-{name}", raw)
 for name, raw in heads.items():
     write("request_head", name, raw.encode("latin-1"))
+# Host: uri-host [":" port] (RFC 9112 §3.2, RFC 3986 §3.2.2).
+hosts = {
+    "host-port": "h.example:8080", "host-ipv4": "127.0.0.1:80", "host-ipv6": "[::1]:8080",
+    "host-ipvfuture": "[v1.fe80::a+en1]", "host-empty": "", "host-pct": "a%41b",
+    "host-space": "a b c", "host-script": "<script>", "host-two-colons": "a:1:2",
+    "host-bad-ipv6": "[::g]", "host-unclosed": "[::1", "host-port-letters": "h:8o",
+    "host-userinfo": "u@h",
+}
+for name, host in hosts.items():
+    write("request_head", name, f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode("latin-1"))
+write("request_head", "absolute-userinfo", b"GET http://u@h/ HTTP/1.1\r\nHost: h\r\n\r\n")
 
 import struct
 def rng(length, header):
@@ -113,6 +124,10 @@ EOF, RESUME, SHUTDOWN = 5, 6, (31 << 3) | 7
 ALL = 31
 r = lambda p, extra="": f"GET {p} HTTP/1.1\r\nHost: h\r\n{extra}\r\n"
 pipelined = r("/1") + r("/2") + r("/3")
+CHUNKED = "POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+EXPECT96 = "PUT /e HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 3\r\n"
+EXPECT96 += "X: " + "p" * (96 - len(EXPECT96) - 7) + "\r\n\r\n"
+assert len(EXPECT96) == 96
 connections = {
     "single": conn([DELIVER(ALL), WRITABLE(ALL), COMPLETE], r("/index.html")),
     "pipelined": conn([DELIVER(ALL), COMPLETE, WRITABLE(ALL), COMPLETE, COMPLETE], pipelined),
@@ -121,7 +136,16 @@ connections = {
     "real-wrk-pipelined": conn([DELIVER(ALL)] + [COMPLETE, WRITABLE(ALL)] * 4, real.get("wrk", b"").decode("latin-1") * 4),
     "body-skipped": conn([DELIVER(ALL), COMPLETE, WRITABLE(ALL), COMPLETE], "POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello" + r("/after")),
     "body-too-large": conn([DELIVER(ALL), WRITABLE(ALL)], "POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999\r\n\r\n"),
-    "chunked-closes": conn([DELIVER(ALL), COMPLETE], "POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n" + r("/smuggled")),
+    "chunked-kept": conn([DELIVER(ALL), COMPLETE, WRITABLE(ALL), COMPLETE], CHUNKED + "3\r\nabc\r\n0\r\n\r\n" + r("/after")),
+    "chunked-bytewise": conn([DELIVER(0)] * 120 + [COMPLETE, WRITABLE(ALL), COMPLETE], CHUNKED + "3;x=\"y\"\r\nabc\r\n00\r\nT: v\r\n\r\n" + r("/after")),
+    "chunked-bare-lf": conn([DELIVER(ALL), WRITABLE(ALL)], CHUNKED + "3\nabc\r\n0\r\n\r\n" + r("/smuggled")),
+    "chunked-too-large": conn([DELIVER(ALL), WRITABLE(ALL)], CHUNKED + "200000\r\n" + "x" * 100),
+    "chunked-shutdown": conn([DELIVER(15), SHUTDOWN, DELIVER(ALL), COMPLETE], CHUNKED + "3\r\nabc\r\n0\r\n\r\n" + r("/after")),
+    # The head alone arrives first (96 bytes): answered and closed, then
+    # the client sends its body, or skips it and sends its next request.
+    "expect-body-later": conn([DELIVER(16), COMPLETE, WRITABLE(ALL), DELIVER(ALL)], EXPECT96 + "abc" + r("/next")),
+    "expect-no-body": conn([DELIVER(16), COMPLETE, WRITABLE(ALL), DELIVER(ALL)], EXPECT96 + r("/next")),
+    "expect-chunked": conn([DELIVER(ALL), COMPLETE, COMPLETE], CHUNKED.replace("Host", "Expect: 100-continue\r\nHost") + "0\r\n\r\n" + r("/next")),
     "cl-te-smuggle": conn([DELIVER(ALL), COMPLETE], "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG" + r("/smuggled")),
     "connection-close": conn([DELIVER(ALL), COMPLETE, COMPLETE], r("/a", "Connection: close\r\n") + r("/b")),
     "http10": conn([DELIVER(ALL), COMPLETE, COMPLETE], "GET /a HTTP/1.0\r\n\r\nGET /b HTTP/1.0\r\n\r\n"),
@@ -139,5 +163,13 @@ connections = {
     "leading-crlf": conn([DELIVER(ALL), COMPLETE, COMPLETE], r("/a") + "\r\n" + r("/b")),
 }
 for name, raw in connections.items():
+    write("connection", name, raw)
+# A refused HEAD gets a head without a body, however it is refused.
+head_refusals = {
+    "head-bad-host": conn([DELIVER(ALL), WRITABLE(ALL)], "HEAD / HTTP/1.1\r\nHost: a b\r\n\r\n"),
+    "head-body-too-large": conn([DELIVER(ALL), WRITABLE(ALL)], "HEAD /p HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999\r\n\r\n"),
+    "head-slowloris": conn([DELIVER(10), TICK_DEADLINE, WRITABLE(ALL)], "HEAD /slow HTTP/1.1\r\nHost: h\r\n\r\n"),
+}
+for name, raw in head_refusals.items():
     write("connection", name, raw)
 print("seeds written:", {t: len(list((CORPUS / t).iterdir())) for t in ["request_head", "range_header", "path_resolve", "connection"]})

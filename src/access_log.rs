@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::SystemTime;
 
+use crate::http::date::clf_time;
 use crate::http::response::Status;
 
 /// The log target; `RUST_LOG` filters on it.
@@ -43,6 +44,17 @@ pub fn record(
     if !enabled() {
         return None;
     }
+    Some(build(peer, request_line, status, referer, user_agent))
+}
+
+/// The line itself, every client-supplied part escaped.
+fn build(
+    peer: IpAddr,
+    request_line: &str,
+    status: Status,
+    referer: Option<&str>,
+    user_agent: Option<&str>,
+) -> Box<AccessRecord> {
     let mut prefix = String::with_capacity(128);
     let _ = write!(
         prefix,
@@ -56,7 +68,7 @@ pub fn record(
         escape(referer.unwrap_or("-")),
         escape(user_agent.unwrap_or("-"))
     );
-    Some(Box::new(AccessRecord { prefix, suffix }))
+    Box::new(AccessRecord { prefix, suffix })
 }
 
 /// Logs the line with the number of bytes sent (head included, as nginx's
@@ -67,7 +79,23 @@ pub fn write(record: Option<Box<AccessRecord>>, bytes_sent: u64) {
     }
 }
 
-/// Quotes and control bytes from the client must not forge log lines.
+/// Characters that are not control characters yet change how a line reads:
+/// line and paragraph separators (a viewer breaks the line there) and the
+/// bidirectional and invisible format characters, which can reorder or hide
+/// the text around them (the "Trojan Source" trick).
+const DECEPTIVE: &[(char, char)] = &[
+    ('\u{00ad}', '\u{00ad}'), // soft hyphen
+    ('\u{061c}', '\u{061c}'), // Arabic letter mark
+    ('\u{180e}', '\u{180e}'), // Mongolian vowel separator
+    ('\u{200b}', '\u{200f}'), // zero-width space/(non-)joiner, LRM, RLM
+    ('\u{2028}', '\u{202e}'), // line/paragraph separator, LRE..RLO embeddings
+    ('\u{2060}', '\u{206f}'), // word joiner, invisible operators, LRI..PDI isolates
+    ('\u{feff}', '\u{feff}'), // zero-width no-break space (BOM)
+    ('\u{fff9}', '\u{fffb}'), // interlinear annotation controls
+];
+
+/// Quotes, control characters and [`DECEPTIVE`] ones from the client must
+/// not forge log lines or make one read as something that was not sent.
 fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -77,37 +105,65 @@ fn escape(s: &str) -> String {
             c if c.is_control() => {
                 let _ = write!(out, "\\x{:02x}", c as u32);
             }
+            c if DECEPTIVE.iter().any(|&(lo, hi)| (lo..=hi).contains(&c)) => {
+                let _ = write!(out, "\\u{{{:04x}}}", c as u32);
+            }
             c => out.push(c),
         }
     }
     out
 }
 
-/// `10/Oct/2000:13:55:36 +0000`, the CLF time format, in UTC.
-fn clf_time(t: SystemTime) -> String {
-    // httpdate gives "Tue, 10 Oct 2000 13:55:36 GMT"; rearrange its fields
-    // rather than carry a calendar implementation.
-    let imf = httpdate::fmt_http_date(t);
-    let parts: Vec<&str> = imf.split(' ').collect();
-    match parts.as_slice() {
-        [_, day, month, year, time, _] => format!("{day}/{month}/{year}:{time} +0000"),
-        _ => imf,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn clf_time_format() {
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(971_186_136);
-        assert_eq!(clf_time(t), "10/Oct/2000:13:55:36 +0000");
-    }
 
     #[test]
     fn client_text_cannot_forge_lines() {
         assert_eq!(escape("a\"b\nc\\"), "a\\\"b\\x0ac\\\\");
+    }
+
+    /// Regression (log-bidi-and-line-separators): U+2028/U+2029 and the
+    /// bidi controls used to pass through from the request line, Referer and
+    /// User-Agent, so a log line could show a line break or reordered text
+    /// that was never sent.
+    #[test]
+    fn unicode_separators_and_bidi_controls_are_escaped() {
+        let cases = [
+            ("a\u{2028}b", "a\\u{2028}b"),
+            ("a\u{2029}b", "a\\u{2029}b"),
+            ("\u{202e}gnp.exe", "\\u{202e}gnp.exe"),
+            (
+                "\u{202a}\u{202b}\u{202c}\u{202d}",
+                "\\u{202a}\\u{202b}\\u{202c}\\u{202d}",
+            ),
+            (
+                "\u{2066}x\u{2067}y\u{2068}z\u{2069}",
+                "\\u{2066}x\\u{2067}y\\u{2068}z\\u{2069}",
+            ),
+            ("\u{200e}\u{200f}\u{061c}", "\\u{200e}\\u{200f}\\u{061c}"),
+            ("zero\u{200b}width\u{feff}", "zero\\u{200b}width\\u{feff}"),
+            ("\u{85}next line", "\\x85next line"),
+            // Ordinary non-ASCII text is kept as sent.
+            ("café – 東京 ✓", "café – 東京 ✓"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(escape(raw), want, "{raw:?}");
+        }
+        // Through the whole line too (request line, Referer, User-Agent).
+        let r = build(
+            IpAddr::from([127, 0, 0, 1]),
+            "GET /\u{2028}x HTTP/1.1",
+            Status::OK,
+            Some("http://r/\u{202e}"),
+            Some("ua\u{2069}"),
+        );
+        let line = format!("{}0{}", r.prefix, r.suffix);
+        assert!(
+            line.ends_with(
+                "] \"GET /\\u{2028}x HTTP/1.1\" 200 0 \"http://r/\\u{202e}\" \"ua\\u{2069}\""
+            ),
+            "{line:?}"
+        );
     }
 }

@@ -21,6 +21,12 @@ pub use crate::tls::TlsFiles;
 /// servers use 8 KiB; real browser heads are under 2 KiB.
 pub const DEFAULT_MAX_HEAD: usize = 8 * 1024;
 
+/// Bounds `--max-head-size`: each connection may buffer a head this long
+/// plus one read, so with thousands of connections a larger limit is a
+/// memory hazard, and no real client needs it (browser heads with large
+/// cookies stay under 16 KiB).
+pub const MAX_MAX_HEAD: usize = 64 * 1024;
+
 /// Connections served at once. Each idle one costs a few hundred bytes here
 /// and a socket in the kernel; past this we stop accepting and let the
 /// kernel's backlog hold the rest.
@@ -266,8 +272,10 @@ impl Config {
         if cli.max_connections == 0 {
             return Err(invalid("--max-connections must be at least 1"));
         }
-        if cli.max_head_size < 256 {
-            return Err(invalid("--max-head-size must be at least 256 bytes"));
+        if !(256..=MAX_MAX_HEAD).contains(&cli.max_head_size) {
+            return Err(invalid(&format!(
+                "--max-head-size must be between 256 and {MAX_MAX_HEAD} bytes"
+            )));
         }
         let headers = cli
             .headers
@@ -409,6 +417,18 @@ mod tests {
         assert_eq!(c.mime["md"], "text/markdown");
     }
 
+    /// Regression (`--max-head-size` had no upper bound): a huge head limit
+    /// is refused with one line naming the flag and its range.
+    #[test]
+    fn max_head_size_has_an_upper_bound() {
+        let e = cli(&[".", "--max-head-size", "100000000"]).unwrap_err();
+        assert_eq!(e, "--max-head-size must be between 256 and 65536 bytes");
+        assert_eq!(
+            cli(&[".", "--max-head-size", "65536"]).unwrap().max_head,
+            65536
+        );
+    }
+
     #[test]
     fn tls_only_means_no_default_plain_listener() {
         let c = cli(&[
@@ -445,6 +465,8 @@ mod tests {
             &[".", "--header", "X: a\nb"],
             &[".", "--keepalive-timeout=-1"],
             &[".", "--mime", "md"],
+            &[".", "--max-head-size", "100"],
+            &[".", "--max-head-size", "1000000000"],
             &[".", "--listen-tls", "127.0.0.1:1"],
             &[".", "--listen-tls", "127.0.0.1:1", "--tls-cert", "c.pem"],
             &[".", "--redirect-http", "127.0.0.1:1"],

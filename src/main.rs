@@ -38,15 +38,25 @@ fn main() -> ExitCode {
     }
     match server.run() {
         Ok(summary) => {
+            let mut cut = String::new();
+            if summary.cut_off > 0 {
+                let when = if summary.forced {
+                    "by a second signal"
+                } else {
+                    "at the deadline"
+                };
+                cut += &format!(", {} connections cut off {when}", summary.cut_off);
+            }
+            if summary.dropped_jobs > 0 {
+                cut += &format!(", {} queued requests dropped", summary.dropped_jobs);
+            }
+            if summary.busy_workers > 0 {
+                cut += &format!(", {} workers still busy", summary.busy_workers);
+            }
             log::info!(
-                "shut down: {} requests on {} connections{}",
+                "shut down: {} requests on {} connections{cut}",
                 summary.requests,
                 summary.connections,
-                if summary.cut_off > 0 {
-                    format!(", {} cut off at the deadline", summary.cut_off)
-                } else {
-                    String::new()
-                }
             );
             ExitCode::SUCCESS
         }
@@ -83,14 +93,15 @@ fn init_logging() {
                 // Access lines are Combined Log Format already, time included.
                 writeln!(buf, "{}", record.args())
             } else {
-                let now = httpdate::fmt_http_date(std::time::SystemTime::now());
-                writeln!(
-                    buf,
-                    "[{now} {} {}] {}",
-                    record.level(),
-                    record.target(),
-                    record.args()
-                )
+                stoke::http::date::with_imf_fixdate_now(|now| {
+                    writeln!(
+                        buf,
+                        "[{now} {} {}] {}",
+                        record.level(),
+                        record.target(),
+                        record.args()
+                    )
+                })
             }
         })
         .init();

@@ -22,6 +22,31 @@ use crate::models::Summary;
 use crate::site::Site;
 use crate::tls::Tls;
 
+/// Descriptors kept out of the connection cap for the server itself: stdio,
+/// the poller and its waker, the signal pipe, the root directory, and room
+/// to spare (the listeners come on top).
+const FD_RESERVE_BASE: u64 = 16;
+
+/// Descriptors one worker may hold at once while answering: a directory,
+/// its index file and two precompressed sidecars.
+const FD_PER_WORKER: u64 = 4;
+
+/// Descriptors one connection may hold: its socket, and the file a large
+/// response is sent from.
+const FD_PER_CONNECTION: u64 = 2;
+
+/// The most connections `limit` descriptors can serve with the workers'
+/// file work always able to open its files: what is left after the reserve,
+/// two per connection (lighttpd caps at half its descriptors the same way;
+/// nginx warns when `worker_connections` exceeds the limit). Without it the
+/// connections alone could take every descriptor, and every request would
+/// then fail to open its file.
+fn connection_cap(limit: u64, listeners: usize, threads: usize) -> usize {
+    let reserve = FD_RESERVE_BASE + listeners as u64 + FD_PER_WORKER * threads as u64;
+    let cap = limit.saturating_sub(reserve) / FD_PER_CONNECTION;
+    usize::try_from(cap).unwrap_or(usize::MAX).max(1)
+}
+
 /// Why the server could not start.
 #[derive(Debug)]
 pub enum StartError {
@@ -134,8 +159,7 @@ impl Handle {
 impl Server {
     /// Binds every listen address and starts the workers. Port 0 picks a
     /// free port; [`Server::local_addrs`] tells which.
-    pub fn bind(config: Config) -> Result<Server, StartError> {
-        let config = Arc::new(config);
+    pub fn bind(mut config: Config) -> Result<Server, StartError> {
         // Before binding: a bad certificate is a start-up error, not a
         // failure of every handshake later.
         let tls = match &config.tls {
@@ -158,6 +182,16 @@ impl Server {
             );
             listeners.push(listener);
         }
+        // Said once the server has started, not before a start-up error.
+        let mut lowered_cap = None;
+        if let Some(limit) = crate::sys::descriptor_limit() {
+            let cap = connection_cap(limit, listeners.len(), config.threads);
+            if cap < config.max_connections {
+                lowered_cap = Some((config.max_connections, limit));
+                config.max_connections = cap;
+            }
+        }
+        let config = Arc::new(config);
         if let Some(user) = &config.user {
             crate::sys::drop_privileges(user).map_err(|e| StartError::User(user.clone(), e))?;
         }
@@ -177,6 +211,15 @@ impl Server {
             .find(|(_, k)| **k == ListenKind::Https)
             .map_or(443, |(a, _)| a.port());
         reactor.tls = tls;
+        if let Some((configured, limit)) = lowered_cap {
+            log::warn!(
+                "serving at most {} connections, not {configured}: the descriptor limit \
+                 (ulimit -n) is {limit}, and each connection may need {FD_PER_CONNECTION} \
+                 (its socket and a file) beside those kept for the server and its \
+                 workers; raise the limit to serve more",
+                config.max_connections
+            );
+        }
         Ok(Server {
             reactor,
             addrs,
@@ -224,5 +267,23 @@ impl Server {
     /// Runs the reactor on this thread until a graceful shutdown completes.
     pub fn run(self) -> io::Result<Summary> {
         self.reactor.run()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_cap_leaves_descriptors_for_files() {
+        // ulimit -n 1024, one listener, 8 workers: (1024 - 16 - 1 - 32) / 2.
+        assert_eq!(connection_cap(1024, 1, 8), 487);
+        // Every connection at the cap sending a file, every worker holding
+        // its most: still within the limit.
+        let (limit, threads) = (64, 2);
+        let cap = connection_cap(limit, 1, threads) as u64;
+        assert!(cap * FD_PER_CONNECTION + FD_PER_WORKER * threads as u64 + 1 < limit);
+        // A limit below the reserve still serves one connection.
+        assert_eq!(connection_cap(10, 1, 64), 1);
     }
 }

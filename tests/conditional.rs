@@ -445,3 +445,199 @@ fn curl_if_none_match_and_z() {
     // And the body curl downloads is the file.
     assert_eq!(curl(&["-z", older.to_str().unwrap(), &url]), s.big);
 }
+
+/// Regression (last-modified-before-1970): httpdate panicked formatting an
+/// mtime before 1970, so such a file always got a 500 and a logged panic.
+/// It is served; it has no `Last-Modified` (no client could send it back in
+/// a form we parse), and its ETag still works.
+#[test]
+fn file_dated_before_1970_is_served_without_last_modified() {
+    let root = TempDir::new("cond-1969");
+    set_mtime(
+        &root.write("old.txt", "from 1969"),
+        SystemTime::UNIX_EPOCH - Duration::from_secs(86_400),
+    );
+    let server = TestServer::start(root.path());
+    for method in ["GET", "HEAD"] {
+        let (r, rest) = exchange(server.addr, &request(method, "/old.txt", &[]));
+        assert_eq!(r.status, 200, "{method}");
+        assert_eq!(r.header("last-modified"), None, "{method}");
+        if method == "GET" {
+            assert_eq!(rest, b"from 1969");
+        }
+    }
+    let etag = etag_of(server.addr, "/old.txt");
+    let r = get(
+        server.addr,
+        "/old.txt",
+        &[&format!("If-None-Match: {etag}")],
+    );
+    assert_eq!(r.status, 304);
+    // With no modification date, the date conditions are ignored.
+    let r = get(
+        server.addr,
+        "/old.txt",
+        &["If-Unmodified-Since: Thu, 01 Jan 1970 00:00:00 GMT"],
+    );
+    assert_eq!(r.status, 200);
+}
+
+/// The `Date` and `Last-Modified` of a response, parsed.
+fn date_and_last_modified(r: &RawResponse) -> (SystemTime, SystemTime) {
+    let parse = |name| httpdate::parse_http_date(r.header(name).unwrap()).unwrap();
+    (parse("date"), parse("last-modified"))
+}
+
+/// Regression (last-modified-in-the-future): a future mtime was sent as is,
+/// later than the response's `Date`; RFC 9110 §8.8.2.1 says to send `Date`.
+#[test]
+fn future_last_modified_is_clamped_to_date() {
+    let root = TempDir::new("cond-future");
+    // 2400-01-01: far ahead, and within what every Linux filesystem stores.
+    let future = SystemTime::UNIX_EPOCH + Duration::from_secs(13_569_465_600);
+    set_mtime(&root.write("f.txt", "later"), future);
+    let server = TestServer::start(root.path());
+    let before = SystemTime::now() - Duration::from_secs(1);
+    for method in ["GET", "HEAD"] {
+        let (r, _) = exchange(server.addr, &request(method, "/f.txt", &[]));
+        assert_eq!(r.status, 200, "{method}");
+        let (date, lm) = date_and_last_modified(&r);
+        assert!(
+            lm <= date,
+            "{method}: Last-Modified {lm:?} after Date {date:?}"
+        );
+        assert!(lm >= before, "{method}: Last-Modified is now, not earlier");
+    }
+    // The file's real (future) date is not a validator we sent, so If-Range
+    // with it must not splice a range.
+    let r = get(
+        server.addr,
+        "/f.txt",
+        &["Range: bytes=0-1", &format!("If-Range: {}", date(future))],
+    );
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"later"[..]));
+}
+
+/// A directory on a filesystem that keeps `t` as an mtime (ext4 stops at
+/// 2446, tmpfs does not), or `None`.
+fn root_keeping_mtime(t: SystemTime) -> Option<(TempDir, std::path::PathBuf)> {
+    let shm = std::path::Path::new("/dev/shm");
+    let candidates = [Some(TempDir::new("cond-y10k")), {
+        shm.is_dir().then(|| {
+            let dir = shm.join(format!("stoke-test-y10k-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        })
+    }];
+    for root in candidates.into_iter().flatten() {
+        let path = root.write("y10k.txt", "far future");
+        set_mtime(&path, t);
+        if std::fs::metadata(&path).unwrap().modified().unwrap() == t {
+            return Some((root, path));
+        }
+    }
+    None
+}
+
+/// Regression (last-modified-year-10000): httpdate panicked formatting an
+/// mtime at or after the year 10000, so the file always got a 500.
+#[test]
+fn file_dated_after_year_9999_is_served() {
+    // 10000-01-02T00:00:00.000000005Z
+    let t = SystemTime::UNIX_EPOCH + Duration::new(253_402_387_200, 5);
+    let Some((root, _path)) = root_keeping_mtime(t) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs a filesystem with 64-bit timestamps (tmpfs on /dev/shm)"
+        );
+        println!("SKIPPED: no filesystem here stores the year 10000");
+        return;
+    };
+    let server = TestServer::start(root.path());
+    for method in ["GET", "HEAD"] {
+        let (r, rest) = exchange(server.addr, &request(method, "/y10k.txt", &[]));
+        assert_eq!(r.status, 200, "{method}");
+        let (date, lm) = date_and_last_modified(&r);
+        assert!(lm <= date, "{method}");
+        assert!(r.header("etag").is_some(), "{method}");
+        if method == "GET" {
+            assert_eq!(rest, b"far future");
+        }
+    }
+}
+
+/// Regression (etag-from-inode): the ETag was built from the inode, so two
+/// instances serving the same deployed files sent different tags for the
+/// same file. Copies with the same size and mtime (nanoseconds included)
+/// now get the same tag, and a different nanosecond gives another.
+#[test]
+fn etag_is_the_same_for_copies_on_different_servers() {
+    let t = SystemTime::UNIX_EPOCH + Duration::new(FIXED_MTIME, 123_456_789);
+    let (a, b) = (TempDir::new("cond-copy-a"), TempDir::new("cond-copy-b"));
+    for root in [&a, &b] {
+        set_mtime(&root.write("same.txt", "deployed"), t);
+        set_mtime(
+            &root.write("nanos.txt", "deployed"),
+            t + Duration::from_nanos(if std::ptr::eq(root, &a) { 0 } else { 1 }),
+        );
+    }
+    // Both files exist at once, on one filesystem: different inodes.
+    use std::os::unix::fs::MetadataExt;
+    let ino = |root: &TempDir| {
+        std::fs::metadata(root.path().join("same.txt"))
+            .unwrap()
+            .ino()
+    };
+    assert_ne!(ino(&a), ino(&b));
+    let (sa, sb) = (TestServer::start(a.path()), TestServer::start(b.path()));
+    assert_eq!(etag_of(sa.addr, "/same.txt"), etag_of(sb.addr, "/same.txt"));
+    assert_ne!(
+        etag_of(sa.addr, "/nanos.txt"),
+        etag_of(sb.addr, "/nanos.txt"),
+        "a different nanosecond is a different version"
+    );
+    // A tag from one instance validates on the other.
+    let tag = etag_of(sa.addr, "/same.txt");
+    let r = get(sb.addr, "/same.txt", &[&format!("If-None-Match: {tag}")]);
+    assert_eq!(r.status, 304);
+}
+
+/// Regression (if-range-date-weak-validator): If-Range with a date counted
+/// even when Last-Modified fell in the response's own second, where the
+/// file can change again without its date changing (RFC 9110 §8.8.2.2,
+/// §13.1.5). Strong (a second or more before Date): 206. Weak: the whole file.
+#[test]
+fn if_range_date_counts_only_when_last_modified_is_strong() {
+    let s = site();
+    let lm = date(fixed());
+    let r = get(
+        s.server.addr,
+        "/big.bin",
+        &["Range: bytes=0-9", &format!("If-Range: {lm}")],
+    );
+    assert_eq!((r.status, r.body.as_slice()), (206, &s.big[..10]));
+
+    // A file modified "now": while the server's clock is still in that
+    // second, the date is weak. If the second rolls over before the answer
+    // (its Date tells), the date became strong and we try again.
+    let root = TempDir::new("cond-weak");
+    let path = root.write("fresh.txt", "0123456789");
+    let server = TestServer::start(root.path());
+    for _ in 0..10 {
+        let now = SystemTime::now();
+        set_mtime(&path, now);
+        let r = get(
+            server.addr,
+            "/fresh.txt",
+            &["Range: bytes=0-1", &format!("If-Range: {}", date(now))],
+        );
+        let answered = httpdate::parse_http_date(r.header("date").unwrap()).unwrap();
+        if answered != httpdate::parse_http_date(&date(now)).unwrap() {
+            continue;
+        }
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"0123456789"[..]));
+        return;
+    }
+    panic!("the clock's second rolled over during each of 10 requests");
+}

@@ -295,3 +295,47 @@ fn sidecar_added_or_removed_later_is_seen_at_once() {
     assert_eq!(r.header("content-encoding"), None);
     assert_eq!(r.body, b"body{}");
 }
+
+/// Regression (vary-missing-on-412-and-416): a file with sidecars answered
+/// 412 and 416 without `Vary: Accept-Encoding`, though whether a range is
+/// satisfiable or a tag matches depends on the variant; a cache could reuse
+/// such an answer for another `Accept-Encoding`. Every answer about the
+/// file carries it, for GET and HEAD: 200, 206, 304, 412, 416.
+#[test]
+fn every_response_of_a_file_with_sidecars_has_vary() {
+    let s = site();
+    let etag = get(s.server.addr, "/page.txt", &["Accept-Encoding: br"])
+        .header("etag")
+        .unwrap()
+        .to_owned();
+    let cases: Vec<(String, u16)> = vec![
+        (String::new(), 200),
+        ("Range: bytes=0-1".into(), 206),
+        ("Range: bytes=0-1,5-6".into(), 206),
+        (format!("If-None-Match: {etag}"), 304),
+        ("If-Match: \"other\"".into(), 412),
+        (
+            "If-Unmodified-Since: Thu, 01 Jan 1970 00:00:00 GMT".into(),
+            412,
+        ),
+        (format!("Range: bytes={}-", s.br.len()), 416),
+    ];
+    for method in ["GET", "HEAD"] {
+        for (extra, want) in &cases {
+            let raw = format!(
+                "{method} /page.txt HTTP/1.1\r\nHost: t\r\nAccept-Encoding: br\r\n{extra}{}Connection: close\r\n\r\n",
+                if extra.is_empty() { "" } else { "\r\n" }
+            );
+            let r = roundtrip(s.server.addr, &raw);
+            assert_eq!(r.status, *want, "{method} {extra:?}");
+            assert_eq!(
+                r.header("vary"),
+                Some("Accept-Encoding"),
+                "{method} {extra:?} → {want}"
+            );
+        }
+    }
+    // A file without sidecars never varies, errors included.
+    let r = get(s.server.addr, "/bare.txt", &["If-Match: \"other\""]);
+    assert_eq!((r.status, r.header("vary")), (412, None));
+}

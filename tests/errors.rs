@@ -355,3 +355,145 @@ fn file_with_trailing_slash_is_not_found() {
         );
     }
 }
+
+/// Sends `raw`, reads until the server closes, and splits the bytes at the
+/// end of the first head: (head, what followed it).
+fn head_and_rest(addr: SocketAddr, raw: &[u8]) -> (RawResponse, Vec<u8>) {
+    let all = until_close(addr, raw);
+    let end = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete head")
+        + 4;
+    let head = read_response(&mut &all[..end], true).unwrap();
+    (head, all[end..].to_vec())
+}
+
+/// Regression (head-413-has-a-body): a HEAD answered 413 carried the error
+/// page. Every answer to HEAD is a head only, including the ones the
+/// connection makes itself (413, and a refused head that starts with HEAD).
+#[test]
+fn error_answers_to_head_have_no_body() {
+    let (_root, server) = site();
+    let cases: &[(&str, &str, u16)] = &[
+        (
+            "body over the limit",
+            "HEAD /file.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 1048577\r\n\r\n",
+            413,
+        ),
+        (
+            "bad Host",
+            "HEAD /file.txt HTTP/1.1\r\nHost: a b\r\n\r\n",
+            400,
+        ),
+        ("missing Host", "HEAD / HTTP/1.1\r\n\r\n", 400),
+        ("HTTP/2.0", "HEAD / HTTP/2.0\r\nHost: t\r\n\r\n", 505),
+        (
+            "leading CRLF, bad version",
+            "\r\nHEAD / HTTP/1.2\r\nHost: t\r\n\r\n",
+            505,
+        ),
+        (
+            "not found",
+            "HEAD /missing HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            404,
+        ),
+        (
+            "bad path",
+            "HEAD /%zz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            400,
+        ),
+        (
+            "precondition failed",
+            "HEAD /file.txt HTTP/1.1\r\nHost: t\r\nIf-Match: \"x\"\r\nConnection: close\r\n\r\n",
+            412,
+        ),
+        (
+            "range not satisfiable",
+            "HEAD /file.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=99-\r\nConnection: close\r\n\r\n",
+            416,
+        ),
+    ];
+    for (what, raw, want) in cases {
+        let (r, rest) = head_and_rest(server.addr, raw.as_bytes());
+        assert_eq!(r.status, *want, "{what}");
+        let len: usize = r.header("content-length").unwrap().parse().unwrap();
+        assert!(len > 0, "{what}: the length of the page a GET would get");
+        assert!(
+            rest.is_empty(),
+            "{what}: {} bytes after the head",
+            rest.len()
+        );
+    }
+    // The same refusals to GET still carry their page.
+    let (r, rest) = head_and_rest(
+        server.addr,
+        b"GET /file.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 1048577\r\n\r\n",
+    );
+    assert_eq!(r.status, 413);
+    assert_eq!(
+        rest.len(),
+        r.header("content-length")
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+    );
+}
+
+/// Regression (host-not-validated): `Host: a b c <script>` got a 200. A Host
+/// that is not `uri-host[:port]` (RFC 9112 §3.2, RFC 3986 §3.2.2) is 400,
+/// and the connection closes like after any refused head.
+#[test]
+fn malformed_host_is_refused() {
+    let (_root, server) = site();
+    for host in [
+        "a b c <script>",
+        "<script>",
+        "evil.example/x",
+        "u@h",
+        "h:80:80",
+        "h:http",
+        "[::1",
+        "[zz::1]",
+        "a%zz",
+    ] {
+        let mut raw = format!("GET /file.txt HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes();
+        raw.extend_from_slice(b"GET /file.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+        let rs = responses(&until_close(server.addr, &raw));
+        assert_eq!(rs.len(), 1, "{host:?}: one answer, then close");
+        assert_eq!(rs[0].status, 400, "{host:?}");
+        assert_eq!(rs[0].header("connection"), Some("close"), "{host:?}");
+        assert_error_page(&rs[0], host);
+    }
+    for host in [
+        "t",
+        "t:8080",
+        "127.0.0.1:1",
+        "[::1]:8080",
+        "[v1.x]",
+        "",
+        "xn--d1a.example",
+    ] {
+        let r = roundtrip(
+            server.addr,
+            &format!("GET /file.txt HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        );
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (200, &b"file body\n"[..]),
+            "{host:?}"
+        );
+    }
+    // The authority of an absolute-form target follows the same rule.
+    for target in [
+        "http://u@t/file.txt",
+        "http:///file.txt",
+        "http://a<b/file.txt",
+    ] {
+        let r = roundtrip(
+            server.addr,
+            &format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n"),
+        );
+        assert_eq!(r.status, 400, "{target}");
+    }
+}

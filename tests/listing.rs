@@ -3,7 +3,8 @@
 //! names, percent-encodes links that resolve back to the files, has a
 //! parent link below the root, hides dotfiles; `Accept: application/json`
 //! gives the same data as JSON. With listings off a directory without an
-//! index is refused.
+//! index is refused. A huge directory gives a page capped in entries and
+//! bytes that says it is truncated.
 mod common;
 use common::*;
 
@@ -285,4 +286,66 @@ fn hidden_flag_lists_dotfiles() {
     let names: Vec<String> = anchors(&html).into_iter().map(|(h, _)| h).collect();
     assert!(names.contains(&".secret".to_owned()), "{names:?}");
     assert!(names.contains(&".hiddendir/".to_owned()), "{names:?}");
+}
+
+/// Pages used to have no byte cap: 10,000 long names that escape to several
+/// times their length made a 24 MB page, built anew for every request. The
+/// page now stops at `MAX_PAGE_BYTES` and says it was truncated.
+#[test]
+fn a_directory_of_many_long_names_gives_a_capped_page_that_says_truncated() {
+    use stoke::site::listing::MAX_PAGE_BYTES;
+    let root = TempDir::new("long-names");
+    // 254-byte names of '&': 750 bytes as a link, 1250 as text.
+    const FILES: usize = 1_500;
+    for n in 0..FILES {
+        root.write(&format!("many/{n:04}{}", "&".repeat(250)), "");
+    }
+    let server = listing_server(&root);
+    let r = get(server.addr, "/many/", &[]);
+    assert_eq!(r.status, 200);
+    assert!(r.body.len() <= MAX_PAGE_BYTES, "{} bytes", r.body.len());
+    let html = r.text();
+    assert!(html.ends_with("</html>\n"), "a complete page");
+    let shown = anchors(&html).len() - 1; // less the parent link
+    assert!(shown > 0 && shown < FILES, "{shown} of {FILES} rows");
+    assert!(
+        html.contains(&format!(
+            "This listing is truncated: only {shown} entries are shown."
+        )),
+        "a visible note"
+    );
+    // HEAD agrees with GET on the length.
+    let head = roundtrip(
+        server.addr,
+        "HEAD /many/ HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(
+        head.header("content-length"),
+        Some(r.body.len().to_string().as_str())
+    );
+}
+
+/// More entries than `MAX_ENTRIES`: both forms say the listing is
+/// truncated, and JSON carries `"truncated": true`.
+#[test]
+fn a_directory_of_more_than_max_entries_says_truncated() {
+    use stoke::site::listing::{MAX_ENTRIES, MAX_PAGE_BYTES};
+    let root = TempDir::new("many-entries");
+    std::fs::create_dir_all(root.path().join("big")).unwrap();
+    for n in 0..=MAX_ENTRIES {
+        std::fs::File::create(root.path().join(format!("big/{n}"))).unwrap();
+    }
+    root.write("small/a.txt", "a");
+    let server = listing_server(&root);
+    let r = get(server.addr, "/big/", &["Accept: application/json"]);
+    assert_eq!(r.status, 200);
+    let json = r.text();
+    assert!(json.len() <= MAX_PAGE_BYTES);
+    assert!(json.starts_with(r#"{"path":"/big/","truncated":true,"entries":["#));
+    assert_eq!(json_entries(&json).len(), MAX_ENTRIES);
+    let html = get(server.addr, "/big/", &[]).text();
+    assert!(html.contains(&format!("only {MAX_ENTRIES} entries are shown.")));
+    // A small directory is complete and says so.
+    let json = get(server.addr, "/small/", &["Accept: application/json"]).text();
+    assert!(json.contains(r#""truncated":false"#), "{json}");
 }

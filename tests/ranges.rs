@@ -27,7 +27,16 @@ fn site() -> Site {
     let small = pattern(SMALL_LEN, 11);
     let big = pattern(BIG_LEN, 12);
     root.write("small.bin", &small);
-    root.write("big.bin", &big);
+    let big_path = root.write("big.bin", &big);
+    // An mtime well in the past: a Last-Modified in the current second is
+    // a weak validator, which If-Range with a date must not accept.
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_577_836_800);
+    std::fs::File::options()
+        .write(true)
+        .open(&big_path)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
     let server = TestServer::start(root.path());
     Site {
         _root: root,

@@ -1,7 +1,10 @@
 //! The real binary's lifecycle: SIGTERM lets a download in flight finish
 //! byte-correct while refusing new clients, then exits 0 with a summary
-//! line; SIGINT stops an idle server; start-up mistakes (bad flag, missing
-//! root, port in use) exit non-zero with one `stoke:` line and no panic.
+//! line; a response finished during the shutdown says `Connection: close`;
+//! a worker stuck in a job does not keep the process alive past
+//! `--shutdown-timeout`, and a second signal exits at once; SIGINT stops an
+//! idle server; start-up mistakes (bad flag, missing root, port in use)
+//! exit non-zero with one `stoke:` line and no panic.
 mod common;
 use common::*;
 
@@ -155,6 +158,115 @@ fn sigterm_finishes_the_download_in_flight_then_exits_zero() {
         seen.iter()
             .any(|l| l.contains("shut down: 1 requests on 1 connections")),
         "no shutdown summary: {seen:?}"
+    );
+}
+
+/// The test hooks block a worker on `/__stoke_test_hang` (see
+/// src/site/mod.rs); without them these tests have nothing to hold.
+fn have_hooks() -> bool {
+    if !cfg!(feature = "test-hooks") {
+        println!("SKIPPED: needs --features test-hooks");
+    }
+    cfg!(feature = "test-hooks")
+}
+
+/// Sends a keep-alive request for the hanging path and waits until a
+/// worker is stuck in it.
+fn hang_a_worker(
+    server: &ChildServer,
+    lines: &Receiver<String>,
+    seen: &mut Vec<String>,
+) -> TcpStream {
+    let mut s = connect(server.addr);
+    s.write_all(b"GET /__stoke_test_hang HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    wait_for_line(lines, "test hook: worker blocked", IO_TIMEOUT, seen);
+    s
+}
+
+/// Regression (a response in flight when SIGTERM arrives lacked
+/// `Connection: close`, yet the server closed after it): the worker builds
+/// a keep-alive answer while the shutdown begins; the answer must say that
+/// the connection closes, and it does.
+#[test]
+fn response_in_flight_at_sigterm_says_connection_close() {
+    if !have_hooks() {
+        return;
+    }
+    let root = TempDir::new("shutdown-inflight");
+    root.write("__stoke_test_hang", "released");
+    let mut server = ChildServer::start(root.path(), &["--shutdown-timeout", "120"]);
+    let lines = stderr_lines(&mut server);
+    let mut seen = Vec::new();
+    let s = hang_a_worker(&server, &lines, &mut seen);
+
+    server.signal(libc::SIGTERM);
+    wait_for_line(&lines, "stopped accepting", IO_TIMEOUT, &mut seen);
+    root.write("__stoke_test_release", "");
+
+    let mut r = BufReader::new(s);
+    let resp = read_response(&mut r, false).unwrap();
+    assert_eq!((resp.status, resp.text().as_str()), (200, "released"));
+    assert_eq!(resp.header("connection"), Some("close"), "{}", resp.head);
+    assert!(closed_by_server(&mut r), "no EOF after the last response");
+    let status = wait_exit(&mut server.child, Duration::from_secs(30));
+    assert!(status.success(), "exit status {status}");
+}
+
+/// Regression (`pool.shutdown()` ran every queued job and joined every
+/// worker, so a worker blocked on a hung mount kept the process alive past
+/// `--shutdown-timeout`): the process exits once the timeout passes and
+/// says what it cut off.
+#[test]
+fn worker_stuck_at_sigterm_does_not_keep_the_process_past_the_timeout() {
+    if !have_hooks() {
+        return;
+    }
+    let root = TempDir::new("shutdown-stuck");
+    let mut server = ChildServer::start(root.path(), &["--shutdown-timeout", "1"]);
+    let lines = stderr_lines(&mut server);
+    let mut seen = Vec::new();
+    let _s = hang_a_worker(&server, &lines, &mut seen);
+
+    server.signal(libc::SIGTERM);
+    // Bounded wait, not a timing claim: the worker never returns, so
+    // before the fix the process never exited.
+    let status = wait_exit(&mut server.child, Duration::from_secs(60));
+    assert!(status.success(), "exit status {status}");
+    drain(&lines, IO_TIMEOUT, &mut seen);
+    let summary = seen.iter().find(|l| l.contains("shut down:"));
+    assert!(
+        summary.is_some_and(|l| l.contains("1 connections cut off at the deadline")
+            && l.contains("1 workers still busy")),
+        "summary: {summary:?} in {seen:?}"
+    );
+}
+
+/// Regression (a second SIGTERM/SIGINT during a shutdown did nothing): with
+/// a long `--shutdown-timeout` and a stuck worker, a second signal ends the
+/// wait at once, still with the summary line.
+#[test]
+fn second_signal_during_shutdown_exits_at_once() {
+    if !have_hooks() {
+        return;
+    }
+    let root = TempDir::new("shutdown-twice");
+    let mut server = ChildServer::start(root.path(), &["--shutdown-timeout", "600"]);
+    let lines = stderr_lines(&mut server);
+    let mut seen = Vec::new();
+    let _s = hang_a_worker(&server, &lines, &mut seen);
+
+    server.signal(libc::SIGTERM);
+    wait_for_line(&lines, "stopped accepting", IO_TIMEOUT, &mut seen);
+    server.signal(libc::SIGINT);
+    // Far below the 600 s the first signal would wait.
+    let status = wait_exit(&mut server.child, Duration::from_secs(60));
+    assert!(status.success(), "exit status {status}");
+    drain(&lines, IO_TIMEOUT, &mut seen);
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("shut down:") && l.contains("cut off by a second signal")),
+        "no summary: {seen:?}"
     );
 }
 

@@ -4,7 +4,9 @@
 //! control bytes, Transfer-Encoding in HTTP/1.0) must be refused with their
 //! status code and the connection closed, and a request pipelined behind them
 //! in the same write must never be answered: the server never guesses where
-//! the next request starts.
+//! the next request starts. Chunked bodies are decoded strictly (CRLF line
+//! ends, bare hex sizes, bounded extensions and trailers); a framing a
+//! proxy could read differently is refused the same way.
 mod common;
 use common::*;
 
@@ -147,17 +149,47 @@ const ATTACKS: &[(&str, &[u8], u16)] = &[
         b"GET /ok.txt HTTP/1.1\r\n\r\n",
         400,
     ),
-    // Framings that are valid but whose body stoke does not decode: it
-    // answers, then closes instead of guessing where the body ends.
+    // Chunked bodies are decoded strictly: any framing a proxy could read
+    // differently is refused before the request is answered.
     (
-        "valid chunked body is swallowed, not parsed",
-        b"GET /ok.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-        200,
+        "chunked: bare LF after the chunk size",
+        b"GET /ok.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n",
+        400,
     ),
     (
-        "Expect: 100-continue with a body",
-        b"GET /ok.txt HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nabcde",
-        200,
+        "chunked: bare LF after the chunk data",
+        b"GET /ok.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\n0\r\n\r\n",
+        400,
+    ),
+    (
+        "chunked: data longer than its size",
+        b"GET /ok.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcd\r\n0\r\n\r\n",
+        400,
+    ),
+    (
+        "chunked: size with 0x",
+        b"GET /ok.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0x3\r\nabc\r\n0\r\n\r\n",
+        400,
+    ),
+    (
+        "chunked: space between size and CRLF",
+        b"GET /ok.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3 \r\nabc\r\n0\r\n\r\n",
+        400,
+    ),
+    (
+        "chunked: bare CR in an extension",
+        b"GET /ok.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3;a\rb\r\nabc\r\n0\r\n\r\n",
+        400,
+    ),
+    (
+        "chunked: obs-fold in a trailer",
+        b"GET /ok.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: a\r\n b\r\n\r\n",
+        400,
+    ),
+    (
+        "chunked: size past 64 bits",
+        b"GET /ok.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000003\r\nabc\r\n0\r\n\r\n",
+        413,
     ),
     (
         "body too large to skip",
@@ -244,6 +276,11 @@ fn clean_framing_lets_the_pipelined_request_through() {
         b"GET /ok.txt HTTP/1.1\r\nHost: t\r\n\r\n",
         b"GET /ok.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nabcde",
         b"GET /ok.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 5, 5\r\n\r\nabcde",
+        // A chunked body is decoded exactly, extensions and trailers too.
+        b"GET /ok.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"GET /ok.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\nT: v\r\n\r\n",
+        // An Expect request whose body came with it (see tests/bodies.rs).
+        b"GET /ok.txt HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nabcde",
     ];
     for &control in controls {
         let mut bytes = control.to_vec();

@@ -2,10 +2,13 @@
 //! try to climb out of the root (dot segments, percent-encoded dots and
 //! slashes, double encoding, overlong UTF-8, NUL, backslashes), symlinks that
 //! point outside the root (files, directories, precompressed sidecars, a
-//! symlink swapped in behind the small-file cache), dotfiles (`.git`, `.env`,
-//! `.htpasswd`, hidden entries in listings, hidden sidecars and indexes) and
-//! special files (a FIFO). None may ever return the secret's bytes, and each
-//! must get its specific status code.
+//! symlink swapped in behind the small-file cache, a link flipped between an
+//! inside and an outside target while requests run), dotfiles (`.git`,
+//! `.env`, `.htpasswd`, hidden entries in listings, hidden sidecars and
+//! indexes, and all of these reached through a symlink) and special files (a
+//! FIFO). None may ever return the secret's bytes, and each must get its
+//! specific status code. Also: "no sidecar" is never remembered for a
+//! sidecar name that is a dangling link.
 mod common;
 use common::*;
 
@@ -13,7 +16,7 @@ use std::fs;
 use std::io::{BufReader, Write};
 use std::net::SocketAddr;
 use std::os::unix::fs::symlink;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The bytes that live outside the root and must never be served.
@@ -338,4 +341,285 @@ fn a_fifo_inside_the_root_does_not_hang_a_worker() {
         .open(&fifo);
     let r = got.expect("no answer for GET /fifo: a worker is stuck opening the FIFO");
     assert_eq!(r.status, 404, "{}", r.head);
+}
+
+/// Replaces the symlink `link` with one pointing at `target` atomically (a
+/// fresh link renamed over the old one), so a reader always finds one of
+/// the two targets, never nothing.
+fn point(link: &Path, target: &Path) {
+    let name = link.file_name().unwrap().to_string_lossy();
+    let tmp = link.with_file_name(format!(".{name}.flip"));
+    let _ = fs::remove_file(&tmp);
+    symlink(target, &tmp).unwrap();
+    fs::rename(&tmp, link).unwrap();
+}
+
+/// A symlink that a thread keeps flipping between an inside and an outside
+/// target, and the URL that reaches the inside file through it.
+struct Flip {
+    link: PathBuf,
+    inside: PathBuf,
+    outside: PathBuf,
+    url: &'static str,
+    /// The inside file's own URL, to warm the cache with it.
+    direct_url: &'static str,
+    inside_body: &'static str,
+}
+
+/// How long each flipping link is raced at least; the loop also waits until
+/// both outcomes were seen, so the race was really run.
+const MIN_RACE: Duration = Duration::from_secs(2);
+/// Upper bound for one race, so a starved machine fails instead of hanging.
+const MAX_RACE: Duration = Duration::from_secs(60);
+
+/// Requests `flip.url` over one keep-alive connection while another thread
+/// flips the link; returns (inside answers, refusals). Panics on the secret
+/// or on any other status.
+fn race(addr: SocketAddr, flip: &Flip) -> (usize, usize) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    /// Stops the flipper however `race` ends, a failed assertion included.
+    struct StopOnDrop(Arc<AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
+    let flipper = {
+        let stop = Arc::clone(&stop.0);
+        let (link, inside, outside) =
+            (flip.link.clone(), flip.inside.clone(), flip.outside.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                point(&link, &outside);
+                point(&link, &inside);
+            }
+        })
+    };
+    let start = std::time::Instant::now();
+    let (mut inside, mut refused) = (0, 0);
+    let mut s = BufReader::new(connect(addr));
+    let request = format!("GET {} HTTP/1.1\r\nHost: t\r\n\r\n", flip.url);
+    while start.elapsed() < MIN_RACE || inside == 0 || refused == 0 {
+        assert!(
+            start.elapsed() < MAX_RACE,
+            "{}: saw {inside} inside, {refused} refused",
+            flip.url
+        );
+        s.get_mut().write_all(request.as_bytes()).unwrap();
+        let r = read_response(&mut s, false).unwrap();
+        assert_no_secret(flip.url, &r);
+        match r.status {
+            200 => {
+                assert_eq!(r.text(), flip.inside_body, "{}", flip.url);
+                inside += 1;
+            }
+            404 => refused += 1,
+            other => panic!("{}: unexpected {other}: {}", flip.url, r.head),
+        }
+    }
+    drop(stop);
+    flipper.join().unwrap();
+    (inside, refused)
+}
+
+#[test]
+fn symlink_swapped_between_inside_and_outside_never_serves_the_secret() {
+    let site = Site::new("flip");
+    let (base, www) = (site.base.path().to_path_buf(), site.root());
+    site.base.write("secret/data.txt", SECRET);
+    site.base.write("www/pub/data.txt", "inside data");
+    fs::create_dir_all(www.join("sub")).unwrap();
+    let flips = [
+        // A relative link with `..` in both targets.
+        Flip {
+            link: www.join("sub/flip"),
+            inside: PathBuf::from("../file.txt"),
+            outside: PathBuf::from("../../secret/secret.txt"),
+            url: "/sub/flip",
+            direct_url: "/file.txt",
+            inside_body: FILE,
+        },
+        // An absolute link (RESOLVE_BENEATH refuses every one of these).
+        Flip {
+            link: www.join("flip_abs"),
+            inside: www.join("file.txt"),
+            outside: base.join("secret/secret.txt"),
+            url: "/flip_abs",
+            direct_url: "/file.txt",
+            inside_body: FILE,
+        },
+        // A directory component that is a link.
+        Flip {
+            link: www.join("flip_dir"),
+            inside: PathBuf::from("pub"),
+            outside: PathBuf::from("../secret"),
+            url: "/flip_dir/data.txt",
+            direct_url: "/pub/data.txt",
+            inside_body: "inside data",
+        },
+    ];
+    for flip in &flips {
+        point(&flip.link, &flip.inside);
+    }
+    let server = TestServer::start(&www);
+    let raced: Vec<(usize, usize)> = std::thread::scope(|scope| {
+        let runs: Vec<_> = flips
+            .iter()
+            .map(|flip| scope.spawn(move || race(server.addr, flip)))
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    println!("(inside, refused) per link: {raced:?}");
+    // Then, race-free: warm the cache through the inside target (its own
+    // URL and the link), leave the link pointing outside, and ask again.
+    for flip in &flips {
+        point(&flip.link, &flip.inside);
+        for url in [flip.direct_url, flip.direct_url, flip.url, flip.url] {
+            let r = raw_get(server.addr, url, "");
+            assert_eq!(
+                (r.status, r.text().as_str()),
+                (200, flip.inside_body),
+                "{url}"
+            );
+        }
+        point(&flip.link, &flip.outside);
+        for _ in 0..2 {
+            let r = raw_get(server.addr, flip.url, "");
+            assert_no_secret(flip.url, &r);
+            assert_eq!(r.status, 404, "{}: {}", flip.url, r.head);
+        }
+    }
+}
+
+/// A small file is cached; then its directory is moved out of the root (the
+/// file keeps its inode and ctime) and a link to the new place put where it
+/// was. A fresh resolution refuses the link, so a cache hit must too.
+#[test]
+fn a_cached_file_whose_directory_became_an_outside_link_is_not_served() {
+    let site = Site::new("dirmove");
+    let www = site.root();
+    site.base.write("www/moved/data.txt", "was inside");
+    site.base.write("www/pub2/data.txt", "was visible");
+    let server = TestServer::start(&www);
+    for url in ["/moved/data.txt", "/pub2/data.txt"] {
+        // Twice: the first request fills the cache, the second is a hit.
+        for _ in 0..2 {
+            assert_eq!(raw_get(server.addr, url, "").status, 200, "{url}");
+        }
+    }
+    // Out of the root, and into a hidden directory, each behind a link.
+    fs::rename(www.join("moved"), site.base.path().join("secret/moved")).unwrap();
+    symlink("../secret/moved", www.join("moved")).unwrap();
+    fs::rename(www.join("pub2"), www.join(".pub2")).unwrap();
+    symlink(".pub2", www.join("pub2")).unwrap();
+    for url in ["/moved/data.txt", "/pub2/data.txt"] {
+        let r = raw_get(server.addr, url, "");
+        assert_eq!(r.status, 404, "{url}: {} {:?}", r.head, r.text());
+    }
+}
+
+/// (target, extra header lines, listing on, status by default, status with
+/// hidden = true, body that only the hidden file has)
+const DOTFILE_LINKS: &[(&str, &str, bool, u16, u16, &str)] = &[
+    ("/envlink", "", false, 404, 200, "hunter2"),
+    ("/g/config", "", false, 404, 200, "[core]"),
+    ("/g/", "", false, 404, 200, "git index"),
+    ("/g", "", false, 404, 301, ""),
+    ("/gabs/config", "", false, 404, 200, "[core]"),
+    ("/idx/", "", false, 403, 200, "git index"),
+    ("/go/", "", true, 404, 200, "objfile"),
+    ("/go/objfile", "", false, 404, 200, "object bytes"),
+    (
+        "/page3.txt",
+        "Accept-Encoding: gzip\r\n",
+        false,
+        200,
+        200,
+        "gzipped env",
+    ),
+    ("/wk", "", false, 200, 200, ""),
+];
+
+/// The dotfile policy applies to what is opened, not only to the name asked
+/// for: a link to `.env`, into `.git/` (relative or absolute), an index file
+/// or a sidecar linking to a hidden file, a link to a hidden directory that
+/// would be listed.
+#[test]
+fn dotfiles_reached_through_a_symlink_stay_hidden() {
+    let site = Site::new("dotlinks");
+    let www = site.root();
+    site.base.write("www/.git/objects/objfile", "object bytes");
+    site.base.write("www/page3.txt", "page3 identity");
+    fs::create_dir_all(www.join("idx")).unwrap();
+    symlink(".env", www.join("envlink")).unwrap();
+    symlink(".git", www.join("g")).unwrap();
+    symlink(www.join(".git"), www.join("gabs")).unwrap();
+    symlink("../.git/index.html", www.join("idx/index.html")).unwrap();
+    symlink(".git/objects", www.join("go")).unwrap();
+    symlink(".env.gz", www.join("page3.txt.gz")).unwrap();
+    symlink(".well-known/security.txt", www.join("wk")).unwrap();
+    let mut servers = Vec::new();
+    for listing in [false, true] {
+        let default = TestServer::with(&www, |c| c.listing = listing);
+        let hidden = TestServer::with(&www, |c| {
+            c.listing = listing;
+            c.hidden = true;
+        });
+        servers.push((listing, default, hidden));
+    }
+    for &(target, extra, listing, default_status, hidden_status, secret) in DOTFILE_LINKS {
+        let (_, default, hidden) = servers.iter().find(|s| s.0 == listing).unwrap();
+        let r = raw_get(default.addr, target, extra);
+        assert_eq!(r.status, default_status, "{target:?}: {}", r.head);
+        for leak in [
+            "hunter2",
+            "gzipped env",
+            "[core]",
+            "git index",
+            "objfile",
+            "object bytes",
+        ] {
+            assert!(!r.text().contains(leak), "{target:?} leaked {leak:?}");
+        }
+        let r = raw_get(hidden.addr, target, extra);
+        assert_eq!(r.status, hidden_status, "hidden {target:?}: {}", r.head);
+        assert!(
+            r.text().contains(secret),
+            "hidden {target:?}: {:?}",
+            r.text()
+        );
+    }
+}
+
+/// A sidecar that is a link into another directory, dangling at first: the
+/// server must not remember "no sidecar" for the file's directory, since the
+/// target can appear without that directory changing.
+#[test]
+fn a_dangling_sidecar_link_is_not_remembered_as_no_sidecar() {
+    let site = Site::new("memo");
+    let www = site.root();
+    site.base.write("www/m/page.txt", "memo page identity");
+    site.base.write("www/gz/keep.txt", "keeps the directory");
+    symlink("../gz/page.txt.gz", www.join("m/page.txt.gz")).unwrap();
+    // An old directory: the memo is allowed for it (a just-changed one is
+    // never remembered, see `sidecar_memo_allowed`).
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    fs::File::open(www.join("m"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let server = TestServer::start(&www);
+    for _ in 0..3 {
+        let r = raw_get(server.addr, "/m/page.txt", "Accept-Encoding: gzip\r\n");
+        assert_eq!(r.status, 200, "{}", r.head);
+        assert_eq!(r.header("content-encoding"), None);
+        assert_eq!(r.text(), "memo page identity");
+    }
+    site.base.write("www/gz/page.txt.gz", "gz bytes");
+    let r = raw_get(server.addr, "/m/page.txt", "Accept-Encoding: gzip\r\n");
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert_eq!(r.header("content-encoding"), Some("gzip"), "{}", r.head);
+    assert_eq!(r.text(), "gz bytes");
 }

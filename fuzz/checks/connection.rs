@@ -15,11 +15,20 @@
 //! `Close`, and `Close` means `is_closed()`; `buffered()` stays within
 //! `max_head + scratch`; nothing is written after `shutdown_write`; the
 //! dispatched requests are a prefix of what a straight reading of the byte
-//! stream (request::parse, skipping Content-Length bodies) yields; the
-//! output is a sequence of well-framed responses whose bodies are exactly
-//! the answered paths in order, with connection-made errors only last and
-//! matching the refusal the stream earns; and the machine always ends
-//! closed once the peer has sent EOF and everything was answered.
+//! stream (request::parse, skipping Content-Length bodies and chunked ones
+//! as one `ChunkedDecoder::feed` of the rest of the stream finds them)
+//! yields; the output is a sequence of well-framed responses whose bodies
+//! are exactly the answered paths in order, with connection-made errors
+//! only last and matching the refusal the stream earns (bodiless when the
+//! refused request is a HEAD); the write side is
+//! shut only after a response that says `Connection: close`; heads are
+//! parsed a bounded number of times each, however they were split; and the
+//! machine always ends closed once the peer has sent EOF and everything
+//! was answered.
+//!
+//! `Expect: 100-continue` makes the connection's choice depend on how the
+//! bytes arrived (no body byte yet: answer and close; else read the body),
+//! so the straight reading allows both (see [`reference`]).
 
 use std::cell::RefCell;
 use std::fs::File;
@@ -29,7 +38,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use stoke::conn::{Action, Connection, Cx, Limits, Transport, MAX_DISCARDED_BODY};
-use stoke::http::request::{self, BodyFraming, Parsed, RequestHead};
+use stoke::http::chunked::{ChunkedDecoder, ChunkedError, Decoded};
+use stoke::http::request::{self, BodyFraming, Method, Parsed, RequestHead};
 use stoke::http::response::{Chunk, HeadBuilder, Response, Status};
 
 const MAX_HEAD: usize = 8192;
@@ -423,8 +433,21 @@ pub fn check(data: &[u8]) -> Result<(), String> {
          to fuzz past this)"
     );
 
+    // Parses: a few per head (see `HeadScanner`), not one per read.
+    let heads_seen = d.dispatched.len() as u64 + 2;
+    ensure!(
+        d.conn.parse_attempts() <= 4 * heads_seen,
+        "{} parses for at most {heads_seen} heads",
+        d.conn.parse_attempts()
+    );
+
     // Requests: a prefix of what the byte stream holds.
-    let (expected, refusal) = reference(input);
+    let Reference {
+        heads: expected,
+        refusal,
+        last_may_be_refused,
+        refused_head,
+    } = reference(input);
     for (i, got) in d.dispatched.iter().enumerate() {
         let Some(want) = expected.get(i) else {
             return Err(format!(
@@ -445,11 +468,22 @@ pub fn check(data: &[u8]) -> Result<(), String> {
 
     // Responses: well framed, bodies = answered paths in order.
     let output = std::mem::take(&mut wire.borrow_mut().output);
-    let (responses, cut) = split_responses(&output)?;
+    // The n-th request (after n answers) is a HEAD: a connection-made error
+    // for it (a refusal, or 408 once "HEAD " has arrived) has no body.
+    let is_head = |n: usize| {
+        expected
+            .get(n)
+            .map_or(refused_head, |h| h.method == Method::Head)
+    };
+    let (responses, cut) = split_responses(&output, is_head)?;
     ensure!(
         cut.is_empty() || d.timed_out,
         "output ends in a partial response ({} bytes) without a timeout",
         cut.len()
+    );
+    ensure!(
+        !wire.borrow().shut || responses.last().is_some_and(|r| r.1),
+        "write side shut after a response that did not say Connection: close"
     );
     let mut bodies = Vec::new();
     for (i, (status, close, body)) in responses.iter().enumerate() {
@@ -467,11 +501,21 @@ pub fn check(data: &[u8]) -> Result<(), String> {
         );
         if *status != 408 {
             // The refusal matches what the stream earns at that point.
+            let refused_at = bodies.len() == expected.len()
+                || (last_may_be_refused && bodies.len() + 1 == expected.len());
             ensure!(
-                bodies.len() == expected.len() && refusal.contains(status),
+                refused_at && refusal.contains(status),
                 "{status} after {} answers; the stream holds {} requests then {refusal:?}",
                 bodies.len(),
                 expected.len()
+            );
+            // Error pages are never empty: an empty body is an omitted one.
+            let head = is_head(bodies.len());
+            ensure!(
+                body.is_empty() == head,
+                "{status} to a {} request has {} bytes of body",
+                if head { "HEAD" } else { "non-HEAD" },
+                body.len()
             );
         }
     }
@@ -488,24 +532,75 @@ pub fn check(data: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// The requests a client sending `input` may expect answered, in order, and
-/// the status of the refusal that ends the stream, if it ends in one.
-/// When the rest of the stream is at least `max_head` long, the connection
-/// may see only part of it when it gives up, so 414 and 431 are also fair.
-fn reference(input: &[u8]) -> (Vec<RequestHead>, Vec<u16>) {
+/// What a straight reading of the byte stream says.
+struct Reference {
+    /// The requests a client sending `input` may expect answered, in order.
+    heads: Vec<RequestHead>,
+    /// The statuses of the refusal that ends the stream, if it ends in one.
+    refusal: Vec<u16>,
+    /// The refusal may instead come in place of the last of `heads`: an
+    /// `Expect: 100-continue` request with a bad chunked body, which the
+    /// connection either answers and closes (no body byte had arrived) or
+    /// refuses for its body.
+    last_may_be_refused: bool,
+    /// The refused (or unfinished) request is a HEAD, so a connection-made
+    /// answer to it has no body.
+    refused_head: bool,
+}
+
+/// Reads `input` as a client's requests. When the rest of the stream is at
+/// least `max_head` long, the connection may see only part of it when it
+/// gives up, so 414 and 431 are also fair refusals of a head.
+///
+/// An `Expect: 100-continue` request is answered either way: the connection
+/// closes after it (a prefix of this reading) or reads its body as here.
+fn reference(input: &[u8]) -> Reference {
     let mut heads = Vec::new();
     let mut pos = 0;
+    let end = |heads, refusal, last_may_be_refused, refused_head| Reference {
+        heads,
+        refusal,
+        last_may_be_refused,
+        refused_head,
+    };
     while pos < input.len() {
         match request::parse(&input[pos..], MAX_HEAD) {
             Ok(Parsed::Complete { head, len }) => {
                 pos += len;
-                let mut last = !head.keep_alive;
+                let last = !head.keep_alive;
                 match head.body {
                     BodyFraming::None => {}
-                    BodyFraming::Length(n) if n > MAX_DISCARDED_BODY => return (heads, vec![413]),
-                    BodyFraming::Length(_) if head.expect_continue => last = true,
+                    BodyFraming::Length(n) if n > MAX_DISCARDED_BODY => {
+                        return end(heads, vec![413], false, head.method == Method::Head)
+                    }
                     BodyFraming::Length(n) => pos = pos.saturating_add(n as usize),
-                    BodyFraming::Chunked => last = true,
+                    BodyFraming::Chunked => {
+                        let expect = head.expect_continue;
+                        let mut decoder = ChunkedDecoder::new(MAX_DISCARDED_BODY);
+                        match decoder.feed(&input[pos..]) {
+                            Ok(Decoded::Done(used)) => pos += used,
+                            Ok(Decoded::NeedMore) => {
+                                // Never dispatched, unless answered at once
+                                // for its Expect.
+                                let is_head = head.method == Method::Head;
+                                if expect {
+                                    heads.push(*head);
+                                }
+                                return end(heads, Vec::new(), false, is_head);
+                            }
+                            Err(e) => {
+                                let status = match e {
+                                    ChunkedError::Malformed => 400,
+                                    ChunkedError::TooLarge => 413,
+                                };
+                                let is_head = head.method == Method::Head;
+                                if expect {
+                                    heads.push(*head);
+                                }
+                                return end(heads, vec![status], expect, is_head);
+                            }
+                        }
+                    }
                 }
                 heads.push(*head);
                 if last {
@@ -521,18 +616,25 @@ fn reference(input: &[u8]) -> (Vec<RequestHead>, Vec<u16>) {
                 if input.len() - pos >= MAX_HEAD {
                     fair.extend([414, 431]);
                 }
-                return (heads, fair);
+                let refused_head = request::starts_with_head_method(&input[pos..]);
+                return end(heads, fair, false, refused_head);
             }
         }
     }
-    (heads, Vec::new())
+    let unfinished_head = request::starts_with_head_method(input.get(pos..).unwrap_or(&[]));
+    end(heads, Vec::new(), false, unfinished_head)
 }
 
 type Parsed3 = (u16, bool, Vec<u8>);
 
 /// Splits the output into (status, Connection: close, body) triples, plus a
-/// trailing incomplete response, if any.
-fn split_responses(mut out: &[u8]) -> Result<(Vec<Parsed3>, &[u8]), String> {
+/// trailing incomplete response, if any. `is_head(n)`: the request after n
+/// answers is a HEAD, so a final connection-made error for it may be a head
+/// alone (an empty body here).
+fn split_responses(
+    mut out: &[u8],
+    is_head: impl Fn(usize) -> bool,
+) -> Result<(Vec<Parsed3>, &[u8]), String> {
     let mut responses = Vec::new();
     while !out.is_empty() {
         let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") else {
@@ -560,8 +662,12 @@ fn split_responses(mut out: &[u8]) -> Result<(Vec<Parsed3>, &[u8]), String> {
                 close = value.eq_ignore_ascii_case("close");
             }
         }
-        let length = length.ok_or("response without Content-Length")?;
+        let mut length = length.ok_or("response without Content-Length")?;
         let body_start = end + 4;
+        let answered = responses.iter().filter(|r: &&Parsed3| r.0 == 200).count();
+        if close && status != 200 && out.len() == body_start && is_head(answered) {
+            length = 0;
+        }
         if out.len() < body_start + length {
             return Ok((responses, out));
         }

@@ -3,9 +3,11 @@
 //! Invariants: no panic; a complete head lies inside the input and the
 //! limit; method, target, path and query are copied from the input (not
 //! invented); the answer does not depend on how much follows the head or on
-//! a larger limit; a strict prefix of a complete head is only `Partial`.
+//! a larger limit; a strict prefix of a complete head is only `Partial`;
+//! and parsing only where `HeadScanner` asks (as the connection does) finds
+//! every complete head, and the same refusals, as parsing after every byte.
 
-use stoke::http::request::{parse, BodyFraming, Parsed, RequestHead};
+use stoke::http::request::{parse, BodyFraming, HeadScanner, ParseError, Parsed, RequestHead};
 
 use super::contains;
 
@@ -68,7 +70,61 @@ pub fn check(data: &[u8]) -> Result<(), String> {
             "head length depends on the limit: {complete_at:?}"
         );
     }
+    check_scanner(data)
+}
+
+/// Inputs longer than this skip the scanner check (it parses every prefix).
+const SCANNER_CHECK_MAX: usize = 1024;
+
+/// The connection parses a growing buffer only when `HeadScanner` asks or
+/// at the limit; that must reach the verdict parsing after every byte
+/// reaches first, whatever the read size: the same complete head, never
+/// missed, and the same refusal, unless that refusal is for a field of a
+/// head that has not ended yet (found when it ends, reaches the limit or
+/// times out).
+fn check_scanner(data: &[u8]) -> Result<(), String> {
+    if data.len() > SCANNER_CHECK_MAX {
+        return Ok(());
+    }
+    for max_head in LIMITS {
+        let every = (1..=data.len()).find_map(|end| verdict(&data[..end], max_head));
+        for step in [1, 7, 64] {
+            let mut scanner = HeadScanner::default();
+            let mut got = None;
+            let mut end = 0;
+            while end < data.len() && got.is_none() {
+                end = (end + step).min(data.len());
+                if scanner.scan(&data[..end]) || end >= max_head {
+                    got = verdict(&data[..end], max_head);
+                }
+            }
+            // A read that overshoots the limit may show a grammar error
+            // past it before the limit is judged, as it always could.
+            let over_limit = matches!(
+                every,
+                Some(Err(ParseError::HeadTooLarge | ParseError::TargetTooLong))
+            ) && matches!(got, Some(Err(_)));
+            // A bad field inside a head that has not ended yet is found
+            // when it ends or reaches the limit (or the client times out).
+            let error_later = matches!(every, Some(Err(_))) && got.is_none();
+            ensure!(
+                got == every || over_limit || error_later,
+                "reads of {step} (limit {max_head}): scanner-driven parsing gives {got:?}, \
+                 parsing after every byte {every:?}"
+            );
+        }
+    }
     Ok(())
+}
+
+/// What the connection acts on: the head's length, or the error; `None`
+/// while `Partial`.
+fn verdict(buf: &[u8], max_head: usize) -> Option<Result<usize, ParseError>> {
+    match parse(buf, max_head) {
+        Ok(Parsed::Partial) => None,
+        Ok(Parsed::Complete { len, .. }) => Some(Ok(len)),
+        Err(e) => Some(Err(e)),
+    }
 }
 
 fn check_head(head: &RequestHead, raw: &[u8]) -> Result<(), String> {

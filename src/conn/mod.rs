@@ -2,14 +2,15 @@
 //!
 //! ```text
 //!            bytes arrive                 head complete
-//!   Idle ─────────────────▶ ReadingHead ────────────────▶ Dispatched
-//!    ▲                          │ bad head / timeout          │ worker's Completion
-//!    │                          ▼                             ▼
-//!    │◀── body skipped ── DiscardingBody ◀──────────────── Writing
-//!    │◀──────────────────── keep-alive ───────────────────────┘
-//!                                                             │ close after it
-//!                                                             ▼
-//!                                                 Lingering ──▶ Closed
+//!   Idle ─────────────────▶ ReadingHead ─────────────────────────▶ Dispatched
+//!    ▲                          │ chunked body          body read   ▲      │ worker's
+//!    │                          └──────────▶ ReadingBody ───────────┘      │ Completion
+//!    │                                                                     ▼
+//!    │◀── body skipped ── DiscardingBody ◀───────────────────────────── Writing
+//!    │◀──────────────────────────── keep-alive ────────────────────────────┤
+//!                                                                          │ close after it
+//!   A bad head or body, or a timeout, is answered by the                   ▼
+//!   connection itself (Writing, then close).              Lingering ──▶ Closed
 //! ```
 //!
 //! The machine is sans-IO in the sense that matters: it talks to its socket
@@ -29,12 +30,14 @@
 
 use std::fs::File;
 use std::io::{self, IoSlice};
+use std::mem;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use crate::access_log;
-use crate::http::request::{self, BodyFraming, Parsed, RequestHead};
-use crate::http::response::{error_response, Chunk, Response, Status};
+use crate::http::chunked::{ChunkedDecoder, ChunkedError, Decoded};
+use crate::http::request::{self, BodyFraming, HeadScanner, Method, Parsed, RequestHead};
+use crate::http::response::{error_response, rewrite_head_to_close, Chunk, Response, Status};
 
 /// The socket operations a connection needs. Implemented for
 /// `mio::net::TcpStream` by the reactor, for a TLS session over any
@@ -82,14 +85,16 @@ pub trait Transport {
 pub struct Limits {
     /// Longest request head accepted (→ 431, or 414 for the request line).
     pub max_head: usize,
-    /// Total time a client may take to send one head, however slowly it trickles.
+    /// Total time a client may take to send one head, however slowly it
+    /// trickles; a request body we read before answering gets as long again.
     pub header_timeout: Duration,
     /// How long an idle keep-alive connection is kept.
     pub keepalive_timeout: Duration,
 }
 
-/// A request body we skip (GET with a body) is read and thrown away up to
-/// this size; beyond it we answer 413 and close rather than spend bandwidth.
+/// A request body we skip (a GET with a body) is read and thrown away up to
+/// this much content, chunked or not; beyond it we answer 413 and close
+/// rather than spend bandwidth.
 pub const MAX_DISCARDED_BODY: u64 = 1024 * 1024;
 
 /// A client that reads nothing of a response for this long is gone (nginx's
@@ -106,6 +111,11 @@ pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 /// the others: one fast reader of a large file must not starve the rest.
 pub const WRITE_BUDGET: u64 = 1024 * 1024;
 
+/// Bytes a lingering connection reads (and throws away) per readiness event
+/// before it yields: it serves nobody, so a client flooding it must not
+/// hold the reactor.
+pub const LINGER_READ_BUDGET: usize = 64 * 1024;
+
 /// What the reactor must do for this connection next.
 #[derive(Debug)]
 pub enum Action {
@@ -113,7 +123,9 @@ pub enum Action {
     Wait,
     /// Run this request on the pool and call [`Connection::complete`] with the answer.
     Dispatch(Box<RequestHead>),
-    /// It has used its write budget: call [`Connection::resume`] again on the next turn.
+    /// It has used its budget for this turn (writing, or reading what a
+    /// closing client still sends): call [`Connection::resume`] again on
+    /// the next turn.
     Yield,
     /// Done: drop the connection (closing the socket and any open file).
     Close,
@@ -149,6 +161,9 @@ pub struct Outgoing {
 }
 
 /// What follows the response being prepared or written.
+///
+/// Invariant once the response is `Writing`: `close` is true exactly when
+/// its head says `Connection: close` (see [`Connection::start_writing`]).
 #[derive(Clone, Copy, Debug)]
 struct After {
     close: bool,
@@ -164,6 +179,15 @@ enum State {
     },
     /// Part of a head has arrived; `started` bounds the whole head (slowloris).
     ReadingHead {
+        started: Instant,
+    },
+    /// Reading (and throwing away) a chunked request body before the
+    /// request goes to a worker: its size is known only at its end, and a
+    /// body over the limit or badly framed must be refused before any
+    /// answer has promised to keep the connection.
+    ReadingBody {
+        head: Box<RequestHead>,
+        decoder: ChunkedDecoder,
         started: Instant,
     },
     /// A worker is answering the request.
@@ -201,6 +225,10 @@ pub struct Connection<T> {
     /// Received bytes not yet consumed: a partial head, or pipelined requests
     /// waiting their turn. Unallocated while idle.
     buf: Vec<u8>,
+    /// Where the search for the end of the head in `buf` stopped.
+    scan: HeadScanner,
+    /// Heads parsed (complete or not) over the connection's life.
+    parses: u64,
     /// The client's address, for the access log.
     peer: IpAddr,
     /// What the socket's receive side may hold; saves the `read` that would
@@ -231,6 +259,8 @@ impl<T: Transport> Connection<T> {
             io,
             state: State::Idle { since: now },
             buf: Vec::new(),
+            scan: HeadScanner::default(),
+            parses: 0,
             peer,
             inbound: Inbound::Pending,
         }
@@ -251,6 +281,13 @@ impl<T: Transport> Connection<T> {
         self.buf.len()
     }
 
+    /// How many times a head was handed to the parser (tests and fuzzers
+    /// check that it stays a small constant per head, however the head was
+    /// split into reads).
+    pub fn parse_attempts(&self) -> u64 {
+        self.parses
+    }
+
     /// When the reactor must call [`Connection::on_timeout`], if ever.
     pub fn deadline(&self, limits: &Limits) -> Option<Instant> {
         match &self.state {
@@ -259,7 +296,9 @@ impl<T: Transport> Connection<T> {
                 Some(*since + limits.keepalive_timeout.min(limits.header_timeout))
             }
             State::Idle { since } => Some(*since + limits.keepalive_timeout),
-            State::ReadingHead { started } => Some(*started + limits.header_timeout),
+            State::ReadingHead { started } | State::ReadingBody { started, .. } => {
+                Some(*started + limits.header_timeout)
+            }
             State::DiscardingBody { since, .. } => Some(*since + limits.header_timeout),
             State::Writing { progress, .. } => Some(*progress + SEND_TIMEOUT),
             State::Lingering { until } => Some(*until),
@@ -284,6 +323,7 @@ impl<T: Transport> Connection<T> {
         loop {
             let step = match &mut self.state {
                 State::Idle { .. } | State::ReadingHead { .. } => self.read_head(cx),
+                State::ReadingBody { .. } => self.read_body(cx),
                 State::DiscardingBody { .. } => self.discard_body(cx),
                 State::Dispatched { .. } => return Action::Wait,
                 State::Writing { .. } => self.write_response(cx),
@@ -303,6 +343,8 @@ impl<T: Transport> Connection<T> {
             // completions whose generation is stale). Ignore it.
             return Action::Wait;
         };
+        // Shutdown may have begun while the worker built a head that keeps
+        // the connection; `start_writing` makes the head say what we do.
         after.close |= response.close || cx.draining;
         self.start_writing(response, after, cx.now);
         self.resume(cx)
@@ -314,22 +356,22 @@ impl<T: Transport> Connection<T> {
             Some(deadline) if deadline <= cx.now => {}
             _ => return Action::Wait,
         }
-        match self.state {
+        // An answer to HEAD has no body, even an error (RFC 9110 §9.3.2).
+        let (what, head_only) = match &self.state {
             State::ReadingHead { .. } => {
-                log::info!(
-                    "{}: request head not complete in time; closing",
-                    self.peer()
-                );
-                self.buf = Vec::new();
-                let response = error_response(Status::REQUEST_TIMEOUT, false, false, false, &[]);
-                self.start_error(response, "-", cx.now);
-                self.resume(cx)
+                ("request head", request::starts_with_head_method(&self.buf))
             }
+            State::ReadingBody { head, .. } => ("request body", head.method == Method::Head),
             _ => {
                 self.state = State::Closed;
-                Action::Close
+                return Action::Close;
             }
-        }
+        };
+        log::info!("{}: {what} not complete in time; closing", self.peer());
+        self.buf = Vec::new();
+        let response = error_response(Status::REQUEST_TIMEOUT, false, false, head_only, &[]);
+        self.start_error(response, "-", cx.now);
+        self.resume(cx)
     }
 
     /// Shutdown began: an idle connection closes now, busy ones finish their
@@ -361,32 +403,40 @@ impl<T: Transport> Connection<T> {
         }
     }
 
-    /// Idle or ReadingHead: parse what is buffered, else read more.
+    /// Idle or ReadingHead: parse what is buffered when it is worth it,
+    /// else read more.
     fn read_head(&mut self, cx: &mut Cx<'_>) -> Option<Action> {
         if !self.buf.is_empty() {
-            match request::parse(&self.buf, cx.limits.max_head) {
-                Ok(Parsed::Complete { head, len }) => {
-                    self.buf.drain(..len);
-                    return Some(self.accept_head(head, cx));
-                }
-                Ok(Parsed::Partial) => {
-                    if let State::Idle { .. } = self.state {
-                        self.state = State::ReadingHead { started: cx.now };
+            // Parse only when the scanner saw a landmark (or at the limit):
+            // a head trickling in byte by byte is not re-parsed per byte.
+            if self.scan.scan(&self.buf) || self.buf.len() >= cx.limits.max_head {
+                self.parses += 1;
+                match request::parse(&self.buf, cx.limits.max_head) {
+                    Ok(Parsed::Complete { head, len }) => {
+                        self.buf.drain(..len);
+                        return self.accept_head(head, cx);
+                    }
+                    Ok(Parsed::Partial) => {}
+                    Err(e) => {
+                        self.refuse_head(e, cx);
+                        return None;
                     }
                 }
-                Err(e) => {
-                    self.refuse_head(e, cx);
-                    return None;
-                }
             }
-        } else if cx.draining {
-            // Between requests during shutdown: nothing is lost by closing.
-            self.state = State::Closed;
-            return Some(Action::Close);
+            if let State::Idle { .. } = self.state {
+                self.state = State::ReadingHead { started: cx.now };
+            }
         }
         match self.read_into_scratch(cx) {
             Err(_) | Ok(Read::Eof) => {
                 // Gone between requests (or mid-head): nothing to answer.
+                self.state = State::Closed;
+                Some(Action::Close)
+            }
+            Ok(Read::WouldBlock) if cx.draining && self.buf.is_empty() => {
+                // Between requests during shutdown, and the client has sent
+                // nothing more: nothing is lost by closing. (A request that
+                // did arrive is answered, with `Connection: close`.)
                 self.state = State::Closed;
                 Some(Action::Close)
             }
@@ -395,42 +445,80 @@ impl<T: Transport> Connection<T> {
                 // The common case: a whole head in one read with nothing
                 // buffered before it. Parse it straight from scratch space
                 // and copy only leftovers (pipelined requests).
-                if self.buf.is_empty() {
-                    if let Ok(Parsed::Complete { head, len }) =
-                        request::parse(&cx.scratch[..n], cx.limits.max_head)
-                    {
-                        self.buf.extend_from_slice(&cx.scratch[len..n]);
-                        return Some(self.accept_head(head, cx));
+                if self.buf.is_empty() && self.scan.scan(&cx.scratch[..n]) {
+                    self.parses += 1;
+                    match request::parse(&cx.scratch[..n], cx.limits.max_head) {
+                        Ok(Parsed::Complete { head, len }) => {
+                            self.buf.extend_from_slice(&cx.scratch[len..n]);
+                            return self.accept_head(head, cx);
+                        }
+                        Ok(Parsed::Partial) => {}
+                        Err(e) => {
+                            // `refuse_head` looks at the refused bytes (is it a HEAD?).
+                            self.buf.extend_from_slice(&cx.scratch[..n]);
+                            self.refuse_head(e, cx);
+                            return None;
+                        }
                     }
                 }
+                // The scanner's position is valid for `buf` too: it now
+                // holds the same bytes, or more at the end.
                 self.buf.extend_from_slice(&cx.scratch[..n]);
                 None
             }
         }
     }
 
-    /// A complete head: decide what follows it, and hand it to a worker.
-    fn accept_head(&mut self, mut head: Box<RequestHead>, cx: &mut Cx<'_>) -> Action {
+    /// A complete head: decide what follows it, and hand it to a worker
+    /// (or read its chunked body first).
+    fn accept_head(&mut self, head: Box<RequestHead>, cx: &mut Cx<'_>) -> Option<Action> {
+        self.scan = HeadScanner::default();
         let mut after = After {
             close: !head.keep_alive || cx.draining,
             skip_body: 0,
         };
+        // Bytes that follow the head before we have answered anything can
+        // only be its body: a client may send it without waiting for
+        // "100 Continue", but it cannot know yet whether to skip it.
+        let body_started = !self.buf.is_empty();
         match head.body {
             BodyFraming::None => {}
-            // A client waiting for "100 Continue" may or may not send its
-            // body after our final answer; we can't tell its next request
-            // from its body, so we close instead of guessing.
-            BodyFraming::Length(_) if head.expect_continue => after.close = true,
             BodyFraming::Length(n) if n > MAX_DISCARDED_BODY => {
-                let response = error_response(Status::CONTENT_TOO_LARGE, false, false, false, &[]);
+                let head_only = head.method == Method::Head;
+                let response =
+                    error_response(Status::CONTENT_TOO_LARGE, false, false, head_only, &[]);
                 self.start_error(response, &head.request_line(), cx.now);
-                return self.resume(cx);
+                return None;
             }
+            // `Expect: 100-continue` and no body byte yet: we answer with
+            // the final response at once (RFC 9110 §10.1.1 allows it) and
+            // don't send "100 Continue". Then the client may send the body
+            // (curl does after a 2xx), or skip it and send its next
+            // request, and from the bytes alone we cannot tell which: read
+            // as a body, a skipped body eats the next request; read as a
+            // request, a body the client chose to send is parsed as one
+            // (smuggling). So the answer says `Connection: close`, and the
+            // lingering close swallows whatever follows. This is what RFC
+            // 9110 asks of a server that answers before reading the body:
+            // say whether it closes. The client reconnects for its next
+            // request; an Expect request whose body has begun arriving is
+            // unambiguous and keeps the connection like any other.
+            _ if head.expect_continue && !body_started => after.close = true,
             BodyFraming::Length(n) => after.skip_body = n,
-            // We don't decode chunked bodies: answer, then close, and the
-            // lingering close swallows the body.
-            BodyFraming::Chunked => after.close = true,
+            BodyFraming::Chunked => {
+                self.state = State::ReadingBody {
+                    head,
+                    decoder: ChunkedDecoder::new(MAX_DISCARDED_BODY),
+                    started: cx.now,
+                };
+                return None;
+            }
         }
+        Some(self.dispatch(head, after))
+    }
+
+    fn dispatch(&mut self, mut head: Box<RequestHead>, after: After) -> Action {
+        // The worker builds the head: it must say what we will do.
         head.keep_alive = !after.close;
         self.state = State::Dispatched { after };
         Action::Dispatch(head)
@@ -441,12 +529,78 @@ impl<T: Transport> Connection<T> {
     fn refuse_head(&mut self, e: request::ParseError, cx: &mut Cx<'_>) {
         let status = Status::for_parse_error(e);
         log::info!("{}: bad request head ({e:?}) → {}", self.peer(), status.0);
+        let head_only = request::starts_with_head_method(&self.buf);
         self.buf = Vec::new();
+        self.scan = HeadScanner::default();
         self.start_error(
-            error_response(status, false, false, false, &[]),
+            error_response(status, false, false, head_only, &[]),
             "-",
             cx.now,
         );
+    }
+
+    /// ReadingBody: feed the decoder what is buffered, else read more; at
+    /// the body's end the request goes to a worker.
+    fn read_body(&mut self, cx: &mut Cx<'_>) -> Option<Action> {
+        let decoded = if self.buf.is_empty() {
+            let n = match self.read_into_scratch(cx) {
+                Ok(Read::Data(n)) => n,
+                Ok(Read::WouldBlock) => return Some(Action::Wait),
+                Ok(Read::Eof) | Err(_) => {
+                    log::debug!("{}: gone in the middle of a request body", self.peer());
+                    self.state = State::Closed;
+                    return Some(Action::Close);
+                }
+            };
+            let State::ReadingBody { decoder, .. } = &mut self.state else {
+                return None;
+            };
+            // Straight from scratch space: the body is never copied.
+            let decoded = decoder.feed(&cx.scratch[..n]);
+            if let Ok(Decoded::Done(used)) = decoded {
+                self.buf.extend_from_slice(&cx.scratch[used..n]);
+            }
+            decoded
+        } else {
+            let State::ReadingBody { decoder, .. } = &mut self.state else {
+                return None;
+            };
+            let decoded = decoder.feed(&self.buf);
+            match decoded {
+                Ok(Decoded::Done(used)) => drop(self.buf.drain(..used)),
+                _ => self.buf.clear(),
+            }
+            decoded
+        };
+        match decoded {
+            Ok(Decoded::NeedMore) => None,
+            Ok(Decoded::Done(_)) => {
+                let State::ReadingBody { head, .. } = mem::replace(&mut self.state, State::Closed)
+                else {
+                    return None;
+                };
+                let after = After {
+                    close: !head.keep_alive || cx.draining,
+                    skip_body: 0,
+                };
+                Some(self.dispatch(head, after))
+            }
+            Err(e) => {
+                let status = match e {
+                    ChunkedError::Malformed => Status::BAD_REQUEST,
+                    ChunkedError::TooLarge => Status::CONTENT_TOO_LARGE,
+                };
+                let line = match &self.state {
+                    State::ReadingBody { head, .. } => head.request_line(),
+                    _ => "-".to_owned(),
+                };
+                log::info!("{}: bad chunked body ({e:?}) → {}", self.peer(), status.0);
+                self.buf = Vec::new();
+                let response = error_response(status, false, false, false, &[]);
+                self.start_error(response, &line, cx.now);
+                None
+            }
+        }
     }
 
     fn start_error(&mut self, mut response: Response, request_line: &str, now: Instant) {
@@ -458,7 +612,15 @@ impl<T: Transport> Connection<T> {
         self.start_writing(response, after, now);
     }
 
-    fn start_writing(&mut self, response: Response, after: After, now: Instant) {
+    /// Establishes the invariant of [`After`]: a response after which the
+    /// connection closes says so, even when the decision to close came
+    /// after its head was built.
+    fn start_writing(&mut self, mut response: Response, after: After, now: Instant) {
+        if after.close && !response.close {
+            if let Some(Chunk::Bytes(head)) = response.chunks.first_mut() {
+                rewrite_head_to_close(head);
+            }
+        }
         let out = Outgoing {
             chunks: response.chunks,
             next: 0,
@@ -482,6 +644,17 @@ impl<T: Transport> Connection<T> {
         else {
             return None;
         };
+        if cx.draining && !after.close && out.sent == 0 {
+            // Shutdown began after this response was ready (it was waiting
+            // for a full socket buffer): nothing of it is out yet, so it can
+            // still say that the connection closes after it. Once the head
+            // is on the wire it can't, and the connection instead closes
+            // when it is next idle, as a keep-alive timeout would.
+            if let Some(Chunk::Bytes(head)) = out.chunks.first_mut() {
+                rewrite_head_to_close(head);
+            }
+            after.close = true;
+        }
         let before = out.sent;
         let result = write_out(&mut self.io, out);
         if out.sent > before {
@@ -547,13 +720,32 @@ impl<T: Transport> Connection<T> {
         None
     }
 
+    /// Lingering: read and drop what the client still sends, until EOF or
+    /// the deadline, at most [`LINGER_READ_BUDGET`] bytes per turn.
     fn linger(&mut self, cx: &mut Cx<'_>) -> Option<Action> {
-        match self.read_into_scratch(cx) {
-            Ok(Read::Data(_)) => None,
-            Ok(Read::WouldBlock) => Some(Action::Wait),
-            Ok(Read::Eof) | Err(_) => {
-                self.state = State::Closed;
-                Some(Action::Close)
+        let State::Lingering { until } = self.state else {
+            return None;
+        };
+        // Checked here too, not only by the timer: a client that floods
+        // keeps this connection yielding and being resumed.
+        if until <= cx.now {
+            self.state = State::Closed;
+            return Some(Action::Close);
+        }
+        let mut taken = 0;
+        loop {
+            match self.read_into_scratch(cx) {
+                Ok(Read::Data(n)) => {
+                    taken += n;
+                    if taken >= LINGER_READ_BUDGET {
+                        return Some(Action::Yield);
+                    }
+                }
+                Ok(Read::WouldBlock) => return Some(Action::Wait),
+                Ok(Read::Eof) | Err(_) => {
+                    self.state = State::Closed;
+                    return Some(Action::Close);
+                }
             }
         }
     }
@@ -602,11 +794,11 @@ fn write_out<T: Transport>(io: &mut T, out: &mut Outgoing) -> io::Result<Written
             return Ok(Written::Budget);
         }
         let result = match &out.chunks[out.next] {
-            Chunk::Bytes(_) => {
+            Chunk::Bytes(_) | Chunk::Shared(_) => {
                 let mut slices = [IoSlice::new(&[]); MAX_SLICES];
                 let mut count = 0;
                 for (i, chunk) in out.chunks[out.next..].iter().enumerate().take(MAX_SLICES) {
-                    let Chunk::Bytes(bytes) = chunk else { break };
+                    let Some(bytes) = chunk.memory() else { break };
                     let skip = if i == 0 { out.offset as usize } else { 0 };
                     slices[count] = IoSlice::new(&bytes[skip..]);
                     count += 1;
@@ -652,5 +844,295 @@ fn advance(out: &mut Outgoing, mut n: u64) {
     // Skip empty chunks so that "all written" is simply `next == len`.
     while out.next < out.chunks.len() && out.chunks[out.next].is_empty() {
         out.next += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::response::HeadBuilder;
+    use std::collections::VecDeque;
+    use std::net::Ipv4Addr;
+
+    /// Reads beyond this mean the machine spins: the test fails instead of
+    /// hanging.
+    const READ_GUARD: usize = 100_000;
+
+    /// An in-memory socket.
+    struct Fake {
+        /// What the client has sent and we have not read.
+        input: VecDeque<u8>,
+        /// The client sends without end: every read fills the buffer.
+        flood: bool,
+        /// Bytes the socket accepts before `WouldBlock`.
+        writable: usize,
+        output: Vec<u8>,
+        shut: bool,
+        reads: usize,
+    }
+
+    impl Fake {
+        fn new() -> Fake {
+            Fake {
+                input: VecDeque::new(),
+                flood: false,
+                writable: usize::MAX,
+                output: Vec::new(),
+                shut: false,
+                reads: 0,
+            }
+        }
+    }
+
+    impl Transport for Fake {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.reads += 1;
+            assert!(self.reads < READ_GUARD, "the connection keeps reading");
+            if self.flood {
+                buf.fill(b'x');
+                return Ok(buf.len());
+            }
+            if self.input.is_empty() {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.input.len());
+            for (slot, b) in buf.iter_mut().zip(self.input.drain(..n)) {
+                *slot = b;
+            }
+            Ok(n)
+        }
+
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            if self.writable == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(self.writable - n);
+                self.output.extend_from_slice(&b[..take]);
+                n += take;
+            }
+            self.writable -= n;
+            Ok(n)
+        }
+
+        fn send_file(&mut self, _: &File, _: u64, _: usize) -> io::Result<usize> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+
+        fn shutdown_write(&mut self) {
+            self.shut = true;
+        }
+    }
+
+    struct Harness {
+        conn: Connection<Fake>,
+        now: Instant,
+        limits: Limits,
+        scratch: Vec<u8>,
+        draining: bool,
+    }
+
+    impl Harness {
+        fn new() -> Harness {
+            let now = Instant::now();
+            Harness {
+                conn: Connection::new(Fake::new(), IpAddr::V4(Ipv4Addr::LOCALHOST), now),
+                now,
+                limits: Limits {
+                    max_head: 8192,
+                    header_timeout: Duration::from_secs(10),
+                    keepalive_timeout: Duration::from_secs(5),
+                },
+                scratch: vec![0; 16 * 1024],
+                draining: false,
+            }
+        }
+
+        fn call(&mut self, f: impl FnOnce(&mut Connection<Fake>, &mut Cx<'_>) -> Action) -> Action {
+            let mut cx = Cx {
+                now: self.now,
+                limits: &self.limits,
+                scratch: &mut self.scratch,
+                draining: self.draining,
+                readable: true,
+                read_closed: false,
+            };
+            f(&mut self.conn, &mut cx)
+        }
+
+        /// The client sends `bytes`; a readable event follows.
+        fn send(&mut self, bytes: &[u8]) -> Action {
+            self.conn.io.input.extend(bytes);
+            self.call(|c, cx| c.resume(cx))
+        }
+
+        /// The worker answers 200 with a body, keeping the connection if
+        /// the request allows.
+        fn answer(&mut self, head: &RequestHead) -> Action {
+            let mut b = HeadBuilder::new(Status::OK);
+            b.content_length(2);
+            let mut bytes = b.finish(head.keep_alive, head.minor_version == 0);
+            bytes.extend_from_slice(b"ok");
+            let response = Response {
+                status: Status::OK,
+                chunks: vec![Chunk::Bytes(bytes)],
+                close: !head.keep_alive,
+                log: None,
+            };
+            self.call(|c, cx| c.complete(response, cx))
+        }
+
+        fn output(&self) -> String {
+            String::from_utf8_lossy(&self.conn.io.output).into_owned()
+        }
+    }
+
+    fn dispatched(action: Action) -> Box<RequestHead> {
+        match action {
+            Action::Dispatch(head) => head,
+            other => panic!("expected a dispatch, got {other:?}"),
+        }
+    }
+
+    /// Regression (partial head re-parsed from its start on every read): a
+    /// 6.5 KB head sent a byte at a time is parsed a few times, not once
+    /// per byte (which cost ~0.1 s of CPU per head).
+    #[test]
+    fn partial_head_sent_a_byte_at_a_time_is_not_reparsed_per_byte() {
+        let mut h = Harness::new();
+        let head = format!(
+            "GET /slow HTTP/1.1\r\nHost: h\r\nX-Pad: {}\r\n\r\n",
+            "p".repeat(6500)
+        );
+        let (last, first) = head.as_bytes().split_last().unwrap();
+        for b in first {
+            assert!(matches!(h.send(&[*b]), Action::Wait));
+        }
+        let req = dispatched(h.send(&[*last]));
+        assert_eq!(req.path, "/slow");
+        assert!(
+            h.conn.parse_attempts() <= 3,
+            "{} parses for one head",
+            h.conn.parse_attempts()
+        );
+    }
+
+    /// A bad request line is still refused as soon as it ends, before the
+    /// rest of the head arrives.
+    #[test]
+    fn bad_request_line_is_refused_before_the_head_ends() {
+        let mut h = Harness::new();
+        for b in b"GET /pot HTTP/3.0\r\n" {
+            h.send(&[*b]);
+        }
+        assert!(h.output().starts_with("HTTP/1.1 505 "), "{}", h.output());
+    }
+
+    /// Regression (lingering reads without a budget and without looking at
+    /// its deadline): a client that floods after a closing response gets a
+    /// bounded share of each turn and is cut off at the linger deadline.
+    #[test]
+    fn lingering_flood_yields_each_turn_and_ends_at_its_deadline() {
+        let mut h = Harness::new();
+        let req = dispatched(h.send(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"));
+        h.conn.io.flood = true;
+        let mut action = h.answer(&req);
+        assert!(h.conn.io.shut, "close response, then half-close");
+        let mut turns = 0;
+        while matches!(action, Action::Yield) {
+            let reads = h.conn.io.reads;
+            action = h.call(|c, cx| c.resume(cx));
+            let per_turn = (h.conn.io.reads - reads) * h.scratch.len();
+            assert!(per_turn <= LINGER_READ_BUDGET + h.scratch.len());
+            turns += 1;
+            if turns == 3 {
+                h.now += LINGER_TIMEOUT;
+            }
+            assert!(turns < 10, "still lingering after its deadline");
+        }
+        assert!(matches!(action, Action::Close), "{action:?}");
+        assert!(h.conn.is_closed());
+    }
+
+    /// Regression (a response in flight when shutdown begins lacks
+    /// `Connection: close`, yet the connection closes after it): the worker
+    /// built a keep-alive head, the answer arrives while draining.
+    #[test]
+    fn response_completed_during_shutdown_says_connection_close() {
+        for http10 in [false, true] {
+            let mut h = Harness::new();
+            let request: &[u8] = if http10 {
+                b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+            } else {
+                b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"
+            };
+            let req = dispatched(h.send(request));
+            assert!(req.keep_alive);
+            h.draining = true;
+            h.answer(&req);
+            let out = h.output();
+            assert!(out.contains("\r\nConnection: close\r\n"), "{out}");
+            assert!(!out.contains("keep-alive"), "{out}");
+            assert!(out.ends_with("\r\n\r\nok"), "{out}");
+            assert!(h.conn.io.shut, "closes after it");
+        }
+    }
+
+    /// Same, for a response that was ready but waiting for the socket when
+    /// shutdown began.
+    #[test]
+    fn response_not_yet_sent_when_shutdown_begins_says_connection_close() {
+        let mut h = Harness::new();
+        let req = dispatched(h.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"));
+        h.conn.io.writable = 0;
+        assert!(matches!(h.answer(&req), Action::Wait));
+        h.draining = true;
+        h.conn.io.writable = usize::MAX;
+        h.call(|c, cx| c.resume(cx));
+        let out = h.output();
+        assert!(out.contains("\r\nConnection: close\r\n"), "{out}");
+        assert!(h.conn.io.shut);
+    }
+
+    /// A keep-alive response already on the wire when shutdown begins
+    /// can't be changed: the connection closes once idle, and a request
+    /// that arrives meanwhile is answered with `Connection: close`.
+    #[test]
+    fn request_arriving_after_shutdown_began_is_answered_with_close() {
+        let mut h = Harness::new();
+        let req = dispatched(h.send(b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\n"));
+        h.answer(&req);
+        assert!(!h.output().contains("close"));
+        h.draining = true;
+        let req = dispatched(h.send(b"GET /2 HTTP/1.1\r\nHost: h\r\n\r\n"));
+        assert!(!req.keep_alive);
+        h.answer(&req);
+        assert!(h.output().ends_with("Connection: close\r\n\r\nok"));
+        // Nothing more arrives: an idle draining connection closes.
+        let mut h = Harness::new();
+        let req = dispatched(h.send(b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\n"));
+        h.answer(&req);
+        h.draining = true;
+        assert!(matches!(h.call(|c, cx| c.resume(cx)), Action::Close));
+    }
+
+    #[test]
+    fn chunked_body_split_anywhere_is_skipped_and_the_connection_kept() {
+        let stream: &[u8] = b"POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n\
+            5;ext=1\r\nhello\r\n0\r\nTrailer: t\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n";
+        for split in 1..stream.len() {
+            let mut h = Harness::new();
+            let mut action = h.send(&stream[..split]);
+            if matches!(action, Action::Wait) {
+                action = h.send(&stream[split..]);
+            } else {
+                h.conn.io.input.extend(&stream[split..]);
+            }
+            let first = dispatched(action);
+            assert_eq!((first.path.as_str(), first.keep_alive), ("/a", true));
+            let second = dispatched(h.answer(&first));
+            assert_eq!(second.path, "/b", "split at {split}");
+        }
     }
 }

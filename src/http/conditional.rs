@@ -3,7 +3,7 @@
 //! Where this sits in a request's path: once the worker thread has resolved
 //! the path to a file (and picked an encoded variant), it knows that
 //! variant's validators: a strong `ETag` built by [`make_etag`] and a
-//! `Last-Modified` time. Before reading any bytes it calls [`evaluate`] with
+//! `Last-Modified` time from [`last_modified`]. Before reading any bytes it calls [`evaluate`] with
 //! the request's conditional headers to decide between carrying on, `304
 //! Not Modified` and `412 Precondition Failed`; if it carries on and there
 //! is a `Range`, [`if_range_allows`] says whether to honour it.
@@ -18,8 +18,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub struct Validators<'a> {
     /// Strong entity-tag including its quotes, e.g. `"5f1-1a2b"`.
     pub etag: &'a str,
-    /// The file's modification time; compared at whole-second precision.
-    pub last_modified: SystemTime,
+    /// The `Last-Modified` the response carries (see [`last_modified`]);
+    /// compared at whole-second precision. `None`: there is none, and the
+    /// date preconditions are ignored (RFC 9110 §13.1.3, §13.1.4).
+    pub last_modified: Option<SystemTime>,
+    /// When the response is made (its `Date`): decides whether
+    /// `last_modified` is a strong validator (RFC 9110 §8.8.2.2).
+    pub now: SystemTime,
 }
 
 /// The conditional request header values as received (raw field values;
@@ -78,8 +83,10 @@ pub fn evaluate(is_get_or_head: bool, c: &Conditions, v: &Validators) -> Precond
         if !list_matches(if_match, v.etag, Comparison::Strong) {
             return Precondition::Failed;
         }
-    } else if let Some(date) = c.if_unmodified_since.and_then(parse_date) {
-        if http_seconds(v.last_modified) > date {
+    } else if let (Some(date), Some(modified)) =
+        (c.if_unmodified_since.and_then(parse_date), v.last_modified)
+    {
+        if http_seconds(modified) > date {
             return Precondition::Failed;
         }
     }
@@ -95,8 +102,10 @@ pub fn evaluate(is_get_or_head: bool, c: &Conditions, v: &Validators) -> Precond
             };
         }
     } else if is_get_or_head {
-        if let Some(date) = c.if_modified_since.and_then(parse_date) {
-            if http_seconds(v.last_modified) <= date {
+        if let (Some(date), Some(modified)) =
+            (c.if_modified_since.and_then(parse_date), v.last_modified)
+        {
+            if http_seconds(modified) <= date {
                 return Precondition::NotModified;
             }
         }
@@ -109,7 +118,10 @@ pub fn evaluate(is_get_or_head: bool, c: &Conditions, v: &Validators) -> Precond
 /// honoured.
 ///
 /// That is an entity-tag that strongly matches (weak tags never match), or
-/// an HTTP-date exactly equal to Last-Modified at second precision.
+/// an HTTP-date exactly equal to Last-Modified at second precision, counted
+/// only while that date is a strong validator: at least one second before
+/// the response's `Date` (RFC 9110 §8.8.2.2), since a file modified in the
+/// current second may change again within it without its date changing.
 /// Anything unparseable yields false, which means "send the whole file":
 /// the safe answer when we cannot tell whether the client's copy is current.
 pub fn if_range_allows(if_range: &str, v: &Validators) -> bool {
@@ -126,27 +138,51 @@ pub fn if_range_allows(if_range: &str, v: &Validators) -> bool {
             None => false,
         };
     }
-    match parse_date(value) {
-        Some(date) => http_seconds(v.last_modified) == date,
-        None => false,
+    match (parse_date(value), v.last_modified) {
+        (Some(date), Some(modified)) => {
+            let modified = http_seconds(modified);
+            modified == date && modified < http_seconds(v.now)
+        }
+        _ => false,
     }
 }
 
-/// Makes a strong ETag from file identity, size, mtime and content coding.
+/// The `Last-Modified` to send for a file modified at `mtime` in a response
+/// made at `now`, or `None` for none.
 ///
-/// Shape: `"<ino>-<len>-<secs>[.<nanos>][-<coding>]"`, all numbers in hex
-/// to keep it short. The coding suffix makes each precompressed variant's
-/// tag distinct, which strong comparison requires because their bytes
-/// differ. `""` and `"identity"` both mean "no suffix". Only ASCII
-/// alphanumerics of `coding` are kept so the tag can never contain a quote.
-pub fn make_etag(ino: u64, len: u64, mtime: SystemTime, coding: &str) -> String {
-    // A pre-1970 mtime is possible on odd filesystems; folding it to 0 keeps
-    // this total, and inode plus length still distinguish files.
-    let since_epoch = mtime.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let mut tag = format!("\"{ino:x}-{len:x}-{:x}", since_epoch.as_secs());
+/// A modification time in the future (a skewed clock, a file from a
+/// careless archive) is replaced by `now`, as RFC 9110 §8.8.2.1 requires:
+/// the response's `Date` is made after `now` and so is never earlier. A
+/// time before 1970 is not sent at all: no HTTP-date parser we or most
+/// clients use reads one back, so it could never validate anything.
+pub fn last_modified(mtime: Option<SystemTime>, now: SystemTime) -> Option<SystemTime> {
+    let mtime = mtime?;
+    if mtime < UNIX_EPOCH {
+        return None;
+    }
+    Some(mtime.min(now))
+}
+
+/// Makes a strong ETag from a file's size, modification time and content
+/// coding: only what a copy of the file carries with it, so every machine
+/// serving the same deployed files (same bytes, same mtime) sends the same
+/// tag, and a cache in front of several instances keeps validating. (Inode
+/// numbers, which nginx leaves out for the same reason, differ per disk.)
+///
+/// Shape: `"<len>-<secs>[.<nanos>][-<coding>]"`, all numbers in hex to keep
+/// it short; `secs` is the mtime's whole seconds since 1970 (rounded down)
+/// as a 64-bit two's-complement number, so a time before 1970 gets a tag of
+/// its own too and nothing here can panic. The coding suffix makes each
+/// precompressed variant's tag distinct, which strong comparison requires
+/// because their bytes differ. `""` and `"identity"` both mean "no suffix".
+/// Only ASCII alphanumerics of `coding` are kept so the tag can never
+/// contain a quote.
+pub fn make_etag(len: u64, mtime: SystemTime, coding: &str) -> String {
+    let (secs, nanos) = super::date::unix_parts(mtime);
+    // `as` reinterprets the sign bit: the two's-complement spelling above.
+    let mut tag = format!("\"{len:x}-{:x}", secs as u64);
     // Nanoseconds catch edits within the same second; omitted when zero
     // (filesystems with coarse timestamps) to keep the tag short.
-    let nanos = since_epoch.subsec_nanos();
     if nanos != 0 {
         tag.push_str(&format!(".{nanos:x}"));
     }
@@ -334,7 +370,8 @@ mod tests {
         // Sub-second part on purpose: comparisons must ignore it.
         Validators {
             etag: ETAG,
-            last_modified: at(T, 700_000_000),
+            last_modified: Some(at(T, 700_000_000)),
+            now: at(T + 3_600, 0),
         }
     }
 
@@ -389,6 +426,22 @@ mod tests {
         for (name, get, c, want) in cases {
             assert_eq!(evaluate(get, &c, &v), want, "{name}");
         }
+        // No Last-Modified (a file from before 1970): the date conditions
+        // are ignored, the entity-tag ones still apply.
+        let undated = Validators {
+            last_modified: None,
+            ..v
+        };
+        #[rustfmt::skip]
+        let undated_cases = [
+            ("IUS ignored", Conditions { if_unmodified_since: Some(BEFORE), ..none }, Proceed),
+            ("IMS ignored", Conditions { if_modified_since: Some(AFTER), ..none }, Proceed),
+            ("INM still", Conditions { if_none_match: Some(ETAG), ..none }, NotModified),
+            ("IM still", Conditions { if_match: Some("\"x\""), ..none }, Failed),
+        ];
+        for (name, c, want) in undated_cases {
+            assert_eq!(evaluate(true, &c, &undated), want, "{name}");
+        }
     }
 
     #[test]
@@ -420,6 +473,70 @@ mod tests {
         };
         assert!(!if_range_allows("W/\"abc\"", &weak));
         assert!(!if_range_allows("\"abc\"", &weak));
+        // Without a Last-Modified no date can match.
+        let undated = Validators {
+            last_modified: None,
+            ..v
+        };
+        assert!(!if_range_allows(DATE, &undated));
+        assert!(if_range_allows("\"abc\"", &undated));
+    }
+
+    /// Regression (if-range-date-weak-validator): an If-Range date counted
+    /// even when Last-Modified fell in the response's own second, where the
+    /// file may change again without its date changing (RFC 9110 §8.8.2.2).
+    #[test]
+    fn if_range_date_counts_only_when_last_modified_is_strong() {
+        let modified = at(T, 700_000_000);
+        let cases = [
+            ("a second later", at(T + 1, 0), true),
+            ("an hour later", at(T + 3_600, 0), true),
+            ("same second", at(T, 900_000_000), false),
+            ("same instant", modified, false),
+        ];
+        for (what, now, want) in cases {
+            let v = Validators {
+                etag: ETAG,
+                last_modified: Some(modified),
+                now,
+            };
+            assert_eq!(if_range_allows(DATE, &v), want, "{what}");
+            // The entity-tag form is always strong.
+            assert!(if_range_allows(ETAG, &v), "{what}");
+        }
+    }
+
+    /// Regression (last-modified-in-the-future, last-modified-before-1970):
+    /// a future mtime was sent as is, later than `Date`; one outside
+    /// 1970..=9999 made the date formatter panic.
+    #[test]
+    fn last_modified_is_clamped_to_now_and_omitted_before_1970() {
+        let now = at(T, 250_000_000);
+        let cases = [
+            ("past", Some(at(T - 10, 5)), Some(at(T - 10, 5))),
+            ("now", Some(now), Some(now)),
+            ("future", Some(at(T + 10, 0)), Some(now)),
+            (
+                "year 10000",
+                Some(UNIX_EPOCH + Duration::from_secs(253_402_387_200)),
+                Some(now),
+            ),
+            ("epoch", Some(UNIX_EPOCH), Some(UNIX_EPOCH)),
+            (
+                "before 1970",
+                Some(UNIX_EPOCH - Duration::from_secs(86_400)),
+                None,
+            ),
+            (
+                "just before 1970",
+                Some(UNIX_EPOCH - Duration::new(0, 1)),
+                None,
+            ),
+            ("unknown", None, None),
+        ];
+        for (what, mtime, want) in cases {
+            assert_eq!(last_modified(mtime, now), want, "{what}");
+        }
     }
 
     #[test]
@@ -450,23 +567,33 @@ mod tests {
     #[test]
     fn make_etag_table() {
         let cases = [
-            (1, 2, at(3, 0), "", "\"1-2-3\""),
-            (0xab, 0x10, at(0x5f, 0x1a), "", "\"ab-10-5f.1a\""),
-            (1, 2, at(3, 0), "identity", "\"1-2-3\""),
-            (1, 2, at(3, 0), "br", "\"1-2-3-br\""),
-            (1, 2, at(3, 0), "gzip", "\"1-2-3-gzip\""),
-            (1, 2, at(3, 0), "g\"z ip", "\"1-2-3-gzip\""),
-            (1, 2, UNIX_EPOCH - Duration::from_secs(5), "", "\"1-2-0\""),
+            (2, at(3, 0), "", "\"2-3\""),
+            (0x10, at(0x5f, 0x1a), "", "\"10-5f.1a\""),
+            (2, at(3, 0), "identity", "\"2-3\""),
+            (2, at(3, 0), "br", "\"2-3-br\""),
+            (2, at(3, 0), "gzip", "\"2-3-gzip\""),
+            (2, at(3, 0), "g\"z ip", "\"2-3-gzip\""),
             (
-                u64::MAX,
+                2,
+                UNIX_EPOCH - Duration::from_secs(5),
+                "",
+                "\"2-fffffffffffffffb\"",
+            ),
+            (
+                2,
+                UNIX_EPOCH - Duration::new(0, 1),
+                "",
+                "\"2-ffffffffffffffff.3b9ac9ff\"",
+            ),
+            (
                 u64::MAX,
                 at(1, 999_999_999),
                 "br",
-                "\"ffffffffffffffff-ffffffffffffffff-1.3b9ac9ff-br\"",
+                "\"ffffffffffffffff-1.3b9ac9ff-br\"",
             ),
         ];
-        for (ino, len, mtime, coding, want) in cases {
-            let tag = make_etag(ino, len, mtime, coding);
+        for (len, mtime, coding, want) in cases {
+            let tag = make_etag(len, mtime, coding);
             assert_eq!(tag, want);
             // Every tag we make must parse back as a single strong tag.
             let parsed = parse_single_tag(&tag);
@@ -475,6 +602,23 @@ mod tests {
                 "{tag}"
             );
         }
+    }
+
+    /// Regression (etag-from-inode): the tag depended on the inode, so two
+    /// machines serving the same files sent different tags. Now it is a
+    /// function of size, mtime (nanoseconds included) and coding alone.
+    #[test]
+    fn etag_depends_on_size_mtime_and_coding_only() {
+        let base = make_etag(100, at(T, 1), "");
+        assert_eq!(base, make_etag(100, at(T, 1), ""), "deterministic");
+        assert_ne!(base, make_etag(100, at(T, 2), ""), "nanoseconds count");
+        assert_ne!(base, make_etag(100, at(T + 1, 1), ""), "seconds count");
+        assert_ne!(base, make_etag(101, at(T, 1), ""), "size counts");
+        assert_ne!(base, make_etag(100, at(T, 1), "br"), "coding counts");
+        // Before 1970, distinct times still give distinct tags.
+        let old = |secs| make_etag(1, UNIX_EPOCH - Duration::from_secs(secs), "");
+        assert_ne!(old(5), old(6));
+        assert_ne!(old(5), make_etag(1, UNIX_EPOCH, ""));
     }
 
     #[test]

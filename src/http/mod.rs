@@ -2,7 +2,9 @@
 //! heads, and the pure rules of RFC 9110 (ranges, conditional requests,
 //! content negotiation). Nothing here touches a socket or a file.
 
+pub mod chunked;
 pub mod conditional;
+pub mod date;
 pub mod encoding;
 pub mod range;
 pub mod request;

@@ -7,11 +7,10 @@
 //!
 //! Runs on: workers (file responses) and the reactor (parse errors).
 
-use std::cell::RefCell;
 use std::fs::File;
 use std::sync::Arc;
-use std::time::SystemTime;
 
+use super::date;
 use super::request::ParseError;
 
 /// An HTTP status code with its reason phrase.
@@ -37,6 +36,7 @@ impl Status {
     pub const HEADER_FIELDS_TOO_LARGE: Status = Status(431);
     pub const INTERNAL_SERVER_ERROR: Status = Status(500);
     pub const NOT_IMPLEMENTED: Status = Status(501);
+    pub const SERVICE_UNAVAILABLE: Status = Status(503);
     pub const VERSION_NOT_SUPPORTED: Status = Status(505);
 
     pub fn reason(self) -> &'static str {
@@ -59,6 +59,7 @@ impl Status {
             431 => "Request Header Fields Too Large",
             500 => "Internal Server Error",
             501 => "Not Implemented",
+            503 => "Service Unavailable",
             505 => "HTTP Version Not Supported",
             _ => "Unknown",
         }
@@ -87,6 +88,9 @@ impl Status {
 pub enum Chunk {
     /// Bytes in memory: the head, small files, multipart boundaries.
     Bytes(Vec<u8>),
+    /// Bytes in memory shared with other responses (a cached listing page):
+    /// a client that does not read pins no copy of its own.
+    Shared(Arc<[u8]>),
     /// `len` bytes of `file` from `offset`, sent with `sendfile`. The file is
     /// shared so that several ranges of one multipart answer can point at it.
     File {
@@ -100,7 +104,17 @@ impl Chunk {
     pub fn len(&self) -> u64 {
         match self {
             Chunk::Bytes(b) => b.len() as u64,
+            Chunk::Shared(b) => b.len() as u64,
             Chunk::File { len, .. } => *len,
+        }
+    }
+
+    /// The bytes of an in-memory chunk; `None` for a file range.
+    pub fn memory(&self) -> Option<&[u8]> {
+        match self {
+            Chunk::Bytes(b) => Some(b),
+            Chunk::Shared(b) => Some(b),
+            Chunk::File { .. } => None,
         }
     }
 
@@ -134,7 +148,7 @@ impl HeadBuilder {
         buf.push(b' ');
         buf.extend_from_slice(status.reason().as_bytes());
         buf.extend_from_slice(b"\r\nServer: stoke\r\nDate: ");
-        with_http_date_now(|date| buf.extend_from_slice(date.as_bytes()));
+        date::with_imf_fixdate_now(|now| buf.extend_from_slice(now.as_bytes()));
         buf.extend_from_slice(b"\r\n");
         HeadBuilder { buf }
     }
@@ -164,34 +178,31 @@ impl HeadBuilder {
     }
 }
 
+/// Makes a head finished by [`HeadBuilder::finish`] for a kept connection
+/// say `Connection: close` instead: the connection decided to close after a
+/// worker built the head (shutdown began meanwhile). `bytes` is the head,
+/// possibly followed by body bytes; a head already saying close is left as
+/// it is.
+pub fn rewrite_head_to_close(bytes: &mut Vec<u8>) {
+    // A head has no empty line before its end, so the first one ends it.
+    let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return;
+    };
+    let head = &bytes[..end + 2];
+    if head.ends_with(b"\r\nConnection: close\r\n") {
+        return;
+    }
+    const KEEP_ALIVE: &[u8] = b"Connection: keep-alive\r\n";
+    if head.ends_with(KEEP_ALIVE) {
+        let at = end + 2 - KEEP_ALIVE.len();
+        bytes.splice(at..end + 2, b"Connection: close\r\n".iter().copied());
+    } else {
+        bytes.splice(end + 2..end + 2, b"Connection: close\r\n".iter().copied());
+    }
+}
+
 fn itoa3(code: u16) -> String {
     format!("{code:03}")
-}
-
-/// Formats `t` as an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
-pub fn http_date(t: SystemTime) -> String {
-    httpdate::fmt_http_date(t)
-}
-
-/// Calls `f` with the current time as an IMF-fixdate. Formatting a date is
-/// not free and every response needs one, so each thread keeps the string of
-/// the current second and reuses it.
-pub fn with_http_date_now<R>(f: impl FnOnce(&str) -> R) -> R {
-    thread_local! {
-        static CACHE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
-    }
-    let now = SystemTime::now();
-    let secs = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    CACHE.with(|cell| {
-        let mut cache = cell.borrow_mut();
-        if cache.0 != secs {
-            *cache = (secs, http_date(now));
-        }
-        f(&cache.1)
-    })
 }
 
 /// A small HTML error page, complete with head. `extra` adds headers
@@ -259,10 +270,20 @@ mod tests {
     }
 
     #[test]
-    fn date_is_imf_fixdate() {
-        with_http_date_now(|d| {
-            assert_eq!(d.len(), 29);
-            assert!(d.ends_with(" GMT"));
-        });
+    fn a_kept_head_is_rewritten_to_close() {
+        for http10 in [false, true] {
+            let mut b = HeadBuilder::new(Status::OK);
+            b.content_length(4);
+            let mut bytes = b.finish(true, http10);
+            bytes.extend_from_slice(b"body");
+            rewrite_head_to_close(&mut bytes);
+            let text = String::from_utf8(bytes.clone()).unwrap();
+            assert!(
+                text.ends_with("Content-Length: 4\r\nConnection: close\r\n\r\nbody"),
+                "{text:?}"
+            );
+            rewrite_head_to_close(&mut bytes);
+            assert_eq!(String::from_utf8(bytes).unwrap(), text, "idempotent");
+        }
     }
 }

@@ -14,6 +14,13 @@ pub mod reactor;
 pub struct Summary {
     pub connections: u64,
     pub requests: u64,
-    /// Connections still open when the shutdown deadline passed.
+    /// Connections still open when the shutdown deadline passed (or a
+    /// second signal arrived).
     pub cut_off: usize,
+    /// A second signal ended the shutdown early.
+    pub forced: bool,
+    /// Requests queued for a worker and never run.
+    pub dropped_jobs: usize,
+    /// Workers still inside a job at exit (not waited for).
+    pub busy_workers: usize,
 }

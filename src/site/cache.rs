@@ -2,41 +2,112 @@
 //! every hit.
 //!
 //! Serving a small file costs four syscalls (`openat2`, `fstat`, `read`,
-//! `close`); a hit here costs one `fstatat` relative to the root. The cache never serves stale bytes:
-//! each hit compares the file's identity (device, inode, size, mtime and
-//! ctime, which every write updates) with the one recorded when it was read,
-//! and a mismatch is a miss. So a replaced or edited file is seen by the very
-//! next request, as without a cache.
+//! `close`); a hit here costs one link-free stat relative to the root
+//! (`sys::stat_beneath`). The cache never serves stale bytes: each hit
+//! compares the file's stamp (device, inode, size, mtime and ctime, which
+//! every write updates) with the one recorded when it was read, and a
+//! mismatch is a miss. So a replaced or edited file is seen by the very next
+//! request, as without a cache.
 //!
-//! Only files that the normal path opened (through `openat2` beneath the
-//! root, after the dotfile policy) are ever inserted, under their decoded
-//! relative path. A later symlink swap cannot make a hit serve something
-//! else: the `stat` follows the new link, finds another inode, and misses,
-//! and the miss goes back through `openat2`.
+//! Only files that the normal path opened (beneath the root, after the
+//! dotfile policy) and that a link-free stat of the same path reaches are
+//! inserted, under their decoded relative path. A hit cannot reach anything
+//! a fresh resolution would refuse: its stat refuses every symlink on the
+//! path, so it only ever sees the very path `url_path` vetted; a symlink put
+//! anywhere on it, or another inode (or the same inode with a new ctime), is
+//! a miss, and the miss goes back through `sys::open_beneath`.
 //!
-//! Runs on: worker threads (shared by all of them behind one mutex; the
-//! critical sections are a hash lookup).
+//! Two maps, both bounded: a path index (at most [`MAX_CACHED_PATHS`]
+//! paths) and the data, keyed by the file's identity (device, inode). The
+//! aliases of one file (hard links: `a.txt` and `b.txt` naming one inode)
+//! are entries of the index that share one copy of the data; paths through
+//! a symlink (`l/a.txt` with `l -> .`) are never hit, since the hit's stat
+//! refuses links. Bytes of data and
+//! of paths together stay under [`MAX_CACHED_BYTES`]; empty files cost a
+//! path each and are bounded by the path count.
+//!
+//! Eviction is CLOCK (second chance) over the paths: a hit sets the path's
+//! reference bit, the hand clears set bits and evicts the first path whose
+//! bit is clear, and a file's data goes with its last path. A path hit since
+//! the hand last passed survives a sweep of cold ones.
+//!
+//! Runs on: worker threads, shared by all of them behind one `RwLock`. A hit
+//! takes it for reading only (a hash lookup, two `Arc`/`Metadata` clones and
+//! an atomic reference bit), so hits on many threads do not wait for each
+//! other; insertions, misses and evictions take it for writing.
 
+use std::collections::hash_map::Entry as MapEntry;
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::sys::{self, FileStamp};
 
-/// Memory the cache may hold. Entries are small files (see
-/// `site::SMALL_FILE`), so this is a few hundred of them: the hot set of
-/// a typical site.
+/// Memory the cache may hold, data and paths together. Entries are small
+/// files (see `site::SMALL_FILE`), so this is a few hundred of them: the hot
+/// set of a typical site.
 pub const MAX_CACHED_BYTES: usize = 8 * 1024 * 1024;
 
-struct Entry {
+/// Paths the cache may index. Twice or more the hot set of a typical site,
+/// with room for a few aliases each; each costs its path's bytes (counted in
+/// [`MAX_CACHED_BYTES`]) plus a fixed few hundred bytes, so the index stays
+/// near a megabyte however many empty files or alias paths are requested.
+pub const MAX_CACHED_PATHS: usize = 4096;
+
+/// Bounds of one cache; [`FileCache::new`] uses the constants above.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_bytes: usize,
+    pub max_paths: usize,
+}
+
+/// The default bounds.
+pub const LIMITS: Limits = Limits {
+    max_bytes: MAX_CACHED_BYTES,
+    max_paths: MAX_CACHED_PATHS,
+};
+
+/// What the cache holds right now (for tests and diagnostics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stats {
+    /// Paths indexed.
+    pub paths: usize,
+    /// Distinct files (identities) whose data is held.
+    pub files: usize,
+    /// Bytes of data and paths held.
+    pub bytes: usize,
+}
+
+/// A file's identity: what its aliases share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+/// One file's contents, shared by every path that reaches it.
+struct FileData {
     data: Arc<[u8]>,
     /// The metadata read with the data; still true while the stamp matches.
     meta: Metadata,
     stamp: FileStamp,
-    /// The file has no `.br`/`.gz` sidecar as long as its directory has
+    /// Paths of the index that point here; the data goes with the last.
+    paths: usize,
+}
+
+/// One indexed path.
+struct Slot {
+    path: Arc<Path>,
+    file: FileId,
+    /// The path has no `.br`/`.gz` sidecar as long as its directory has
     /// this stamp (creating, removing or renaming an entry changes it).
     no_sidecars_in: Option<FileStamp>,
+    /// CLOCK's reference bit: set by hits (under the read lock), cleared by
+    /// the hand (under the write lock).
+    referenced: AtomicBool,
 }
 
 /// A cache hit.
@@ -47,15 +118,27 @@ pub struct Hit {
     pub no_sidecars_in: Option<FileStamp>,
 }
 
-#[derive(Default)]
 pub struct FileCache {
-    inner: Mutex<Inner>,
+    inner: RwLock<Inner>,
+    limits: Limits,
 }
 
 #[derive(Default)]
 struct Inner {
-    entries: HashMap<PathBuf, Entry>,
+    index: HashMap<Arc<Path>, usize>,
+    /// CLOCK's circle; `None` is a free place, listed in `free`.
+    slots: Vec<Option<Slot>>,
+    free: Vec<usize>,
+    hand: usize,
+    files: HashMap<FileId, FileData>,
+    /// Bytes of every `FileData::data` and every `Slot::path`.
     bytes: usize,
+}
+
+impl Default for FileCache {
+    fn default() -> FileCache {
+        FileCache::with_limits(LIMITS)
+    }
 }
 
 impl FileCache {
@@ -63,72 +146,205 @@ impl FileCache {
         FileCache::default()
     }
 
+    pub fn with_limits(limits: Limits) -> FileCache {
+        FileCache {
+            inner: RwLock::new(Inner::default()),
+            limits,
+        }
+    }
+
     /// The cached contents of `relative` under the directory `root`, and
     /// their metadata, if cached and unchanged. A path that was never cached
-    /// costs no syscall; a cached one costs one `fstatat`.
+    /// costs no syscall; a cached one costs one link-free stat
+    /// (`sys::stat_beneath`).
     pub fn get(&self, root: &File, relative: &Path) -> Option<Hit> {
         let (hit, stamp) = {
-            let inner = self.lock();
-            let entry = inner.entries.get(relative)?;
+            let inner = self.read();
+            let &place = inner.index.get(relative)?;
+            let slot = inner.slots.get(place)?.as_ref()?;
+            let file = inner.files.get(&slot.file)?;
+            // Read first: a bit already set costs no write to a shared line.
+            if !slot.referenced.load(Ordering::Relaxed) {
+                slot.referenced.store(true, Ordering::Relaxed);
+            }
             let hit = Hit {
-                data: Arc::clone(&entry.data),
-                meta: entry.meta.clone(),
-                no_sidecars_in: entry.no_sidecars_in,
+                data: Arc::clone(&file.data),
+                meta: file.meta.clone(),
+                no_sidecars_in: slot.no_sidecars_in,
             };
-            (hit, entry.stamp)
+            (hit, file.stamp)
         };
         match sys::stat_beneath(root, relative) {
             Ok(now) if now == stamp => Some(hit),
             _ => {
-                self.lock().remove(relative);
+                self.write().remove_stale(relative, stamp);
                 None
             }
         }
     }
 
     /// Remembers `data` as the contents of `relative` described by `meta`.
+    /// If another path already holds this file's data in the same version,
+    /// `relative` becomes one more name for it; a newer version replaces it
+    /// for all its names.
     pub fn insert(&self, relative: &Path, data: Arc<[u8]>, meta: &Metadata) {
-        if data.len() > MAX_CACHED_BYTES / 16 {
+        // One file may not take more than a small share of the cache.
+        if data.len() > self.limits.max_bytes / 16 {
             return;
         }
-        let mut inner = self.lock();
-        inner.remove(relative);
-        // Make room by dropping arbitrary entries: simpler than LRU, and a
-        // dropped hot file comes back on its next request.
-        while inner.bytes + data.len() > MAX_CACHED_BYTES {
-            let Some(victim) = inner.entries.keys().next().cloned() else {
-                break;
-            };
-            inner.remove(&victim);
-        }
-        inner.bytes += data.len();
-        let entry = Entry {
-            data,
-            meta: meta.clone(),
-            stamp: FileStamp::of(meta),
-            no_sidecars_in: None,
+        let id = FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
         };
-        inner.entries.insert(relative.to_path_buf(), entry);
+        let stamp = FileStamp::of(meta);
+        let path_len = relative.as_os_str().len();
+        let mut guard = self.write();
+        let inner = &mut *guard;
+        if let Some(&place) = inner.index.get(relative) {
+            inner.remove_slot(place);
+        }
+        // Room for the path and the data (none if this version is held
+        // already). Evicting may drop that version: ask again every turn.
+        loop {
+            let new_data = match inner.files.get(&id) {
+                Some(held) if held.stamp == stamp => 0,
+                Some(held) => data.len().saturating_sub(held.data.len()),
+                None => data.len(),
+            };
+            let fits = inner.index.len() < self.limits.max_paths
+                && inner.bytes + path_len + new_data <= self.limits.max_bytes;
+            if fits {
+                break;
+            }
+            if !inner.evict_one() {
+                return;
+            }
+        }
+        match inner.files.entry(id) {
+            MapEntry::Occupied(mut held) => {
+                let held = held.get_mut();
+                if held.stamp != stamp {
+                    // A newer version of a file cached under another name.
+                    inner.bytes = inner.bytes - held.data.len() + data.len();
+                    held.data = data;
+                    held.meta = meta.clone();
+                    held.stamp = stamp;
+                }
+                held.paths += 1;
+            }
+            MapEntry::Vacant(place) => {
+                inner.bytes += data.len();
+                place.insert(FileData {
+                    data,
+                    meta: meta.clone(),
+                    stamp,
+                    paths: 1,
+                });
+            }
+        }
+        let path: Arc<Path> = Arc::from(relative);
+        inner.bytes += path_len;
+        let slot = Slot {
+            path: Arc::clone(&path),
+            file: id,
+            no_sidecars_in: None,
+            referenced: AtomicBool::new(false),
+        };
+        let place = match inner.free.pop() {
+            Some(place) => {
+                inner.slots[place] = Some(slot);
+                place
+            }
+            None => {
+                inner.slots.push(Some(slot));
+                inner.slots.len() - 1
+            }
+        };
+        inner.index.insert(path, place);
     }
 
     /// Remembers that `relative` had no sidecar while its directory had the
     /// stamp `dir`: the next hits skip two failing opens.
     pub fn note_no_sidecars(&self, relative: &Path, dir: FileStamp) {
-        if let Some(entry) = self.lock().entries.get_mut(relative) {
-            entry.no_sidecars_in = Some(dir);
+        let mut inner = self.write();
+        if let Some(&place) = inner.index.get(relative) {
+            if let Some(slot) = inner.slots[place].as_mut() {
+                slot.no_sidecars_in = Some(dir);
+            }
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    pub fn stats(&self) -> Stats {
+        let inner = self.read();
+        Stats {
+            paths: inner.index.len(),
+            files: inner.files.len(),
+            bytes: inner.bytes,
+        }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 impl Inner {
-    fn remove(&mut self, relative: &Path) {
-        if let Some(old) = self.entries.remove(relative) {
-            self.bytes -= old.data.len();
+    /// Forgets `relative` if it still holds the version `stamp` (another
+    /// thread may have cached a newer one since this one was found stale).
+    fn remove_stale(&mut self, relative: &Path, stamp: FileStamp) {
+        let Some(&place) = self.index.get(relative) else {
+            return;
+        };
+        let current = self.slots[place]
+            .as_ref()
+            .and_then(|slot| self.files.get(&slot.file))
+            .map(|file| file.stamp);
+        if current.is_none_or(|current| current == stamp) {
+            self.remove_slot(place);
         }
+    }
+
+    /// Frees the place `place`, its path, and its file's data if no other
+    /// path shares it.
+    fn remove_slot(&mut self, place: usize) {
+        let Some(slot) = self.slots[place].take() else {
+            return;
+        };
+        self.free.push(place);
+        self.index.remove(&slot.path);
+        self.bytes -= slot.path.as_os_str().len();
+        if let MapEntry::Occupied(mut file) = self.files.entry(slot.file) {
+            file.get_mut().paths -= 1;
+            if file.get().paths == 0 {
+                self.bytes -= file.remove().data.len();
+            }
+        }
+    }
+
+    /// CLOCK: moves the hand, giving each referenced path a second chance,
+    /// and evicts the first unreferenced one. False when nothing is cached.
+    fn evict_one(&mut self) -> bool {
+        if self.index.is_empty() {
+            return false;
+        }
+        // Two turns suffice: the first clears every bit it passes.
+        for _ in 0..2 * self.slots.len() + 1 {
+            let place = self.hand % self.slots.len();
+            self.hand = place + 1;
+            let Some(slot) = self.slots[place].as_mut() else {
+                continue;
+            };
+            if std::mem::take(slot.referenced.get_mut()) {
+                continue;
+            }
+            self.remove_slot(place);
+            return true;
+        }
+        false
     }
 }
 
@@ -136,23 +352,143 @@ impl Inner {
 mod tests {
     use super::*;
     use std::fs;
+    use std::path::PathBuf;
+
+    /// A scratch directory unique to this test process and test name.
+    fn scratch(test: &str) -> (PathBuf, File) {
+        let dir = std::env::temp_dir().join(format!("stoke-cache-{}-{test}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let root = File::open(&dir).unwrap();
+        (dir, root)
+    }
+
+    /// Reads `rel` under `dir` and caches it, as the worker does on a miss.
+    fn load(cache: &FileCache, dir: &Path, rel: &str) {
+        let meta = fs::metadata(dir.join(rel)).unwrap();
+        let data: Arc<[u8]> = fs::read(dir.join(rel)).unwrap().into();
+        cache.insert(Path::new(rel), data, &meta);
+    }
+
+    fn hit(cache: &FileCache, root: &File, rel: &str) -> Option<Vec<u8>> {
+        cache.get(root, Path::new(rel)).map(|h| h.data.to_vec())
+    }
 
     #[test]
     fn a_changed_file_is_a_miss() {
-        let dir = std::env::temp_dir().join(format!("stoke-cache-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let (dir, root) = scratch("changed");
         let rel = Path::new("a.txt");
         fs::write(dir.join(rel), b"one").unwrap();
         let cache = FileCache::new();
-        let root = File::open(&dir).unwrap();
         assert!(cache.get(&root, rel).is_none());
-        let meta = fs::metadata(dir.join(rel)).unwrap();
-        cache.insert(rel, Arc::from(&b"one"[..]), &meta);
+        load(&cache, &dir, "a.txt");
         assert_eq!(&*cache.get(&root, rel).unwrap().data, b"one");
         fs::write(dir.join(rel), b"two!").unwrap();
         assert!(cache.get(&root, rel).is_none());
         fs::remove_file(dir.join(rel)).unwrap();
         assert!(cache.get(&root, rel).is_none());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// Rewrites in place with the same size, replaces by rename, and edits
+    /// seen through an alias: none of them ever yields the old bytes.
+    #[test]
+    fn stale_data_is_never_served() {
+        let (dir, root) = scratch("stale");
+        fs::write(dir.join("a.txt"), b"one").unwrap();
+        // A second name for the same inode: a hard link (a name through a
+        // symlink is never hit at all, see below).
+        fs::hard_link(dir.join("a.txt"), dir.join("b.txt")).unwrap();
+        let cache = FileCache::new();
+        load(&cache, &dir, "a.txt");
+        load(&cache, &dir, "b.txt");
+        assert_eq!(cache.stats().files, 1, "two names, one copy");
+        let before = sys::stat_beneath(&root, Path::new("a.txt")).unwrap();
+        // Same size, same inode: only the times tell. Rewrite until the
+        // stamp moves (file systems with coarse timestamps may need a tick).
+        for _ in 0..10_000 {
+            fs::write(dir.join("a.txt"), b"two").unwrap();
+            if sys::stat_beneath(&root, Path::new("a.txt")).unwrap() != before {
+                break;
+            }
+        }
+        assert_ne!(
+            sys::stat_beneath(&root, Path::new("a.txt")).unwrap(),
+            before
+        );
+        assert_eq!(hit(&cache, &root, "a.txt"), None);
+        assert_eq!(hit(&cache, &root, "b.txt"), None, "the alias too");
+        // The new version, cached under one name, serves both names.
+        load(&cache, &dir, "a.txt");
+        load(&cache, &dir, "b.txt");
+        assert_eq!(hit(&cache, &root, "b.txt").as_deref(), Some(&b"two"[..]));
+        // Replaced by rename: another inode.
+        fs::write(dir.join("new"), b"three").unwrap();
+        fs::rename(dir.join("new"), dir.join("a.txt")).unwrap();
+        assert_eq!(hit(&cache, &root, "a.txt"), None);
+        // A name through a symlink is never a hit, even for unchanged data:
+        // the hit's stat refuses links (`sys::stat_beneath`).
+        std::os::unix::fs::symlink(".", dir.join("l")).unwrap();
+        load(&cache, &dir, "l/a.txt");
+        assert_eq!(hit(&cache, &root, "l/a.txt"), None);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// Empty files cost no data bytes and `l -> .` makes endless names for
+    /// one file: the path count bounds both, and aliases share one copy.
+    #[test]
+    fn empty_files_and_alias_paths_do_not_grow_the_cache_without_bound() {
+        let (dir, root) = scratch("bounded");
+        std::os::unix::fs::symlink(".", dir.join("l")).unwrap();
+        fs::write(dir.join("f.txt"), vec![b'x'; 1000]).unwrap();
+        let limits = Limits {
+            max_bytes: 64 * 1024,
+            max_paths: 64,
+        };
+        let cache = FileCache::with_limits(limits);
+        for n in 0..500 {
+            fs::write(dir.join(format!("e{n}")), b"").unwrap();
+            load(&cache, &dir, &format!("e{n}"));
+            assert!(cache.stats().paths <= limits.max_paths);
+        }
+        let mut alias = String::from("f.txt");
+        // The kernel follows at most 40 symlinks in one lookup.
+        for _ in 0..30 {
+            alias.insert_str(0, "l/");
+            load(&cache, &dir, &alias);
+            let stats = cache.stats();
+            assert!(stats.paths <= limits.max_paths, "{stats:?}");
+            assert!(stats.bytes <= limits.max_bytes, "{stats:?}");
+        }
+        // The aliases still cached share one copy. (None of them would hit:
+        // a hit's stat refuses symlinks, and the site never inserts them.)
+        let stats = cache.stats();
+        assert!(stats.files < stats.paths, "{stats:?}");
+        assert_eq!(hit(&cache, &root, &alias), None);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A path that keeps being hit survives a stream of paths used once.
+    #[test]
+    fn clock_keeps_a_hot_entry_over_cold_ones() {
+        let (dir, root) = scratch("clock");
+        let limits = Limits {
+            max_bytes: 1024 * 1024,
+            max_paths: 8,
+        };
+        let cache = FileCache::with_limits(limits);
+        fs::write(dir.join("hot"), b"hot").unwrap();
+        load(&cache, &dir, "hot");
+        for n in 0..100 {
+            let name = format!("cold{n}");
+            fs::write(dir.join(&name), b"cold").unwrap();
+            load(&cache, &dir, &name);
+            assert!(hit(&cache, &root, "hot").is_some(), "hot evicted at {n}");
+        }
+        // The cold ones were evicted in turn: only the most recent remain.
+        assert_eq!(cache.stats().paths, limits.max_paths);
+        assert!(hit(&cache, &root, "cold0").is_none());
+        assert!(hit(&cache, &root, "cold99").is_some());
         let _ = fs::remove_dir_all(&dir);
     }
 }

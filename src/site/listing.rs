@@ -2,26 +2,44 @@
 //!
 //! Role in the request's path: runs on a worker thread after the URL path has
 //! been decoded and resolved to a directory that has no index file, when
-//! listings are enabled. [`read_entries`] does the only I/O; the two render
-//! functions are pure string building, so they can be tested without a disk.
+//! listings are enabled. [`read_entries`] does the only I/O, through the
+//! directory's descriptor (see `sys::dir`); the two render functions are pure
+//! string building, so they can be tested without a disk.
+//!
+//! A page is bounded twice: at most [`MAX_ENTRIES`] rows and at most
+//! [`MAX_PAGE_BYTES`] in all; a page cut by either says so (a visible note,
+//! `"truncated": true` in JSON). `site::listing_cache` shares one rendering
+//! between the requests that ask for the same directory.
 //!
 //! Everything that came from the filesystem or the URL is untrusted text here:
 //! names are HTML-escaped where shown, percent-encoded where linked, and
 //! JSON-escaped in the JSON form.
 
 use std::cmp::Ordering;
+use std::ffi::OsStr;
 use std::fmt::Write as _;
-use std::fs;
+use std::fs::File;
 use std::io;
-use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
+use crate::http::date;
 use crate::site::url_path::{encode, is_hidden_name};
+use crate::sys::dir::DirReader;
 
 /// At most this many entries are read from one directory: it bounds the
-/// memory and page size a single request can cost, and a longer listing is
-/// unusable in a browser anyway.
+/// memory and time a single listing costs, and a longer listing is unusable
+/// in a browser anyway.
 pub const MAX_ENTRIES: usize = 10_000;
+
+/// At most this many bytes in one page (HTML or JSON). A typical row is under
+/// 200 bytes, so [`MAX_ENTRIES`] ordinary names fit; 255-byte names that
+/// escape to several times their length would otherwise make a page of tens
+/// of MB, built for every request.
+pub const MAX_PAGE_BYTES: usize = 2 * 1024 * 1024;
+
+/// Room kept for the "truncated" note, so that the note, the rows and the
+/// rest of the page stay within [`MAX_PAGE_BYTES`].
+const NOTE_ROOM: usize = 200;
 
 /// Sizes at or above this many bytes are shown in KiB and larger units; a
 /// binary step matches what `ls -h` and file managers show.
@@ -30,10 +48,6 @@ const SIZE_STEP: f64 = 1024.0;
 /// Unit names for [`human_size`], one per power of [`SIZE_STEP`]; a u64
 /// cannot reach the next one (ZiB).
 const SIZE_UNITS: &[&str] = &["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-
-/// Seconds in a day; UNIX time ignores leap seconds, so every day has exactly
-/// this many.
-const SECONDS_PER_DAY: u64 = 86_400;
 
 /// One row of a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +64,20 @@ pub struct Entry {
     pub modified: SystemTime,
 }
 
-/// Read a directory's entries, ready to render.
+/// A directory's entries, sorted, and whether some were left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    pub entries: Vec<Entry>,
+    /// The directory has more than [`MAX_ENTRIES`] visible entries; those
+    /// kept are the first the file system returned, not the first by name.
+    pub truncated: bool,
+}
+
+/// Read the entries of the open directory `dir`, ready to render.
+///
+/// The entries come from the descriptor, never from a path: the listing
+/// shows exactly the directory that was opened (and vetted) beneath the
+/// root, even if its path has been swapped for a symlink since.
 ///
 /// Hidden names are skipped unless `allow_hidden`, as are names that are not
 /// valid UTF-8 (they could not be linked faithfully) and entries whose
@@ -60,47 +87,93 @@ pub struct Entry {
 /// Order: directories first, then by name compared ASCII-case-insensitively
 /// ("b" sorts between "A" and "C", as people expect), with plain byte order
 /// as the tie-break so the order is total and stable.
-pub fn read_entries(dir: &Path, allow_hidden: bool) -> io::Result<Vec<Entry>> {
-    let mut entries = Vec::new();
-    for dir_entry in fs::read_dir(dir)? {
-        if entries.len() >= MAX_ENTRIES {
+pub fn read_entries(dir: &File, allow_hidden: bool) -> io::Result<Listing> {
+    let mut reader = DirReader::new(dir)?;
+    let mut listing = Listing::default();
+    while let Some(name) = reader.next_name() {
+        // A failing `readdir` may fail again at the same place: show what
+        // was read so far rather than loop.
+        let Ok(name) = name else {
             break;
-        }
-        // One unreadable entry should not hide the rest of the directory.
-        let Ok(dir_entry) = dir_entry else {
-            continue;
         };
-        let Ok(name) = dir_entry.file_name().into_string() else {
+        let Ok(name) = name.into_string() else {
             continue;
         };
         if !allow_hidden && is_hidden_name(&name) {
             continue;
         }
-        // DirEntry::metadata does not traverse symlinks, so a link pointing
-        // outside the root reveals nothing about its target here.
-        let Ok(metadata) = dir_entry.metadata() else {
+        if listing.entries.len() >= MAX_ENTRIES {
+            listing.truncated = true;
+            break;
+        }
+        // Not following symlinks: a link pointing outside the root reveals
+        // nothing about its target here. One unreadable entry should not
+        // hide the rest of the directory.
+        let Ok(meta) = reader.metadata(OsStr::new(&name)) else {
             continue;
         };
-        let is_dir = metadata.is_dir();
-        entries.push(Entry {
+        listing.entries.push(Entry {
             name,
-            is_dir,
-            size: if is_dir { 0 } else { metadata.len() },
-            modified: metadata.modified().unwrap_or(UNIX_EPOCH),
+            is_dir: meta.is_dir,
+            size: if meta.is_dir { 0 } else { meta.len },
+            modified: meta.modified,
         });
     }
-    entries.sort_by(listing_order);
-    Ok(entries)
+    listing.entries.sort_by(listing_order);
+    Ok(listing)
+}
+
+/// The part of a page that lists entries, cut to the rows' byte budget.
+struct Rows {
+    text: String,
+    shown: usize,
+    /// Some entries were left out, here or when reading the directory.
+    truncated: bool,
+}
+
+/// Renders `render_row` for each entry while the rows fit in `budget`
+/// bytes; `sep` goes between rows.
+fn rows(
+    listing: &Listing,
+    budget: usize,
+    sep: &str,
+    mut render_row: impl FnMut(&mut String, &Entry),
+) -> Rows {
+    let mut text = String::new();
+    let mut row = String::new();
+    let mut cut = false;
+    let mut shown = 0;
+    for entry in &listing.entries {
+        row.clear();
+        if shown > 0 {
+            row.push_str(sep);
+        }
+        render_row(&mut row, entry);
+        if text.len() + row.len() > budget {
+            cut = true;
+            break;
+        }
+        text.push_str(&row);
+        shown += 1;
+    }
+    Rows {
+        text,
+        shown,
+        truncated: cut || listing.truncated,
+    }
 }
 
 /// Render the listing as a self-contained, accessible HTML5 page.
 ///
 /// `url_path` is the decoded path of the directory (e.g. "/docs/"). Links are
-/// relative to it, so the page must be served at a URL ending in '/'.
-pub fn render_html(url_path: &str, entries: &[Entry]) -> String {
+/// relative to it, so the page must be served at a URL ending in '/'. The
+/// page is at most [`MAX_PAGE_BYTES`] (the fixed parts, two copies of the
+/// escaped path, bounded by the request head's size limit, and the rows that
+/// fit in the rest).
+pub fn render_html(url_path: &str, listing: &Listing) -> String {
     let title = escape_html(url_path);
-    let mut page = String::with_capacity(1024 + entries.len() * 200);
-    page.push_str(
+    let mut top = String::with_capacity(STYLE.len() + 2 * title.len() + 512);
+    top.push_str(
         "<!doctype html>\n\
          <html lang=\"en\">\n\
          <head>\n\
@@ -108,80 +181,105 @@ pub fn render_html(url_path: &str, entries: &[Entry]) -> String {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n",
     );
     // Writing into a String cannot fail; ignoring the Result avoids a panic path.
-    let _ = writeln!(page, "<title>Index of {title}</title>");
-    page.push_str(STYLE);
-    page.push_str("</head>\n<body>\n<main>\n");
-    let _ = writeln!(page, "<h1>Index of {title}</h1>");
-    if entries.len() >= MAX_ENTRIES {
-        let _ = writeln!(
-            page,
-            "<p class=\"note\">Only the first {MAX_ENTRIES} entries are shown.</p>"
-        );
-    }
-    page.push_str(
+    let _ = writeln!(top, "<title>Index of {title}</title>");
+    top.push_str(STYLE);
+    top.push_str("</head>\n<body>\n<main>\n");
+    let _ = writeln!(top, "<h1>Index of {title}</h1>");
+    let mut table = String::from(
         "<table>\n\
          <thead><tr><th scope=\"col\">Name</th><th scope=\"col\">Size</th>\
          <th scope=\"col\">Last modified</th></tr></thead>\n\
          <tbody>\n",
     );
     if url_path != "/" {
-        page.push_str(
+        table.push_str(
             "<tr><td><a href=\"../\" aria-label=\"Parent directory\">../</a></td>\
              <td class=\"size\">—</td><td></td></tr>\n",
         );
     }
-    for entry in entries {
-        let (href, shown, class, size) = if entry.is_dir {
-            (
-                format!("{}/", encode(&entry.name)),
-                format!("{}/", escape_html(&entry.name)),
-                "dir",
-                "—".to_string(),
-            )
-        } else {
-            (
-                encode(&entry.name),
-                escape_html(&entry.name),
-                "file",
-                human_size(entry.size),
-            )
-        };
-        let seconds = unix_seconds(entry.modified);
-        let _ = writeln!(
-            page,
-            "<tr class=\"{class}\"><td><a href=\"{href}\">{shown}</a></td>\
+    const BOTTOM: &str = "</tbody>\n</table>\n</main>\n</body>\n</html>\n";
+    let fixed = top.len() + table.len() + BOTTOM.len() + NOTE_ROOM;
+    let rows = rows(
+        listing,
+        MAX_PAGE_BYTES.saturating_sub(fixed),
+        "",
+        |row, entry| {
+            let (href, shown, class, size) = if entry.is_dir {
+                (
+                    format!("{}/", encode(&entry.name)),
+                    format!("{}/", escape_html(&entry.name)),
+                    "dir",
+                    "—".to_string(),
+                )
+            } else {
+                (
+                    encode(&entry.name),
+                    escape_html(&entry.name),
+                    "file",
+                    human_size(entry.size),
+                )
+            };
+            let seconds = unix_seconds(entry.modified);
+            let _ = writeln!(
+                row,
+                "<tr class=\"{class}\"><td><a href=\"{href}\">{shown}</a></td>\
              <td class=\"size\">{size}</td>\
              <td><time datetime=\"{}\">{}</time></td></tr>",
-            rfc3339(seconds),
-            short_time(seconds),
+                rfc3339(seconds),
+                short_time(seconds),
+            );
+        },
+    );
+    let mut page = top;
+    page.reserve(table.len() + rows.text.len() + BOTTOM.len() + NOTE_ROOM);
+    if rows.truncated {
+        let before = page.len();
+        let noun = if rows.shown == 1 {
+            "entry is"
+        } else {
+            "entries are"
+        };
+        let _ = writeln!(
+            page,
+            "<p class=\"note\" role=\"status\">This listing is truncated: \
+             only {} {noun} shown.</p>",
+            rows.shown
         );
+        debug_assert!(page.len() - before <= NOTE_ROOM);
     }
-    page.push_str("</tbody>\n</table>\n</main>\n</body>\n</html>\n");
+    page.push_str(&table);
+    page.push_str(&rows.text);
+    page.push_str(BOTTOM);
     page
 }
 
 /// Render the same data as JSON:
-/// `{"path":"/x/","entries":[{"name":"a.txt","type":"file","size":12,"modified":"2026-11-25T10:04:00Z"}]}`.
-/// `type` is "dir" or "file"; directories have size 0.
-pub fn render_json(url_path: &str, entries: &[Entry]) -> String {
-    let mut json = String::with_capacity(64 + entries.len() * 96);
-    json.push_str("{\"path\":");
-    push_json_string(&mut json, url_path);
-    json.push_str(",\"entries\":[");
-    for (i, entry) in entries.iter().enumerate() {
-        if i > 0 {
-            json.push(',');
-        }
-        json.push_str("{\"name\":");
-        push_json_string(&mut json, &entry.name);
+/// `{"path":"/x/","truncated":false,"entries":[{"name":"a.txt","type":"file","size":12,"modified":"2026-11-25T10:04:00Z"}]}`.
+/// `type` is "dir" or "file"; directories have size 0. `truncated` is true
+/// when entries were left out; the document is at most [`MAX_PAGE_BYTES`]
+/// (as for [`render_html`]).
+pub fn render_json(url_path: &str, listing: &Listing) -> String {
+    let mut top = String::with_capacity(64 + url_path.len());
+    top.push_str("{\"path\":");
+    push_json_string(&mut top, url_path);
+    // `"truncated":false,"entries":[` and `]}`, with room for `true`.
+    const FRAME: usize = 48;
+    let budget = MAX_PAGE_BYTES.saturating_sub(top.len() + FRAME);
+    let rows = rows(listing, budget, ",", |row, entry| {
+        row.push_str("{\"name\":");
+        push_json_string(row, &entry.name);
         let kind = if entry.is_dir { "dir" } else { "file" };
         let _ = write!(
-            json,
+            row,
             ",\"type\":\"{kind}\",\"size\":{},\"modified\":\"{}\"}}",
             entry.size,
             rfc3339(unix_seconds(entry.modified)),
         );
-    }
+    });
+    let mut json = top;
+    json.reserve(FRAME + rows.text.len());
+    let _ = write!(json, ",\"truncated\":{},\"entries\":[", rows.truncated);
+    json.push_str(&rows.text);
     json.push_str("]}");
     json
 }
@@ -272,57 +370,15 @@ fn human_size(bytes: u64) -> String {
     format!("{value:.1} {name}")
 }
 
-/// Whole seconds since the UNIX epoch; times before it clamp to 0.
+/// Whole seconds since the UNIX epoch; times before it clamp to 0 (a
+/// listing has no use for dates before 1970, and the calendar is shared
+/// with the `Date` header: [`crate::http::date`]).
 fn unix_seconds(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs())
-        .unwrap_or(0)
+    u64::try_from(date::unix_seconds(time)).unwrap_or(0)
 }
 
-/// A UTC calendar timestamp broken into fields.
-struct Civil {
-    year: u64,
-    month: u64,
-    day: u64,
-    hour: u64,
-    minute: u64,
-    second: u64,
-}
-
-/// Split UNIX seconds into a UTC date and time, by hand, to avoid a date crate.
-///
-/// The date part is Howard Hinnant's `civil_from_days`: it shifts the year to
-/// start in March so the leap day is the last day of the year, then counts in
-/// 400-year eras (146 097 days each). Only non-negative days are possible
-/// here, so unsigned arithmetic suffices and cannot overflow for any u64.
-fn civil_from_unix(seconds: u64) -> Civil {
-    let days = seconds / SECONDS_PER_DAY;
-    let of_day = seconds % SECONDS_PER_DAY;
-
-    // 719 468 days separate 0000-03-01 from 1970-01-01.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let day_of_era = z % 146_097; // [0, 146096]
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365; // [0, 399]
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100); // [0, 365]
-    let shifted_month = (5 * day_of_year + 2) / 153; // [0, 11], March = 0
-    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = if shifted_month < 10 {
-        shifted_month + 3
-    } else {
-        shifted_month - 9
-    };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-
-    Civil {
-        year,
-        month,
-        day,
-        hour: of_day / 3_600,
-        minute: of_day % 3_600 / 60,
-        second: of_day % 60,
-    }
+fn civil_from_unix(seconds: u64) -> date::Civil {
+    date::civil_from_unix(i64::try_from(seconds).unwrap_or(i64::MAX))
 }
 
 /// "2026-11-25T10:04:00Z", for machines (JSON and `<time datetime>`).
@@ -346,8 +402,9 @@ fn short_time(seconds: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::path::PathBuf;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     fn entry(name: &str, is_dir: bool, size: u64, seconds: u64) -> Entry {
         Entry {
@@ -380,26 +437,6 @@ mod tests {
         let before_epoch = UNIX_EPOCH.checked_sub(Duration::from_secs(10));
         if let Some(before_epoch) = before_epoch {
             assert_eq!(unix_seconds(before_epoch), 0);
-        }
-    }
-
-    /// Cross-check the hand-written calendar against httpdate over many days.
-    #[test]
-    fn time_matches_httpdate() {
-        for day in (0..200_000u64).step_by(37) {
-            let seconds = day * SECONDS_PER_DAY + day % SECONDS_PER_DAY;
-            let http = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(seconds));
-            let t = civil_from_unix(seconds);
-            let ours = format!(
-                "{:02} {:04} {:02}:{:02}:{:02}",
-                t.day, t.year, t.hour, t.minute, t.second
-            );
-            let theirs: Vec<&str> = http.split(' ').collect();
-            let theirs = match theirs.as_slice() {
-                [_, day, _, year, clock, _] => format!("{day} {year} {clock}"),
-                _ => String::new(),
-            };
-            assert_eq!(ours, theirs, "{http}");
         }
     }
 
@@ -519,7 +556,12 @@ mod tests {
             ),
         ];
         for (url_path, entries, present, absent) in cases {
-            let page = render_html(url_path, &entries);
+            let listing = Listing {
+                entries: entries.clone(),
+                truncated: false,
+            };
+            let page = render_html(url_path, &listing);
+            assert!(!page.contains("truncated"), "{url_path:?}");
             for needle in present {
                 assert!(
                     page.contains(needle),
@@ -542,7 +584,11 @@ mod tests {
     #[test]
     fn json_table() {
         let cases: &[(&str, Vec<Entry>, &str)] = &[
-            ("/", vec![], r#"{"path":"/","entries":[]}"#),
+            (
+                "/",
+                vec![],
+                r#"{"path":"/","truncated":false,"entries":[]}"#,
+            ),
             (
                 "/x/",
                 vec![
@@ -550,7 +596,7 @@ mod tests {
                     entry("a.txt", false, 12, 1_795_601_040),
                 ],
                 concat!(
-                    r#"{"path":"/x/","entries":["#,
+                    r#"{"path":"/x/","truncated":false,"entries":["#,
                     r#"{"name":"d","type":"dir","size":0,"modified":"1970-01-01T00:00:00Z"},"#,
                     r#"{"name":"a.txt","type":"file","size":12,"modified":"2026-11-25T10:04:00Z"}]}"#
                 ),
@@ -559,13 +605,17 @@ mod tests {
                 "/q\"\\/",
                 vec![entry("t\tb", false, 1, 0)],
                 concat!(
-                    r#"{"path":"/q\"\\/","entries":["#,
+                    r#"{"path":"/q\"\\/","truncated":false,"entries":["#,
                     r#"{"name":"t\u0009b","type":"file","size":1,"modified":"1970-01-01T00:00:00Z"}]}"#
                 ),
             ),
         ];
         for (url_path, entries, expected) in cases {
-            assert_eq!(render_json(url_path, entries), *expected, "{url_path:?}");
+            let listing = Listing {
+                entries: entries.clone(),
+                truncated: false,
+            };
+            assert_eq!(render_json(url_path, &listing), *expected, "{url_path:?}");
         }
     }
 
@@ -605,7 +655,10 @@ mod tests {
             ),
         ];
         for &(allow_hidden, expected) in cases {
-            let entries = read_entries(&dir, allow_hidden).expect("read_entries");
+            let handle = File::open(&dir).expect("open dir");
+            let listing = read_entries(&handle, allow_hidden).expect("read_entries");
+            assert!(!listing.truncated);
+            let entries = listing.entries;
             let got: Vec<Row<'_>> = entries
                 .iter()
                 .map(|e| (e.name.as_str(), e.is_dir, e.size))
@@ -613,8 +666,72 @@ mod tests {
             assert_eq!(got, expected, "allow_hidden={allow_hidden}");
             assert!(entries.iter().all(|e| e.modified > UNIX_EPOCH));
         }
-        assert!(read_entries(&dir.join("missing"), false).is_err());
+        // A descriptor that is not a directory cannot be listed.
+        let file = File::open(dir.join("B.txt")).expect("open file");
+        assert!(read_entries(&file, false).is_err());
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// The listing used to be read again by path after the directory had
+    /// been opened and checked beneath the root: a directory swapped for a
+    /// symlink to the outside in between was listed. Entries now come from
+    /// the checked descriptor.
+    #[test]
+    fn a_directory_swapped_for_an_outside_symlink_after_the_check_is_not_listed() {
+        let base = scratch_dir("swap");
+        let root = base.join("root");
+        fs::create_dir_all(root.join("sub")).expect("mkdir");
+        fs::write(root.join("sub/inside.txt"), b"inside").expect("write");
+        fs::create_dir_all(base.join("outside")).expect("mkdir");
+        fs::write(base.join("outside/secret.txt"), b"secret").expect("write");
+        let root_handle = File::open(&root).expect("open root");
+        let sub = std::path::Path::new("sub");
+        let stay_inside = crate::sys::Symlinks::StayInside;
+        let dir = crate::sys::open_beneath(&root_handle, &root, sub, stay_inside)
+            .expect("open beneath")
+            .file;
+        // The swap lands between the check (the open) and the listing.
+        fs::rename(root.join("sub"), root.join("sub.old")).expect("rename");
+        std::os::unix::fs::symlink("../outside", root.join("sub")).expect("symlink");
+        let names: Vec<String> = read_entries(&dir, false)
+            .expect("read_entries")
+            .entries
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names, ["inside.txt"]);
+        let _ = fs::remove_dir_all(&base);
+    }
+
+    /// Many long names that escape to several times their length: the page
+    /// stops at the byte cap and says so, in HTML and in JSON.
+    #[test]
+    fn a_page_of_many_long_names_is_capped_and_says_truncated() {
+        let name = |n: usize| format!("{n:05}{}", "&<\"".repeat(80));
+        let listing = Listing {
+            entries: (0..MAX_ENTRIES)
+                .map(|n| entry(&name(n), false, 1, 0))
+                .collect(),
+            truncated: false,
+        };
+        let html = render_html("/many/", &listing);
+        assert!(html.len() <= MAX_PAGE_BYTES, "{}", html.len());
+        assert!(html.contains("This listing is truncated"));
+        assert!(html.ends_with("</html>\n"), "a complete page");
+        let shown = html.matches("<tr class=\"file\">").count();
+        assert!(shown > 0 && shown < MAX_ENTRIES, "{shown}");
+        assert!(html.contains(&format!("only {shown} entries are shown.")));
+        let json = render_json("/many/", &listing);
+        assert!(json.len() <= MAX_PAGE_BYTES, "{}", json.len());
+        assert!(json.contains("\"truncated\":true"));
+        assert!(json.ends_with("]}"), "a complete document");
+        // A listing cut when reading says so even if its rows fit.
+        let few = Listing {
+            entries: vec![entry("a", false, 1, 0)],
+            truncated: true,
+        };
+        assert!(render_html("/", &few).contains("only 1 entry is shown."));
+        assert!(render_json("/", &few).contains("\"truncated\":true"));
     }
 
     #[cfg(unix)]
@@ -628,7 +745,8 @@ mod tests {
         fs::write(dir.join(OsStr::from_bytes(b"bad\xff")), b"x").expect("write");
         std::os::unix::fs::symlink(dir.join("real"), dir.join("link")).expect("symlink");
 
-        let entries = read_entries(&dir, false).expect("read_entries");
+        let handle = File::open(&dir).expect("open dir");
+        let entries = read_entries(&handle, false).expect("read_entries").entries;
         let got: Vec<(&str, bool)> = entries
             .iter()
             .map(|e| (e.name.as_str(), e.is_dir))

@@ -8,33 +8,37 @@
 //! into memory here so the reactor sends head and body in one `writev`;
 //! larger ones travel as an open `File` for `sendfile`.
 //!
-//! Every alternate file (index, sidecar, listing entry) goes through the same
-//! decode-then-`open_beneath` path as the requested one: one policy, one
-//! place.
+//! Every file opened by name (the requested one, an index, a sidecar, a
+//! listed directory) goes through [`open`]: `sys::open_beneath`, which never
+//! leaves the root, then the dotfile policy applied again to the real path
+//! when a symlink led there. One policy, one place.
 //!
 //! Runs on: worker threads.
 
 use std::fs::{File, Metadata};
-use std::io::{self, Read};
+use std::io;
 use std::net::IpAddr;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 pub mod cache;
 pub mod listing;
+pub mod listing_cache;
 pub mod url_path;
 
 use crate::access_log;
 use crate::config::Config;
 use crate::http::conditional::{self, Conditions, Precondition, Validators};
+use crate::http::date;
 use crate::http::encoding::{AcceptEncoding, Coding};
 use crate::http::range::{self, ByteRange, RangeOutcome};
 use crate::http::request::{Method, RequestHead};
-use crate::http::response::{error_response, http_date, Chunk, HeadBuilder, Response, Status};
+use crate::http::response::{error_response, Chunk, HeadBuilder, Response, Status};
 use crate::sys::{self, FileStamp};
 use cache::FileCache;
+use listing_cache::{Format, OverBudget, PageCache, PageKey};
 use url_path::PathError;
 
 /// Files up to this size are read into memory by the worker and leave in the
@@ -47,10 +51,23 @@ const ALLOW: &str = "GET, HEAD, OPTIONS";
 
 /// What every request needs: the configuration and the open root directory
 /// (the anchor for `openat2`).
+///
+/// Files and listings come from the same place: a listing is read from the
+/// very descriptor that `sys::open_beneath` returned for its directory, so
+/// it shows the tree the same request would serve files from. Every
+/// resolution starts at `root`'s descriptor (`openat2`, the portable walk
+/// and `--follow-symlinks` alike), so that is the tree held open by `root`,
+/// the directory ROOT named at startup: a deploy that renames a new tree
+/// onto ROOT's path is not seen, by files and listings alike, until stoke
+/// restarts, while changes made inside the tree are seen at once. (Only an
+/// absolute symlink's target is a path: one under ROOT's canonical path is
+/// walked from `root`; under `--follow-symlinks`, one leading elsewhere is
+/// followed by the kernel.)
 pub struct Site {
     pub config: Arc<Config>,
     root: File,
     cache: FileCache,
+    listings: PageCache,
 }
 
 impl Site {
@@ -60,6 +77,7 @@ impl Site {
             config,
             root,
             cache: FileCache::new(),
+            listings: PageCache::new(),
         })
     }
 }
@@ -135,6 +153,9 @@ fn serve(site: &Site, req: &RequestHead) -> Response {
     if cfg!(feature = "test-hooks") && req.path == "/__stoke_test_panic" {
         panic!("forced by the test-only panic path");
     }
+    if cfg!(feature = "test-hooks") && req.path == "/__stoke_test_hang" {
+        test_hang(site);
+    }
     let url = match url_path::decode(&req.path, site.config.hidden) {
         Ok(url) => url,
         Err(PathError::BadEncoding | PathError::NotAbsolute) => {
@@ -190,22 +211,47 @@ fn serve(site: &Site, req: &RequestHead) -> Response {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return open_error(req, &index, &e),
     }
-    drop(file);
     if site.config.listing {
-        return serve_listing(site, req, &url.relative, &url.decoded);
+        return serve_listing(site, req, &file, &meta, &url.relative, &url.decoded);
     }
     error(req, Status::FORBIDDEN, &[])
 }
 
+/// Test-only: blocks this worker, as a hung network mount would, until a
+/// file named `__stoke_test_release` appears in the root (never, for a test
+/// that wants a worker stuck for good); then the request goes on.
+fn test_hang(site: &Site) {
+    log::warn!("test hook: worker blocked until __stoke_test_release exists");
+    let release = site.config.root.join("__stoke_test_release");
+    while !release.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Opens `relative` beneath the root and `fstat`s it: the only way a file is
+/// reached by name. A hidden file reached through a symlink (`envlink ->
+/// .env`, `g -> .git`) is refused like the hidden name itself, unless
+/// `--hidden`: the policy judges what was opened, not only what was asked
+/// for.
 fn open(site: &Site, relative: &Path) -> io::Result<(File, Metadata)> {
-    let file = sys::open_beneath(
-        &site.root,
-        &site.config.root,
-        relative,
-        site.config.follow_symlinks,
-    )?;
-    let meta = file.metadata()?;
-    Ok((file, meta))
+    let symlinks = if site.config.follow_symlinks {
+        sys::Symlinks::Anywhere
+    } else {
+        sys::Symlinks::StayInside
+    };
+    let opened = sys::open_beneath(&site.root, &site.config.root, relative, symlinks)?;
+    if let Some(real) = &opened.via_link {
+        if !site.config.hidden && url_path::exposes_hidden(real) {
+            log::debug!(
+                "{} leads to hidden {}; refused",
+                relative.display(),
+                real.display()
+            );
+            return Err(io::Error::from_raw_os_error(libc::ENOENT));
+        }
+    }
+    let meta = opened.file.metadata()?;
+    Ok((opened.file, meta))
 }
 
 /// Why a file could not be opened, as a status code.
@@ -219,6 +265,20 @@ fn open_error(req: &RequestHead, relative: &Path, e: &io::Error) -> Response {
         Some(libc::EACCES | libc::EPERM) => {
             log::warn!("permission denied: {}", relative.display());
             error(req, Status::FORBIDDEN, &[])
+        }
+        // Out of descriptors: a moment's overload, not a fault. The client
+        // may retry, and closing its connection frees a descriptor.
+        Some(libc::EMFILE | libc::ENFILE) => {
+            log::warn!("out of descriptors opening {}: {e}", relative.display());
+            let head_only = req.method == Method::Head;
+            let retry = [("Retry-After", "1")];
+            error_response(
+                Status::SERVICE_UNAVAILABLE,
+                false,
+                req.minor_version == 0,
+                head_only,
+                &retry,
+            )
         }
         _ => {
             log::error!("cannot open {}: {e}", relative.display());
@@ -281,17 +341,25 @@ impl Source {
     /// Small files are read into memory now: the read is needed anyway (they
     /// leave with the head in one `writev`), and the cache keeps them.
     fn load_small(self, site: &Site, relative: &Path, meta: &Metadata) -> Source {
-        let Source::File(mut file) = self else {
+        let Source::File(file) = self else {
             return self;
         };
         if meta.len() > SMALL_FILE {
             return Source::File(file);
         }
         let mut data = vec![0; meta.len() as usize];
-        match file.read_exact(&mut data) {
+        // Positioned: the file's cursor is never used, so no earlier read
+        // (or failed one) can shift what we send.
+        match file.read_exact_at(&mut data, 0) {
             Ok(()) => {
                 let data: Arc<[u8]> = data.into();
-                site.cache.insert(relative, Arc::clone(&data), meta);
+                // Cached only if a hit can reach it: hits re-resolve with no
+                // symlink at all (`sys::stat_beneath`), so a file reached
+                // through a link, or swapped since it was opened, stays out.
+                let stamp = sys::stat_beneath(&site.root, relative);
+                if stamp.is_ok_and(|now| now == FileStamp::of(meta)) {
+                    site.cache.insert(relative, Arc::clone(&data), meta);
+                }
                 Source::cached(data, None)
             }
             // Shrunk since fstat: leave it to the body writer to fail cleanly.
@@ -307,14 +375,78 @@ struct Variant {
     coding: Coding,
 }
 
-fn sidecar(site: &Site, relative: &Path, coding: Coding) -> Option<(File, Metadata)> {
-    let suffix = coding.sidecar_suffix()?;
+/// What looking for one precompressed sidecar found.
+enum Sidecar {
+    Found(File, Metadata),
+    /// No entry of that name at all (not even a dangling link) in the
+    /// file's directory: true for as long as the directory is unchanged.
+    Absent,
+    /// Not served, for a reason the directory's stamp does not capture: a
+    /// link (its target lives elsewhere), an error such as EMFILE or EACCES,
+    /// something that is not a regular file.
+    NotUsable,
+}
+
+impl Sidecar {
+    fn take(self) -> Option<(File, Metadata)> {
+        match self {
+            Sidecar::Found(file, meta) => Some((file, meta)),
+            Sidecar::Absent | Sidecar::NotUsable => None,
+        }
+    }
+}
+
+/// Looks for `relative`'s sidecar for `coding`. `probe_absence`: tell
+/// `Absent` from `NotUsable` when it is not found (one more syscall, only
+/// worth it when "none" can be remembered).
+fn sidecar(site: &Site, relative: &Path, coding: Coding, probe_absence: bool) -> Sidecar {
+    let Some(suffix) = coding.sidecar_suffix() else {
+        return Sidecar::Absent;
+    };
     let mut name = relative.as_os_str().to_owned();
     name.push(suffix);
-    match open(site, &PathBuf::from(name)) {
-        Ok((file, meta)) if meta.is_file() => Some((file, meta)),
-        _ => None,
+    let name = PathBuf::from(name);
+    match open(site, &name) {
+        Ok((file, meta)) if meta.is_file() => Sidecar::Found(file, meta),
+        Ok(_) => Sidecar::NotUsable,
+        Err(e) => {
+            classify_missing_sidecar(&e, || probe_absence && sys::entry_absent(&site.root, &name))
+        }
     }
+}
+
+/// A sidecar that could not be opened is `Absent` only when the open said
+/// "not found" and the name is really not there (`absent`, asked only
+/// then): a dangling link also says "not found". Any other error, EMFILE
+/// first of all, says nothing about the directory.
+fn classify_missing_sidecar(e: &io::Error, absent: impl FnOnce() -> bool) -> Sidecar {
+    if e.raw_os_error() == Some(libc::ENOENT) && absent() {
+        return Sidecar::Absent;
+    }
+    if !matches!(
+        e.raw_os_error(),
+        Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP | libc::EXDEV)
+    ) {
+        log::warn!("sidecar lookup failed: {e}");
+    }
+    Sidecar::NotUsable
+}
+
+/// A directory modified this recently may be modified again within the same
+/// timestamp tick without its stamp changing (file-system clocks are
+/// coarse: a jiffy on Linux, 2 s on FAT), so "no sidecar" is not remembered
+/// against it.
+const SIDECAR_MEMO_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// May "no sidecar" be remembered against a directory last modified at
+/// `dir_mtime`, now? Not when it is recent (see [`SIDECAR_MEMO_SETTLE`]) or
+/// in the future.
+fn sidecar_memo_allowed(dir_mtime: (i64, i64), now: SystemTime) -> bool {
+    let Ok(now) = now.duration_since(SystemTime::UNIX_EPOCH) else {
+        return false;
+    };
+    let settled = now.as_secs() as i64 - SIDECAR_MEMO_SETTLE.as_secs() as i64;
+    dir_mtime.0 < settled
 }
 
 fn serve_file(
@@ -330,22 +462,35 @@ fn serve_file(
     // Precompressed sidecars: look them up, choose by Accept-Encoding. Most
     // files have none, and two failing opens per request are costly, so the
     // cache remembers "none" together with the directory's stamp, which any
-    // new, removed or renamed entry changes: one cheap `fstatat` instead.
+    // new, removed or renamed entry changes: one cheap stat instead. Only
+    // names that are absent outright are remembered (see `Sidecar`).
     let (mut brotli, mut gzip) = (None, None);
     let mut none_while_dir_is = None;
     if may_have_sidecar(&ty) {
         let dir = relative.parent().unwrap_or(Path::new(""));
-        let dir = sys::stat_beneath(&site.root, dir).ok();
+        // The directory's state, however it is reached: the memo is a fact
+        // about that inode (see `sys::stat_following_links`).
+        let dir = sys::stat_following_links(&site.root, dir).ok();
         let known_none = matches!(
             &source,
             Source::Memory { no_sidecars_in: Some(stamp), .. } if Some(*stamp) == dir
         );
         if !known_none {
-            brotli = sidecar(site, relative, Coding::Brotli);
-            gzip = sidecar(site, relative, Coding::Gzip);
-            if brotli.is_none() && gzip.is_none() {
-                none_while_dir_is = dir;
+            // Only a small file is cached, and only a cached one keeps the memo.
+            let rememberable = meta.len() <= SMALL_FILE
+                && dir.is_some_and(|d| sidecar_memo_allowed(d.mtime, SystemTime::now()));
+            let found_brotli = sidecar(site, relative, Coding::Brotli, rememberable);
+            let found_gzip = sidecar(site, relative, Coding::Gzip, rememberable);
+            // Remembered only when both names are simply not there: a link
+            // or an error (EMFILE) must be looked at again next time.
+            if matches!(
+                (&found_brotli, &found_gzip),
+                (Sidecar::Absent, Sidecar::Absent)
+            ) {
+                none_while_dir_is = dir.filter(|_| rememberable);
             }
+            brotli = found_brotli.take();
+            gzip = found_gzip.take();
         }
     }
     let has_sidecar = brotli.is_some() || gzip.is_some();
@@ -370,25 +515,37 @@ fn serve_file(
     }
 
     let len = variant.meta.len();
-    let modified = variant.meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    let mtime = variant.meta.modified().ok();
     let coding_token = match variant.coding {
         Coding::Identity => "",
         c => c.token(),
     };
-    let etag = conditional::make_etag(variant.meta.ino(), len, modified, coding_token);
+    let etag = conditional::make_etag(len, mtime.unwrap_or(UNIX_EPOCH), coding_token);
+    // Taken before any head is built, so every `Date` is at or after it.
+    let now = SystemTime::now();
     let validators = Validators {
         etag: &etag,
-        last_modified: modified,
+        last_modified: conditional::last_modified(mtime, now),
+        now,
     };
-    let last_modified = http_date(modified);
+    let last_modified = validators.last_modified.map(date::imf_fixdate);
+    // Every answer about a file with variants says so, errors included: a
+    // cache must not reuse a 412 or 416 made for another Accept-Encoding.
+    let vary: &[(&str, &str)] = if has_sidecar {
+        &[("Vary", "Accept-Encoding")]
+    } else {
+        &[]
+    };
 
-    // Headers shared by 200, 206, 304 and 416.
+    // Headers shared by 200, 206 and 304.
     let common = |head: &mut HeadBuilder| {
-        head.header("Last-Modified", &last_modified);
+        if let Some(lm) = &last_modified {
+            head.header("Last-Modified", lm);
+        }
         head.header("ETag", &etag);
         head.header("Accept-Ranges", "bytes");
-        if has_sidecar {
-            head.header("Vary", "Accept-Encoding");
+        for (name, value) in vary {
+            head.header(name, value);
         }
         if let Some(cc) = &config.cache_control {
             head.header("Cache-Control", cc);
@@ -412,7 +569,7 @@ fn serve_file(
             common(&mut head);
             return plain(Status::NOT_MODIFIED, head, req);
         }
-        Precondition::Failed => return error(req, Status::PRECONDITION_FAILED, &[]),
+        Precondition::Failed => return error(req, Status::PRECONDITION_FAILED, vary),
     }
 
     let ranges = match req.fields.range.as_deref() {
@@ -430,11 +587,9 @@ fn serve_file(
     match ranges {
         RangeOutcome::Unsatisfiable => {
             let unsatisfied = range::unsatisfied_range(len);
-            error(
-                req,
-                Status::RANGE_NOT_SATISFIABLE,
-                &[("Content-Range", &unsatisfied)],
-            )
+            let mut extra = vec![("Content-Range", unsatisfied.as_str())];
+            extra.extend_from_slice(vary);
+            error(req, Status::RANGE_NOT_SATISFIABLE, &extra)
         }
         RangeOutcome::Full => {
             let mut head = HeadBuilder::new(Status::OK);
@@ -444,7 +599,16 @@ fn serve_file(
             }
             common(&mut head);
             head.content_length(len);
-            single_body(Status::OK, head, req, variant.source, 0, len, head_only)
+            single_body(
+                Status::OK,
+                head,
+                req,
+                variant.source,
+                0,
+                len,
+                head_only,
+                vary,
+            )
         }
         RangeOutcome::Partial(parts) if parts.len() == 1 => {
             let part = parts[0];
@@ -464,6 +628,7 @@ fn serve_file(
                 part.start,
                 part.len(),
                 head_only,
+                vary,
             )
         }
         RangeOutcome::Partial(parts) => {
@@ -472,7 +637,9 @@ fn serve_file(
     }
 }
 
-/// A body that is one stretch of one file.
+/// A body that is one stretch of one file. `vary` goes on the error answer
+/// if the file cannot be read, as on every answer about it.
+#[allow(clippy::too_many_arguments)]
 fn single_body(
     status: Status,
     head: HeadBuilder,
@@ -481,6 +648,7 @@ fn single_body(
     offset: u64,
     len: u64,
     head_only: bool,
+    vary: &[(&str, &str)],
 ) -> Response {
     let mut bytes = head.finish(req.keep_alive, req.minor_version == 0);
     let mut chunks = Vec::with_capacity(2);
@@ -499,18 +667,17 @@ fn single_body(
         }
         Source::File(file) => file,
     };
-    let mut file = file;
     if head_only || len == 0 {
         chunks.push(Chunk::Bytes(bytes));
     } else if len <= SMALL_FILE {
         let start = bytes.len();
         bytes.resize(start + len as usize, 0);
-        let read = read_at_exact(&mut file, offset, &mut bytes[start..]);
+        let read = file.read_exact_at(&mut bytes[start..], offset);
         if let Err(e) = read {
             // The file shrank between fstat and read: we can't send what the
             // head promised.
             log::warn!("file changed while being read: {e}");
-            return error(req, Status::INTERNAL_SERVER_ERROR, &[]);
+            return error(req, Status::INTERNAL_SERVER_ERROR, vary);
         }
         chunks.push(Chunk::Bytes(bytes));
     } else {
@@ -526,15 +693,6 @@ fn single_body(
         chunks,
         close: !req.keep_alive,
         log: None,
-    }
-}
-
-fn read_at_exact(file: &mut File, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    if offset == 0 {
-        file.read_exact(buf)
-    } else {
-        file.read_exact_at(buf, offset)
     }
 }
 
@@ -608,24 +766,53 @@ fn multipart(
     }
 }
 
-fn serve_listing(site: &Site, req: &RequestHead, relative: &Path, decoded: &str) -> Response {
-    let dir = site.config.root.join(relative);
-    let entries = match listing::read_entries(&dir, site.config.hidden) {
-        Ok(entries) => entries,
-        Err(e) => return open_error(req, relative, &e),
-    };
+/// The listing of the directory `dir` (opened beneath the root, described
+/// by `dir_meta`), shown as `decoded`. Entries are read from `dir` itself,
+/// never through its path again, and the rendered page is shared through
+/// `site.listings`.
+fn serve_listing(
+    site: &Site,
+    req: &RequestHead,
+    dir: &File,
+    dir_meta: &Metadata,
+    relative: &Path,
+    decoded: &str,
+) -> Response {
     let wants_json = req
         .fields
         .accept
         .as_deref()
         .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"));
-    let (ty, body) = if wants_json {
-        ("application/json", listing::render_json(decoded, &entries))
+    let (format, ty) = if wants_json {
+        (Format::Json, "application/json")
     } else {
-        (
-            "text/html; charset=utf-8",
-            listing::render_html(decoded, &entries),
-        )
+        (Format::Html, "text/html; charset=utf-8")
+    };
+    let key = PageKey::new(dir_meta, format, decoded);
+    let now = std::time::Instant::now();
+    let body = match site.listings.get(&key, now) {
+        Some(body) => body,
+        None => {
+            let entries = match listing::read_entries(dir, site.config.hidden) {
+                Ok(entries) => entries,
+                Err(e) => return open_error(req, relative, &e),
+            };
+            let page = match format {
+                Format::Json => listing::render_json(decoded, &entries),
+                Format::Html => listing::render_html(decoded, &entries),
+            };
+            match site.listings.insert(key, page.into_bytes(), now) {
+                Ok(body) => body,
+                Err(OverBudget) => {
+                    log::warn!(
+                        "listing of {} refused: listing pages still being sent hold {} bytes",
+                        relative.display(),
+                        site.listings.held_bytes()
+                    );
+                    return error(req, Status::SERVICE_UNAVAILABLE, &[("Retry-After", "1")]);
+                }
+            }
+        }
     };
     let mut head = HeadBuilder::new(Status::OK);
     head.header("Content-Type", ty);
@@ -634,14 +821,199 @@ fn serve_listing(site: &Site, req: &RequestHead, relative: &Path, decoded: &str)
         head.header(name, value);
     }
     head.content_length(body.len() as u64);
-    let mut bytes = head.finish(req.keep_alive, req.minor_version == 0);
+    let mut chunks = vec![Chunk::Bytes(
+        head.finish(req.keep_alive, req.minor_version == 0),
+    )];
     if req.method != Method::Head {
-        bytes.extend_from_slice(body.as_bytes());
+        // Shared, not copied: a client that does not read pins no page of
+        // its own.
+        chunks.push(Chunk::Shared(body));
     }
     Response {
         status: Status::OK,
-        chunks: vec![Chunk::Bytes(bytes)],
+        chunks,
         close: !req.keep_alive,
         log: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The worker's path end to end, without sockets: reads, and what the
+    //! cache and the listing pages hold after real requests on a real
+    //! directory.
+    use super::*;
+    use crate::http::request::{self, Parsed};
+    use std::fs;
+    use std::io::Read;
+    use std::net::Ipv4Addr;
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    /// Regression (read-at-offset-zero-uses-the-cursor): a read "at offset
+    /// 0" used the file's cursor, which an earlier (possibly failed) read
+    /// may have moved, so the body could start mid-file. Every read is
+    /// positioned now; here the cursor is moved on purpose first.
+    #[test]
+    fn reads_ignore_the_file_cursor() {
+        let dir = std::env::temp_dir().join(format!("stoke-site-cursor-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let contents: Vec<u8> = (0..200u8).collect();
+        std::fs::write(dir.join("f.bin"), &contents).unwrap();
+        let site = Site::new(Arc::new(Config::for_root(&dir).unwrap())).unwrap();
+        let moved = || {
+            let mut file = File::open(dir.join("f.bin")).unwrap();
+            let mut skip = [0u8; 50];
+            file.read_exact(&mut skip).unwrap();
+            file
+        };
+
+        // The small-file load behind the cache.
+        let meta = std::fs::metadata(dir.join("f.bin")).unwrap();
+        match Source::File(moved()).load_small(&site, Path::new("f.bin"), &meta) {
+            Source::Memory { data, .. } => assert_eq!(&data[..], &contents[..]),
+            Source::File(_) => panic!("a readable small file is loaded"),
+        }
+
+        // The body of a small File source (a sidecar), from offset 0.
+        let req = match crate::http::request::parse(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", 8192) {
+            Ok(crate::http::request::Parsed::Complete { head, .. }) => head,
+            other => panic!("{other:?}"),
+        };
+        let head = HeadBuilder::new(Status::OK);
+        let r = single_body(
+            Status::OK,
+            head,
+            &req,
+            Source::File(moved()),
+            0,
+            200,
+            false,
+            &[],
+        );
+        let Some(Chunk::Bytes(bytes)) = r.chunks.first() else {
+            panic!("one chunk of bytes");
+        };
+        assert!(bytes.ends_with(&contents), "body starts at byte 0");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn scratch(test: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("stoke-site-{}-{test}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn site(root: &Path, listing: bool) -> Site {
+        let mut config = Config::for_root(root).unwrap();
+        config.listing = listing;
+        Site::new(Arc::new(config)).unwrap()
+    }
+
+    fn request(site: &Site, path: &str) -> Response {
+        let raw = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
+        let Ok(Parsed::Complete { head, .. }) = request::parse(raw.as_bytes(), 64 * 1024) else {
+            panic!("bad test request {raw:?}");
+        };
+        handle(site, &head, IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+
+    /// Empty files add no data bytes and `l -> .` makes endless names for
+    /// one file; requesting many of both keeps the cache within its bounds.
+    /// The empty files fill the path index up to its cap and no further; the
+    /// names through the link are served but never cached, since a hit
+    /// could not reach them (its stat refuses symlinks).
+    #[test]
+    fn many_empty_files_and_alias_paths_keep_the_file_cache_bounded() {
+        let dir = scratch("bounded");
+        std::os::unix::fs::symlink(".", dir.join("l")).unwrap();
+        const FILES: usize = cache::MAX_CACHED_PATHS + 100;
+        const ALIASED: usize = 50;
+        const DEPTH: usize = 30; // below the kernel's 40 symlinks per lookup
+        for n in 0..FILES {
+            fs::write(dir.join(format!("e{n}")), b"").unwrap();
+        }
+        let site = site(&dir, false);
+        for n in 0..FILES {
+            let path = format!("/e{n}");
+            assert_eq!(request(&site, &path).status, Status::OK, "{path}");
+        }
+        let full = site.cache.stats();
+        assert_eq!(full.paths, cache::MAX_CACHED_PATHS, "{full:?}");
+        assert!(full.bytes <= cache::MAX_CACHED_BYTES, "{full:?}");
+        for depth in 1..DEPTH {
+            for n in 0..ALIASED {
+                let path = format!("/{}e{n}", "l/".repeat(depth));
+                assert_eq!(request(&site, &path).status, Status::OK, "{path}");
+            }
+            assert_eq!(site.cache.stats(), full, "aliases are not cached");
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// Two requests for one listing send the same bytes, not two renderings.
+    #[test]
+    fn two_listing_requests_share_one_rendering() {
+        let dir = scratch("shared-listing");
+        for n in 0..50 {
+            fs::write(dir.join(format!("file{n}.txt")), b"x").unwrap();
+        }
+        let site = site(&dir, true);
+        let body = |r: &Response| match r.chunks.as_slice() {
+            [Chunk::Bytes(_), Chunk::Shared(body)] => Arc::clone(body),
+            other => panic!("unexpected chunks {other:?}"),
+        };
+        // A page is rebuilt once it is a second old; a pair of requests that
+        // straddles that moment on a stalled machine is tried again.
+        let shared = (0..3).any(|_| {
+            let (a, b) = (request(&site, "/"), request(&site, "/"));
+            Arc::ptr_eq(&body(&a), &body(&b))
+        });
+        assert!(shared, "the second request rendered the page again");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// EMFILE (or any error but "not found") while looking for a sidecar
+    /// says nothing about the directory: remembering it as "no sidecar"
+    /// would hide a real sidecar until the directory changes.
+    #[test]
+    fn an_emfile_during_the_sidecar_lookup_is_not_remembered_as_no_sidecar() {
+        for errno in [
+            libc::EMFILE,
+            libc::ENFILE,
+            libc::EACCES,
+            libc::EIO,
+            libc::ELOOP,
+        ] {
+            let e = io::Error::from_raw_os_error(errno);
+            let got = classify_missing_sidecar(&e, || panic!("probed after errno {errno}"));
+            assert!(matches!(got, Sidecar::NotUsable), "errno {errno}");
+        }
+        let missing = io::Error::from_raw_os_error(libc::ENOENT);
+        assert!(matches!(
+            classify_missing_sidecar(&missing, || true),
+            Sidecar::Absent
+        ));
+        // Not found, yet the name is there: a dangling link.
+        assert!(matches!(
+            classify_missing_sidecar(&missing, || false),
+            Sidecar::NotUsable
+        ));
+    }
+
+    /// A directory changed within the settle time could change again within
+    /// the same timestamp tick, invisibly to its stamp.
+    #[test]
+    fn a_recently_changed_directory_is_not_remembered_as_sidecar_free() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let secs = |s: i64| (s, 0);
+        assert!(sidecar_memo_allowed(secs(1_000_000 - 3600), now));
+        assert!(sidecar_memo_allowed(secs(1_000_000 - 3), now));
+        assert!(!sidecar_memo_allowed(secs(1_000_000 - 1), now));
+        assert!(!sidecar_memo_allowed(secs(1_000_000), now));
+        assert!(!sidecar_memo_allowed(secs(1_000_000 + 60), now));
+        assert!(!sidecar_memo_allowed(secs(0), SystemTime::UNIX_EPOCH));
     }
 }

@@ -19,7 +19,8 @@
 //! The functions here are pure (no I/O) and must never panic: they see raw
 //! attacker input and are fuzzed.
 
-use std::path::PathBuf;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
@@ -107,18 +108,12 @@ pub fn decode(raw: &str, allow_hidden: bool) -> Result<UrlPath, PathError> {
 
     // The policy is checked on the normalized result, so "/.git/../x" is fine
     // (it never touches .git) while "/x/../.git" is not.
-    if !allow_hidden {
-        let exposes_hidden = segments
-            .iter()
-            .enumerate()
-            .any(|(i, name)| is_hidden_name(name) && !(i == 0 && name == WELL_KNOWN));
-        if exposes_hidden {
-            return Err(PathError::Hidden);
-        }
+    let joined = segments.join("/");
+    if !allow_hidden && exposes_hidden(Path::new(&joined)) {
+        return Err(PathError::Hidden);
     }
 
     let trailing_slash = raw.ends_with('/') || ended_with_dot_segment || segments.is_empty();
-    let joined = segments.join("/");
     let mut decoded = String::with_capacity(joined.len() + 2);
     decoded.push('/');
     decoded.push_str(&joined);
@@ -141,7 +136,32 @@ pub fn decode(raw: &str, allow_hidden: bool) -> Result<UrlPath, PathError> {
 /// `true` for ".well-known": the RFC 8615 exception applies to request paths
 /// (in [`decode`]), not to what a directory listing shows.
 pub fn is_hidden_name(name: &str) -> bool {
-    name.starts_with('.')
+    is_hidden_bytes(name.as_bytes())
+}
+
+fn is_hidden_bytes(name: &[u8]) -> bool {
+    name.starts_with(b".")
+}
+
+/// Does `path` break the dotfile policy? A path relative to the root does
+/// when any name in it starts with '.', except a first `.well-known`; an
+/// absolute one (a symlink's target outside the root, with
+/// `--follow-symlinks`) when any name does.
+///
+/// [`decode`] applies it to the request path; `site::open` applies it again
+/// to the real path of what was opened when a symlink led there, so a link
+/// cannot expose a hidden file.
+pub fn exposes_hidden(path: &Path) -> bool {
+    let relative = path.is_relative();
+    path.components()
+        .filter_map(|c| match c {
+            Component::Normal(name) => Some(name.as_bytes()),
+            _ => None,
+        })
+        .enumerate()
+        .any(|(i, name)| {
+            is_hidden_bytes(name) && !(relative && i == 0 && name == WELL_KNOWN.as_bytes())
+        })
 }
 
 /// Percent-encode a decoded path for a Location header or an href.
@@ -200,7 +220,6 @@ fn hex_value(digit: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::{Component, Path};
 
     /// What a table row expects: the relative path and trailing-slash flag,
     /// or an error.
@@ -321,6 +340,27 @@ mod tests {
         ("", false),
         ("~a", false),
     ];
+
+    const EXPOSES_CASES: &[(&str, bool)] = &[
+        ("", false),
+        ("a/b.txt", false),
+        (".env", true),
+        ("a/.git/config", true),
+        (".well-known/security.txt", false),
+        (".well-known/.x", true),
+        ("a/.well-known", true),
+        // Outside the root (absolute): no `.well-known` exception.
+        ("/srv/docs/a.txt", false),
+        ("/home/u/.ssh/id_rsa", true),
+        ("/.well-known/x", true),
+    ];
+
+    #[test]
+    fn exposes_hidden_table() {
+        for &(path, hidden) in EXPOSES_CASES {
+            assert_eq!(exposes_hidden(Path::new(path)), hidden, "{path:?}");
+        }
+    }
 
     #[test]
     fn hidden_table() {

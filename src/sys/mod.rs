@@ -1,21 +1,24 @@
 //! The few system calls the standard library does not wrap: `sendfile(2)`
-//! for file bodies, `openat2(2)` for opening a file without leaving the
-//! served root, `fstatat(2)` for checking a cached file cheaply, and the
-//! `setuid` family for dropping root.
+//! for file bodies, the `setuid` family for dropping root, `getrlimit(2)`
+//! for the descriptor limit, and (in `open.rs`) opening and stat-ing a path
+//! without leaving the served root.
 //!
 //! This is the only module with `unsafe`; each block says why it is sound.
-//! Everything OS-specific sits behind these two functions, `cfg`-gated, with
-//! a portable fallback, so the rest of stoke reads the same on Linux (epoll),
+//! Everything OS-specific sits behind these functions, `cfg`-gated, with a
+//! portable fallback, so the rest of stoke reads the same on Linux (epoll),
 //! macOS and FreeBSD (kqueue).
 //!
-//! Runs on: `send_file` on the reactor thread, `open_beneath` on workers.
+//! Runs on: `send_file` on the reactor thread, `open_beneath` and
+//! `stat_beneath` on workers, `drop_privileges` on the main thread.
 
 pub mod listen_fds;
 
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::path::Path;
+
+mod open;
+pub use open::{entry_absent, open_beneath, stat_beneath, stat_following_links, Opened, Symlinks};
 
 /// Copies up to `len` bytes of `file`, starting at `offset`, to the socket
 /// `socket` inside the kernel. Returns the number of bytes sent; a short count
@@ -108,108 +111,6 @@ pub fn send_file(socket: RawFd, file: &File, offset: u64, len: usize) -> io::Res
     }
 }
 
-/// Opens `relative` (no leading `/`, no `..`: see `url_path`) under the
-/// directory `root`, refusing any path that resolves outside it, symlinks
-/// included, unless `follow_any_symlink` is set.
-///
-/// On Linux this is one `openat2(RESOLVE_BENEATH)`: the kernel checks every
-/// component as it walks, so there is no window between a check and the
-/// open. Where `openat2` is missing (old kernels, other systems) we open
-/// first and then check the real path of what we opened.
-pub fn open_beneath(
-    root: &File,
-    root_path: &Path,
-    relative: &Path,
-    follow_any_symlink: bool,
-) -> io::Result<File> {
-    if follow_any_symlink {
-        return open_nonblocking(&root_path.join(relative));
-    }
-    #[cfg(target_os = "linux")]
-    match openat2_beneath(root, relative) {
-        Err(e)
-            if e.raw_os_error() == Some(libc::ENOSYS) || e.raw_os_error() == Some(libc::EPERM) => {}
-        // EXDEV: an absolute symlink, which RESOLVE_BENEATH always refuses even
-        // when it points back inside the root; the checked fallback decides.
-        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {}
-        other => return other,
-    }
-    let _ = root;
-    open_then_verify(root_path, relative)
-}
-
-#[cfg(target_os = "linux")]
-fn openat2_beneath(root: &File, relative: &Path) -> io::Result<File> {
-    use std::ffi::CString;
-    use std::os::fd::FromRawFd;
-    use std::os::unix::ffi::OsStrExt;
-
-    /// `struct open_how` from <linux/openat2.h>; the libc crate does not
-    /// carry it.
-    #[repr(C)]
-    struct OpenHow {
-        flags: u64,
-        mode: u64,
-        resolve: u64,
-    }
-    const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-    const RESOLVE_BENEATH: u64 = 0x08;
-
-    let path = if relative.as_os_str().is_empty() {
-        CString::new(".")
-    } else {
-        CString::new(relative.as_os_str().as_bytes())
-    }
-    .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let how = OpenHow {
-        // O_NONBLOCK: opening a FIFO would otherwise wait for a writer and
-        // hold a worker forever; it changes nothing for regular files.
-        flags: (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK) as u64,
-        mode: 0,
-        resolve: RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
-    };
-    // SAFETY: `path` is a NUL-terminated string and `how` a correctly laid out
-    // `open_how` that both outlive the call; the size passed is its size.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root.as_raw_fd(),
-            path.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned this descriptor to us and nothing else
-    // owns it.
-    Ok(unsafe { File::from_raw_fd(fd as RawFd) })
-}
-
-/// Read-only, without waiting on a FIFO (see `openat2_beneath`).
-fn open_nonblocking(path: &Path) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-}
-
-/// Opens, then checks that the canonical path of the opened name is still
-/// under the (canonical) root. Portable, but a symlink swapped between the
-/// two steps can race it; Linux uses `openat2` above instead.
-fn open_then_verify(root_path: &Path, relative: &Path) -> io::Result<File> {
-    let full = root_path.join(relative);
-    let file = open_nonblocking(&full)?;
-    let real = std::fs::canonicalize(&full)?;
-    if real.starts_with(root_path) {
-        Ok(file)
-    } else {
-        Err(io::Error::from_raw_os_error(libc::EXDEV))
-    }
-}
-
 /// What identifies one version of a file's contents: any write changes the
 /// ctime, a replacement changes the inode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -232,34 +133,6 @@ impl FileStamp {
             ctime: (meta.ctime(), meta.ctime_nsec()),
         }
     }
-}
-
-/// The stamp of `relative` (a file, or a directory; empty means the root
-/// itself) under the directory `root`. The walk starts at the root's
-/// descriptor, not at `/`: fewer path components to look up on every cache
-/// hit.
-pub fn stat_beneath(root: &File, relative: &Path) -> io::Result<FileStamp> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let relative = relative.as_os_str().as_bytes();
-    let path = CString::new(if relative.is_empty() { b"." } else { relative })
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: `stat` is plain data for which all-zero bytes are valid.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `root` is an open descriptor, `path` is NUL-terminated and `st`
-    // a valid, exclusive out-pointer, all for the duration of the call.
-    let rc = unsafe { libc::fstatat(root.as_raw_fd(), path.as_ptr(), &mut st, 0) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    #[allow(clippy::unnecessary_cast)] // the field types differ between systems
-    Ok(FileStamp {
-        dev: st.st_dev as u64,
-        ino: st.st_ino as u64,
-        len: st.st_size as u64,
-        mtime: (st.st_mtime as i64, st.st_mtime_nsec as i64),
-        ctime: (st.st_ctime as i64, st.st_ctime_nsec as i64),
-    })
 }
 
 /// Becomes `user` (and its primary and supplementary groups) for good: what
@@ -315,4 +188,20 @@ fn check(rc: libc::c_int) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+pub mod dir;
+
+/// The soft limit on open descriptors (`RLIMIT_NOFILE`), or `None` when it
+/// is unlimited or unknown.
+pub fn descriptor_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, exclusive out-pointer for the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return None;
+    }
+    #[allow(clippy::unnecessary_cast)] // rlim_t differs between systems
+    (lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur as u64)
 }

@@ -1,5 +1,10 @@
 //! The reactor: one thread, one `mio::Poll` loop, every socket.
 //!
+//! Shutdown: the first SIGINT/SIGTERM (or `Handle::shutdown`) stops
+//! accepting and lets busy connections finish until `--shutdown-timeout`; a
+//! second signal, or the deadline, cuts them off. The pool is then stopped
+//! without waiting for a worker stuck in a job (`pool.rs`).
+//!
 //! Each turn of the loop:
 //! 1. sleep in `poll` until a socket is ready, a worker wakes us, or the
 //!    earliest deadline (the heap in `timer.rs`) is due;
@@ -59,6 +64,12 @@ const SCRATCH_SIZE: usize = 16 * 1024;
 /// for this long instead of retrying in a hot loop (the pending connection
 /// stays in the backlog, so the listener would report ready forever).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// How long a shutdown gives the workers to exit once no connection is
+/// left: idle ones only have to wake up, one finishing a job for a client
+/// already gone gets this long; one stuck longer (a hung mount) is left
+/// behind and dies with the process.
+const WORKER_EXIT_GRACE: Duration = Duration::from_millis(500);
 
 /// Events taken from the kernel per `poll`.
 const EVENTS_CAPACITY: usize = 1024;
@@ -146,6 +157,8 @@ pub struct Reactor {
     accept_paused_until: Option<Instant>,
     /// Set once shutdown began: the moment we stop waiting.
     drain_deadline: Option<Instant>,
+    /// A second signal arrived during the drain: stop waiting now.
+    abort: bool,
     summary: Summary,
 }
 
@@ -185,6 +198,7 @@ impl Reactor {
             yielded: Vec::new(),
             accept_paused_until: None,
             drain_deadline: None,
+            abort: false,
             summary: Summary::default(),
         }
     }
@@ -245,10 +259,15 @@ impl Reactor {
                 if self.connections.is_empty() {
                     break;
                 }
-                if deadline <= now {
+                if deadline <= now || self.abort {
                     self.summary.cut_off = self.connections.len();
                     log::warn!(
-                        "shutdown deadline passed; closing {} connections still busy",
+                        "{}; closing {} connections still busy",
+                        if self.abort {
+                            "second signal"
+                        } else {
+                            "shutdown deadline passed"
+                        },
                         self.connections.len()
                     );
                     self.connections.clear();
@@ -256,9 +275,20 @@ impl Reactor {
                 }
             }
         }
-        let summary = self.summary;
-        self.pool.shutdown();
-        Ok(summary)
+        // Nobody waits for an answer any more: queued jobs are dropped and
+        // a worker stuck in a job (a hung mount) is not waited for.
+        let left = self.pool.shutdown(WORKER_EXIT_GRACE);
+        if left.dropped_jobs > 0 || left.busy_workers > 0 {
+            log::warn!(
+                "shutdown cut off the pool: {} queued jobs dropped, {} workers still busy \
+                 (not waited for)",
+                left.dropped_jobs,
+                left.busy_workers
+            );
+        }
+        self.summary.dropped_jobs = left.dropped_jobs;
+        self.summary.busy_workers = left.busy_workers;
+        Ok(self.summary)
     }
 
     /// The poll sleeps until the earliest of: a yielded connection (no
@@ -496,24 +526,25 @@ impl Reactor {
         }
     }
 
+    /// The first SIGINT/SIGTERM starts a graceful shutdown; another one
+    /// during it stops waiting (an operator pressing Ctrl-C twice). SIGHUP
+    /// reloads the TLS certificate.
     fn on_signals(&mut self, now: Instant) {
-        let mut received = false;
-        let mut reload = false;
-        if let Some(signals) = &mut self.signals {
-            for signal in signals.pending() {
-                if signal == signal_hook::consts::SIGHUP {
-                    reload = true;
-                    continue;
-                }
+        let Some(signals) = &mut self.signals else {
+            return;
+        };
+        let received: Vec<i32> = signals.pending().collect();
+        for signal in received {
+            if signal == signal_hook::consts::SIGHUP {
+                self.reload_tls();
+            } else if self.drain_deadline.is_none() {
                 log::info!("received signal {signal}; shutting down gracefully");
-                received = true;
+                self.begin_shutdown(now);
+            } else {
+                log::warn!("received signal {signal} again; exiting now");
+                self.summary.forced = true;
+                self.abort = true;
             }
-        }
-        if reload {
-            self.reload_tls();
-        }
-        if received {
-            self.begin_shutdown(now);
         }
     }
 

@@ -14,12 +14,17 @@
 //! The handshake that keeps a wake-up from being lost is explained on
 //! [`Pool::notify`].
 //!
+//! Shutting down runs nothing more and waits for a busy worker only a short
+//! grace: a job stuck on a slow disk or a hung network mount must not keep
+//! the process alive past the shutdown deadline (see [`Pool::shutdown`]).
+//!
 //! Runs on: `submit`/`notify` on the reactor; `run_worker` on each worker.
 
 use std::iter;
 use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 
@@ -36,6 +41,21 @@ struct Shared {
     lock: Mutex<()>,
     wakeup: Condvar,
     shutdown: AtomicBool,
+    /// Per worker: inside a job right now.
+    busy: Vec<AtomicBool>,
+    /// Workers that have not exited yet.
+    alive: AtomicUsize,
+    /// Signalled (under `lock`) when a worker exits.
+    exited: Condvar,
+}
+
+/// What [`Pool::shutdown`] left behind.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Leftovers {
+    /// Queued jobs thrown away without running.
+    pub dropped_jobs: usize,
+    /// Workers still inside a job, left running (the process exits anyway).
+    pub busy_workers: usize,
 }
 
 pub struct Pool {
@@ -55,6 +75,9 @@ impl Pool {
             lock: Mutex::new(()),
             wakeup: Condvar::new(),
             shutdown: AtomicBool::new(false),
+            busy: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            alive: AtomicUsize::new(n),
+            exited: Condvar::new(),
         });
         let mut threads = Vec::with_capacity(n);
         for (i, local) in locals.into_iter().enumerate() {
@@ -95,37 +118,104 @@ impl Pool {
         }
     }
 
-    /// Lets the queued jobs finish, then stops and joins every worker.
-    pub fn shutdown(mut self) {
-        self.stop();
+    /// Stops the pool without running what is queued: by now nobody waits
+    /// for an answer (the reactor calls this once every connection is done
+    /// or cut off). Queued jobs are dropped unrun; workers get `grace` to
+    /// exit (an idle one only has to wake up, a busy one to finish its job)
+    /// and are joined; a worker still inside a job after that (a slow disk,
+    /// a hung mount) is left behind, since joining it could block forever,
+    /// and dies with the process.
+    pub fn shutdown(mut self, grace: Duration) -> Leftovers {
+        self.stop(grace)
     }
 
-    fn stop(&mut self) {
-        self.shared.shutdown.store(true, Ordering::SeqCst);
+    fn stop(&mut self, grace: Duration) -> Leftovers {
+        let shared = &*self.shared;
+        shared.shutdown.store(true, Ordering::SeqCst);
         {
-            let _guard = self.shared.lock.lock().unwrap_or_else(|e| e.into_inner());
-            self.shared.wakeup.notify_all();
+            let _guard = shared.lock.lock().unwrap_or_else(|e| e.into_inner());
+            shared.wakeup.notify_all();
         }
-        for handle in self.threads.drain(..) {
-            let _ = handle.join();
+        let mut dropped_jobs = drain(|| shared.injector.steal());
+        for stealer in &shared.stealers {
+            dropped_jobs += drain(|| stealer.steal());
+        }
+        let deadline = Instant::now() + grace;
+        let mut guard = shared.lock.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let now = Instant::now();
+            if shared.alive.load(Ordering::SeqCst) == 0 || now >= deadline {
+                break;
+            }
+            guard = shared
+                .exited
+                .wait_timeout(guard, deadline - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        drop(guard);
+        // A worker not inside a job now never starts one again (it checks
+        // the flag first), so joining it is quick; dropping the handle of
+        // a busy one detaches it.
+        let mut busy_workers = 0;
+        for (i, handle) in self.threads.drain(..).enumerate() {
+            if shared.busy[i].load(Ordering::SeqCst) {
+                busy_workers += 1;
+            } else {
+                let _ = handle.join();
+            }
+        }
+        Leftovers {
+            dropped_jobs,
+            busy_workers,
+        }
+    }
+}
+
+/// Takes every job `steal` yields and drops it; returns how many.
+fn drain(steal: impl Fn() -> Steal<Job>) -> usize {
+    let mut n = 0;
+    loop {
+        match steal() {
+            Steal::Success(job) => {
+                drop(job);
+                n += 1;
+            }
+            Steal::Retry => {}
+            Steal::Empty => return n,
         }
     }
 }
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        self.stop();
+        if !self.threads.is_empty() {
+            self.stop(Duration::ZERO);
+        }
     }
 }
 
 fn run_worker(index: usize, local: Worker<Job>, shared: &Shared) {
+    work(index, &local, shared);
+    let _guard = shared.lock.lock().unwrap_or_else(|e| e.into_inner());
+    shared.alive.fetch_sub(1, Ordering::SeqCst);
+    shared.exited.notify_all();
+}
+
+fn work(index: usize, local: &Worker<Job>, shared: &Shared) {
     loop {
-        if let Some(job) = find_job(index, &local, shared) {
+        // Once shutdown began, nobody waits for answers: take no new job.
+        if shared.shutdown.load(Ordering::SeqCst) {
+            return;
+        }
+        if let Some(job) = find_job(index, local, shared) {
+            shared.busy[index].store(true, Ordering::SeqCst);
             // A job that panics must not take the worker with it; the server's
             // jobs catch their own panics to answer 500, this is the backstop.
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
                 log::error!("a job panicked on worker {index}");
             }
+            shared.busy[index].store(false, Ordering::SeqCst);
             continue;
         }
         // Nothing to do: sleep until notified (see `Pool::notify`).
@@ -135,10 +225,6 @@ fn run_worker(index: usize, local: Worker<Job>, shared: &Shared) {
             let _guard = shared.wakeup.wait(guard).unwrap_or_else(|e| e.into_inner());
         }
         shared.sleepers.fetch_sub(1, Ordering::SeqCst);
-        if shared.shutdown.load(Ordering::SeqCst) && shared.injector.is_empty() && local.is_empty()
-        {
-            return;
-        }
     }
 }
 
@@ -188,6 +274,43 @@ mod tests {
         got.sort();
         let want: Vec<i32> = (0..1000).filter(|i| i % 100 != 0).collect();
         assert_eq!(got, want);
-        pool.shutdown();
+        // Every job is done: the workers exit well within the grace.
+        assert_eq!(pool.shutdown(Duration::from_secs(20)), Leftovers::default());
+    }
+
+    /// Regression (`pool.shutdown()` ran every queued job and joined every
+    /// worker, so a worker blocked on a hung mount kept the process alive):
+    /// shutdown drops the queue and leaves the stuck worker behind.
+    #[test]
+    fn shutdown_drops_queued_jobs_and_does_not_wait_for_a_stuck_worker() {
+        let pool = Pool::new(1).unwrap();
+        let (entered_tx, entered) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        pool.submit(Box::new(move || {
+            entered_tx.send(()).unwrap();
+            // Stuck until the test lets it go (after the assertions).
+            let _ = released.recv();
+        }));
+        pool.notify(1);
+        entered
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the job never started");
+        let (ran_tx, ran) = mpsc::channel();
+        for i in 0..5 {
+            let ran_tx = ran_tx.clone();
+            pool.submit(Box::new(move || ran_tx.send(i).unwrap()));
+        }
+        pool.notify(5);
+        let left = pool.shutdown(Duration::from_millis(50));
+        assert_eq!(
+            left,
+            Leftovers {
+                dropped_jobs: 5,
+                busy_workers: 1
+            }
+        );
+        drop(release);
+        drop(ran_tx);
+        assert_eq!(ran.iter().count(), 0, "a queued job ran after shutdown");
     }
 }
