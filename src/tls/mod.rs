@@ -9,7 +9,7 @@
 //! older), only AEAD suites with forward secrecy (the provider's default
 //! list), no renegotiation (rustls has none), ALPN `http/1.1` only.
 //!
-//! The certificate sits behind a [`CertStore`] (rustls'
+//! The certificate sits behind a `CertStore` (rustls'
 //! `ResolvesServerCert`): every handshake takes the current pair under a
 //! read lock, and [`Tls::reload`] swaps in a new pair only after it loaded
 //! and checked completely, so a bad pair on disk never replaces a good one
