@@ -14,6 +14,8 @@
 //! - [`site`]: request → response: the blocking file work, the same in every model.
 //! - [`models`]: ways to run `conn` + `site` on threads and sockets.
 //! - [`sys`]: every `unsafe` and OS-specific call.
+//! - [`tls`]: HTTPS (rustls sessions as a `conn::Transport`, certificates
+//!   and their reload); [`net`]: the PROXY protocol and trusted-proxy blocks.
 //!
 //! Read it in the order a request travels (docs/ARCHITECTURE.md walks it):
 //!
@@ -21,6 +23,7 @@
 //! |---|---|---|
 //! | start: bind, spawn workers | [`server`] | main |
 //! | the event loop: accept, readiness, timers | [`models::reactor::event_loop`], [`models::reactor::timer`] | reactor |
+//! | PROXY header, TLS session around the socket | [`models::reactor::stream`], [`net::proxy_protocol`], [`tls::stream`] | reactor |
 //! | read, parse, write: the connection state machine | [`conn`], [`http::request`] | reactor |
 //! | dispatch to the pool | [`models::reactor::pool`] | reactor → workers |
 //! | resolve the path, open, stat, build the answer | [`site`], [`site::url_path`], [`site::cache`], [`site::listing`], [`http`] | worker |
@@ -33,9 +36,11 @@ pub mod config;
 pub mod conn;
 pub mod http;
 pub mod models;
+pub mod net;
 pub mod server;
 pub mod site;
 pub mod sys;
+pub mod tls;
 
 pub use config::{Cli, Config};
 pub use server::{Handle, Server};

@@ -40,7 +40,13 @@ use crate::http::request::{self, BodyFraming, HeadScanner, Method, Parsed, Reque
 use crate::http::response::{error_response, rewrite_head_to_close, Chunk, Response, Status};
 
 /// The socket operations a connection needs. Implemented for
-/// `mio::net::TcpStream` by the reactor and by fakes in tests and fuzzers.
+/// `mio::net::TcpStream` by the reactor, for a TLS session over any
+/// transport by `tls::stream`, and by fakes in tests and fuzzers.
+///
+/// Contract (edge-triggered readiness relies on it): a `read` that returns
+/// fewer bytes than asked, or `WouldBlock`, has drained the source, so that
+/// only a new readable event can bring more; a transport that buffers
+/// input itself (TLS) keeps reading until that holds.
 pub trait Transport {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
@@ -48,6 +54,30 @@ pub trait Transport {
     fn send_file(&mut self, file: &File, offset: u64, len: usize) -> io::Result<usize>;
     /// Half-closes: the peer sees EOF after the bytes already sent.
     fn shutdown_write(&mut self);
+
+    // Added for TLS; the defaults fit a plain socket.
+
+    /// Sends what the transport buffered itself (TLS records the socket did
+    /// not take: handshake messages, encrypted response bytes, close_notify).
+    /// The connection calls it on every event before anything else, so bytes
+    /// left behind by a `WouldBlock` go out on the next writable event even
+    /// when the connection itself has nothing more to write. `WouldBlock`
+    /// here is normal; any other error ends the connection.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// True while a handshake is under way (no request bytes can come yet):
+    /// an idle connection in this state is held to the head timeout.
+    fn handshaking(&self) -> bool {
+        false
+    }
+
+    /// The client's address as a trusted proxy in front reported it (PROXY
+    /// protocol), once known; used instead of the socket's peer address.
+    fn client_addr(&self) -> Option<IpAddr> {
+        None
+    }
 }
 
 /// The limits a connection enforces; copied from the configuration.
@@ -236,8 +266,10 @@ impl<T: Transport> Connection<T> {
         }
     }
 
+    /// The client's address: the one a trusted proxy reported, else the
+    /// socket's peer.
     pub fn peer(&self) -> IpAddr {
-        self.peer
+        self.io.client_addr().unwrap_or(self.peer)
     }
 
     pub fn is_closed(&self) -> bool {
@@ -259,6 +291,10 @@ impl<T: Transport> Connection<T> {
     /// When the reactor must call [`Connection::on_timeout`], if ever.
     pub fn deadline(&self, limits: &Limits) -> Option<Instant> {
         match &self.state {
+            // A TLS handshake in progress is bounded like a request head.
+            State::Idle { since } if self.io.handshaking() => {
+                Some(*since + limits.keepalive_timeout.min(limits.header_timeout))
+            }
             State::Idle { since } => Some(*since + limits.keepalive_timeout),
             State::ReadingHead { started } | State::ReadingBody { started, .. } => {
                 Some(*started + limits.header_timeout)
@@ -277,6 +313,12 @@ impl<T: Transport> Connection<T> {
             self.inbound = Inbound::Closing;
         } else if cx.readable && self.inbound == Inbound::Drained {
             self.inbound = Inbound::Pending;
+        }
+        if let Err(e) = self.io.flush() {
+            if e.kind() != io::ErrorKind::WouldBlock && !self.is_closed() {
+                log::debug!("{}: flush failed: {e}", self.peer());
+                self.state = State::Closed;
+            }
         }
         loop {
             let step = match &mut self.state {
@@ -325,7 +367,7 @@ impl<T: Transport> Connection<T> {
                 return Action::Close;
             }
         };
-        log::info!("{}: {what} not complete in time; closing", self.peer);
+        log::info!("{}: {what} not complete in time; closing", self.peer());
         self.buf = Vec::new();
         let response = error_response(Status::REQUEST_TIMEOUT, false, false, head_only, &[]);
         self.start_error(response, "-", cx.now);
@@ -341,6 +383,23 @@ impl<T: Transport> Connection<T> {
                 Action::Close
             }
             _ => Action::Wait,
+        }
+    }
+
+    /// Like [`Connection::on_shutdown`], but an idle connection half-closes
+    /// and lingers (reads and discards until EOF or [`LINGER_TIMEOUT`])
+    /// instead of closing: a request the client sent on it at that moment
+    /// meets a FIN (which clients retry on a new connection), not a reset.
+    pub fn on_shutdown_lingering(&mut self, now: Instant) -> Action {
+        match self.state {
+            State::Idle { .. } if self.buf.is_empty() => {
+                self.io.shutdown_write();
+                self.state = State::Lingering {
+                    until: now + LINGER_TIMEOUT,
+                };
+                Action::Wait
+            }
+            _ => self.on_shutdown(),
         }
     }
 
@@ -469,7 +528,7 @@ impl<T: Transport> Connection<T> {
     /// rest of the byte stream can't be trusted.
     fn refuse_head(&mut self, e: request::ParseError, cx: &mut Cx<'_>) {
         let status = Status::for_parse_error(e);
-        log::info!("{}: bad request head ({e:?}) → {}", self.peer, status.0);
+        log::info!("{}: bad request head ({e:?}) → {}", self.peer(), status.0);
         let head_only = request::starts_with_head_method(&self.buf);
         self.buf = Vec::new();
         self.scan = HeadScanner::default();
@@ -488,7 +547,7 @@ impl<T: Transport> Connection<T> {
                 Ok(Read::Data(n)) => n,
                 Ok(Read::WouldBlock) => return Some(Action::Wait),
                 Ok(Read::Eof) | Err(_) => {
-                    log::debug!("{}: gone in the middle of a request body", self.peer);
+                    log::debug!("{}: gone in the middle of a request body", self.peer());
                     self.state = State::Closed;
                     return Some(Action::Close);
                 }
@@ -535,7 +594,7 @@ impl<T: Transport> Connection<T> {
                     State::ReadingBody { head, .. } => head.request_line(),
                     _ => "-".to_owned(),
                 };
-                log::info!("{}: bad chunked body ({e:?}) → {}", self.peer, status.0);
+                log::info!("{}: bad chunked body ({e:?}) → {}", self.peer(), status.0);
                 self.buf = Vec::new();
                 let response = error_response(status, false, false, false, &[]);
                 self.start_error(response, &line, cx.now);
@@ -545,7 +604,7 @@ impl<T: Transport> Connection<T> {
     }
 
     fn start_error(&mut self, mut response: Response, request_line: &str, now: Instant) {
-        response.log = access_log::record(self.peer, request_line, response.status, None, None);
+        response.log = access_log::record(self.peer(), request_line, response.status, None, None);
         let after = After {
             close: true,
             skip_body: 0,
@@ -608,7 +667,10 @@ impl<T: Transport> Connection<T> {
             Err(e) => {
                 // Reset by the peer, or the file shrank under us: the
                 // response can't be finished, so the connection ends.
-                log::debug!("{}: write failed: {e}", self.peer);
+                log::debug!(
+                    "{}: write failed: {e}",
+                    self.io.client_addr().unwrap_or(self.peer)
+                );
                 access_log::write(out.log.take(), out.sent);
                 self.state = State::Closed;
                 return Some(Action::Close);

@@ -11,6 +11,8 @@
 //! Runs on: `send_file` on the reactor thread, `open_beneath` and
 //! `stat_beneath` on workers, `drop_privileges` on the main thread.
 
+pub mod listen_fds;
+
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};

@@ -8,4 +8,5 @@
 pub mod completion;
 pub mod event_loop;
 pub mod pool;
+pub mod stream;
 pub mod timer;
