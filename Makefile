@@ -13,7 +13,7 @@ MODEL ?= reactor
 # (models.rs starts each model itself; fuzz_corpus.rs starts none).
 MODEL_TESTS := $(patsubst tests/%.rs,--test %,$(filter-out tests/models.rs tests/fuzz_corpus.rs,$(wildcard tests/*.rs)))
 
-.PHONY: all build release run test test-model unit lint fmt check-targets test-deps bench bench-idle fuzz fuzz-target fuzz-replay clean
+.PHONY: all build release run test test-model unit lint fmt check-targets test-deps bench bench-deps bench-quick compare-models bench-idle fuzz fuzz-target fuzz-replay clean
 
 all: build
 
@@ -55,9 +55,24 @@ test-deps:
 check-targets:
 	./scripts/check-targets.sh
 
-bench:
-	./benches/setup.sh && ./benches/compare.sh
+## The benchmark tools: wrk, nginx, lighttpd, h2o, strace, valgrind (apt), matplotlib (pip).
+bench-deps:
+	./benches/setup.sh
 
+## stoke vs nginx, lighttpd, h2o on loopback -> BENCHMARKS.md + docs/bench.svg
+## (~12 min; BENCH_QUICK=1 for a ~2 min smoke run; knobs in benches/README.md).
+bench: release
+	PYTHONDONTWRITEBYTECODE=1 SKIP_BUILD=1 python3 benches/bench.py
+
+bench-quick: release
+	PYTHONDONTWRITEBYTECODE=1 SKIP_BUILD=1 BENCH_QUICK=1 python3 benches/bench.py
+
+## stoke's --model choices side by side -> docs/MODELS-results.md + docs/models-*.svg
+## (MODELS_QUICK=1 for a short smoke run).
+compare-models: release
+	PYTHONDONTWRITEBYTECODE=1 SKIP_BUILD=1 python3 benches/models.py
+
+## Idle CPU and memory per idle connection (the older, lighter harness).
 bench-idle:
 	./benches/setup.sh && ./benches/idle.sh
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the integration tests drive, when it is missing: curl, wget,
-# python3 (http.client) and Chromium (the directory-listing browser test).
+# python3 (http.client), Chromium (the directory-listing and HTTPS browser
+# tests), openssl (s_client protocol checks) and HAProxy (the load-balancer
+# test).
 # Idempotent; apt-get runs only if something is missing.
 set -euo pipefail
 
@@ -9,6 +11,8 @@ command -v curl >/dev/null || missing+=(curl)
 command -v wget >/dev/null || missing+=(wget)
 command -v python3 >/dev/null || missing+=(python3)
 command -v chromium >/dev/null || missing+=(chromium)
+command -v openssl >/dev/null || missing+=(openssl)
+command -v haproxy >/dev/null || missing+=(haproxy)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -15,6 +15,8 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::models::Model;
+use crate::net::Cidr;
+pub use crate::tls::TlsFiles;
 
 /// Longest request head (request line + fields) we buffer. nginx and most
 /// servers use 8 KiB; real browser heads are under 2 KiB.
@@ -53,19 +55,15 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: f64 = 10.0;
 /// ranges, validators and precompressed sidecars. RUST_LOG controls logging
 /// (the access log is the `access` target at info level).
 #[derive(Parser, Debug, Clone)]
-#[command(name = "stoke", version, about, long_about = None)]
+#[command(name = "stoke", version = version(), about, long_about = None)]
 pub struct Cli {
     /// Directory to serve.
     #[arg(default_value = ".")]
     pub root: PathBuf,
 
     /// Address to listen on (IPv4 `127.0.0.1:8080` or IPv6 `[::1]:8080`); repeatable.
-    #[arg(
-        short,
-        long = "listen",
-        value_name = "ADDR:PORT",
-        default_value = "127.0.0.1:8080"
-    )]
+    /// [default: 127.0.0.1:8080 when no other listener is given]
+    #[arg(short, long = "listen", value_name = "ADDR:PORT")]
     pub listen: Vec<SocketAddr>,
 
     /// How connections are run: one event loop, a thread pool, or a thread each (see docs/MODELS.md).
@@ -130,6 +128,74 @@ pub struct Cli {
     /// (and its groups); refuse to start if that fails.
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
+
+    // ---- production: TLS, load balancers (see src/tls/, src/net/) ----
+    /// Address to serve HTTPS on (needs --tls-cert and --tls-key); repeatable.
+    #[arg(long = "listen-tls", value_name = "ADDR:PORT")]
+    pub listen_tls: Vec<SocketAddr>,
+
+    /// PEM certificate chain for HTTPS: the server's certificate first, then intermediates.
+    /// Reloaded with the key on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Address on which every plain-HTTP request is answered with a 308 redirect
+    /// to the same URL over HTTPS; repeatable.
+    #[arg(long = "redirect-http", value_name = "ADDR:PORT")]
+    pub redirect_http: Vec<SocketAddr>,
+
+    /// Every connection starts with a PROXY protocol header (v1 or v2) from a load
+    /// balancer; the client address it names is logged and used. Needs --trusted-proxy.
+    #[arg(long)]
+    pub proxy_protocol: bool,
+
+    /// Address or CIDR block allowed to send PROXY headers; others are closed. Repeatable.
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    pub trusted_proxies: Vec<Cidr>,
+
+    /// Bind with SO_REUSEPORT, so that a new stoke can start on the same ports while
+    /// this one drains (zero-downtime restarts without a service manager).
+    #[arg(long)]
+    pub reuse_port: bool,
+}
+
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenKind {
+    Http,
+    Https,
+    /// Plain HTTP answered only with redirects to HTTPS.
+    RedirectToHttps,
+}
+
+/// `stoke --version`: the version, then what this build can do (the
+/// optional parts an operator would ask about).
+pub fn version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| {
+        let mut features = vec![
+            "https (rustls, ring; TLS 1.2, 1.3)",
+            "proxy-protocol (v1, v2)",
+            "socket-activation",
+        ];
+        if cfg!(any(target_os = "linux", target_os = "android")) {
+            features.extend(["reuse-port", "sendfile", "openat2"]);
+        } else {
+            features.push("reuse-port");
+        }
+        if cfg!(feature = "test-hooks") {
+            features.push("test-hooks (NOT FOR PRODUCTION)");
+        }
+        format!(
+            "{}\nfeatures: {}",
+            env!("CARGO_PKG_VERSION"),
+            features.join(", ")
+        )
+    })
 }
 
 /// The validated configuration shared by the reactor and every worker.
@@ -157,6 +223,27 @@ pub struct Config {
     pub user: Option<String>,
     /// `--trace`: log every request's stages (see `trace.rs`).
     pub trace: bool,
+    pub listen_tls: Vec<SocketAddr>,
+    /// Certificate and key, set exactly when there is a TLS listener.
+    pub tls: Option<TlsFiles>,
+    pub redirect_http: Vec<SocketAddr>,
+    /// Connections must start with a PROXY header, from `trusted_proxies` only.
+    pub proxy_protocol: bool,
+    pub trusted_proxies: Vec<Cidr>,
+    pub reuse_port: bool,
+}
+
+impl Config {
+    /// Every listen address with what it serves, in the order they are bound.
+    pub fn listeners(&self) -> Vec<(SocketAddr, ListenKind)> {
+        let plain = self.listen.iter().map(|a| (*a, ListenKind::Http));
+        let tls = self.listen_tls.iter().map(|a| (*a, ListenKind::Https));
+        let redirect = self
+            .redirect_http
+            .iter()
+            .map(|a| (*a, ListenKind::RedirectToHttps));
+        plain.chain(tls).chain(redirect).collect()
+    }
 }
 
 /// A configuration mistake, shown to the user as one line.
@@ -232,9 +319,49 @@ impl Config {
                 return Err(invalid("--cache-control: not a valid header value"));
             }
         }
+        let tls = match (cli.tls_cert, cli.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => return Err(invalid("--tls-cert and --tls-key go together")),
+        };
+        // (A certificate without --listen-tls is fine here: the HTTPS
+        // socket may come from the service manager; the server checks.)
+        if tls.is_none() && !cli.listen_tls.is_empty() {
+            return Err(invalid("--listen-tls needs --tls-cert and --tls-key"));
+        }
+        if !cli.redirect_http.is_empty() && cli.listen_tls.is_empty() {
+            return Err(invalid(
+                "--redirect-http needs a --listen-tls address to redirect to",
+            ));
+        }
+        let reactor_only = !cli.listen_tls.is_empty() || !cli.redirect_http.is_empty();
+        if reactor_only || cli.proxy_protocol {
+            if let Model::Pool | Model::ThreadPerConnection = cli.model {
+                return Err(invalid(&format!(
+                    "--listen-tls, --redirect-http and --proxy-protocol are served by \
+                     --model reactor and reactor-inline, not {}",
+                    cli.model
+                )));
+            }
+        }
+        if cli.proxy_protocol && cli.trusted_proxies.is_empty() {
+            return Err(invalid(
+                "--proxy-protocol needs at least one --trusted-proxy address or CIDR",
+            ));
+        }
+        let mut listen = cli.listen;
+        if listen.is_empty() && cli.listen_tls.is_empty() && cli.redirect_http.is_empty() {
+            listen.push(SocketAddr::from(([127, 0, 0, 1], 8080)));
+        }
         Ok(Config {
             root,
-            listen: cli.listen,
+            listen,
+            listen_tls: cli.listen_tls,
+            tls,
+            redirect_http: cli.redirect_http,
+            proxy_protocol: cli.proxy_protocol,
+            trusted_proxies: cli.trusted_proxies,
+            reuse_port: cli.reuse_port,
             model: cli.model,
             threads,
             max_connections: cli.max_connections,
@@ -349,6 +476,32 @@ mod tests {
     }
 
     #[test]
+    fn tls_only_means_no_default_plain_listener() {
+        let c = cli(&[
+            ".",
+            "--listen-tls",
+            "127.0.0.1:8443",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--redirect-http",
+            "127.0.0.1:8080",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.listeners(),
+            vec![
+                ("127.0.0.1:8443".parse().unwrap(), ListenKind::Https),
+                (
+                    "127.0.0.1:8080".parse().unwrap(),
+                    ListenKind::RedirectToHttps
+                ),
+            ]
+        );
+    }
+
+    #[test]
     fn mistakes_are_one_line() {
         for args in [
             &["/no/such/dir"][..],
@@ -360,6 +513,18 @@ mod tests {
             &[".", "--mime", "md"],
             &[".", "--max-head-size", "100"],
             &[".", "--max-head-size", "1000000000"],
+            &[".", "--listen-tls", "127.0.0.1:1"],
+            &[".", "--listen-tls", "127.0.0.1:1", "--tls-cert", "c.pem"],
+            &[".", "--redirect-http", "127.0.0.1:1"],
+            &[".", "--proxy-protocol"],
+            &[
+                ".",
+                "--model",
+                "pool",
+                "--proxy-protocol",
+                "--trusted-proxy",
+                "127.0.0.1",
+            ],
         ] {
             let e = cli(args).unwrap_err();
             assert!(!e.trim().contains('\n'), "{args:?}: {e}");

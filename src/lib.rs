@@ -15,6 +15,8 @@
 //! - [`models`]: ways to run `conn` + `site` on threads and sockets
 //!   (`--model`; docs/MODELS.md compares them).
 //! - [`sys`]: every `unsafe` and OS-specific call.
+//! - [`tls`]: HTTPS (rustls sessions as a `conn::Transport`, certificates
+//!   and their reload); [`net`]: the PROXY protocol and trusted-proxy blocks.
 //!
 //! Read it in the order a request travels (docs/ARCHITECTURE.md walks it):
 //!
@@ -22,6 +24,7 @@
 //! |---|---|---|
 //! | start: bind, spawn workers | [`server`] | main |
 //! | the event loop: accept, readiness, timers | [`models::reactor::event_loop`], [`models::reactor::timer`] | reactor |
+//! | PROXY header, TLS session around the socket | [`models::reactor::stream`], [`net::proxy_protocol`], [`tls::stream`] | reactor |
 //! | read, parse, write: the connection state machine | [`conn`], [`http::request`] | reactor |
 //! | dispatch to the pool | [`models::reactor::pool`] | reactor → workers |
 //! | resolve the path, open, stat, build the answer | [`site`], [`site::url_path`], [`site::cache`], [`site::listing`], [`http`] | worker |
@@ -36,9 +39,11 @@ pub mod config;
 pub mod conn;
 pub mod http;
 pub mod models;
+pub mod net;
 pub mod server;
 pub mod site;
 pub mod sys;
+pub mod tls;
 pub mod trace;
 
 pub use config::{Cli, Config};

@@ -8,6 +8,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
+use stoke::config::ListenKind;
 use stoke::{Cli, Config, Server};
 
 fn main() -> ExitCode {
@@ -28,8 +29,13 @@ fn main() -> ExitCode {
     if let Err(e) = server.handle_signals() {
         return fail(&format!("cannot install signal handlers: {e}"));
     }
-    for addr in server.local_addrs() {
-        log::info!("serving {} on http://{addr}/", root.display());
+    for (addr, kind) in server.listeners() {
+        let (scheme, what) = match kind {
+            ListenKind::Http => ("http", "serving"),
+            ListenKind::Https => ("https", "serving"),
+            ListenKind::RedirectToHttps => ("http", "redirecting to https"),
+        };
+        log::info!("{what} {} on {scheme}://{addr}/", root.display());
     }
     match server.run() {
         Ok(summary) => {

@@ -11,9 +11,10 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::config::Config;
-use crate::models::{Bound, Model, Shutdown, Summary};
+use crate::config::{Config, ListenKind};
+use crate::models::{Bound, Listeners, Model, Shutdown, Summary};
 use crate::site::Site;
+use crate::tls::Tls;
 
 /// Descriptors kept out of the connection cap for the server itself: stdio,
 /// the poller and its waker, the signal pipe, the root directory, and room
@@ -68,6 +69,8 @@ pub enum StartError {
     Io(&'static str, io::Error),
     /// `--user`: the switch to that user failed.
     User(String, io::Error),
+    /// The TLS certificate or key cannot be used.
+    Tls(crate::tls::TlsError),
 }
 
 impl fmt::Display for StartError {
@@ -76,16 +79,90 @@ impl fmt::Display for StartError {
             StartError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
             StartError::Io(what, e) => write!(f, "cannot {what}: {e}"),
             StartError::User(user, e) => write!(f, "cannot switch to user {user:?}: {e}"),
+            StartError::Tls(e) => write!(f, "{e}"),
         }
     }
 }
 
 impl std::error::Error for StartError {}
 
+// ---- production: socket activation, SO_REUSEPORT (src/sys/listen_fds.rs) ----
+
+/// The listening sockets and what each serves: those passed by a service
+/// manager (socket activation; then the configured addresses are not
+/// bound), else the configured addresses, bound here.
+fn open_listeners(config: &Config) -> Result<(Vec<TcpListener>, Vec<ListenKind>), StartError> {
+    let inherited = crate::sys::listen_fds::inherited()
+        .map_err(|e| StartError::Io("use the sockets passed by the service manager", e))?;
+    if let Some(sockets) = inherited.filter(|s| !s.is_empty()) {
+        log::info!(
+            "socket activation: serving {} passed socket(s); --listen addresses are not bound",
+            sockets.len()
+        );
+        return Ok(sockets
+            .into_iter()
+            .map(|s| (s.listener, kind_of_name(&s.name)))
+            .unzip());
+    }
+    let mut listeners = Vec::new();
+    let mut kinds = Vec::new();
+    for (addr, kind) in config.listeners() {
+        let listener = if config.reuse_port {
+            crate::sys::listen_fds::bind_reuse_port(addr)
+        } else {
+            TcpListener::bind(addr)
+        };
+        listeners.push(listener.map_err(|e| StartError::Bind(addr, e))?);
+        kinds.push(kind);
+    }
+    Ok((listeners, kinds))
+}
+
+/// What a socket passed by the service manager serves, by its name
+/// (`FileDescriptorName=` in the .socket unit).
+fn kind_of_name(name: &str) -> ListenKind {
+    match name {
+        "https" => ListenKind::Https,
+        "http-redirect" => ListenKind::RedirectToHttps,
+        _ => ListenKind::Http,
+    }
+}
+
+/// HTTPS, redirecting listeners and the PROXY protocol are the reactor's
+/// (`Config::from_cli` refuses the flags; this catches passed sockets).
+fn check_model_serves(model: Model, kinds: &[ListenKind]) -> Result<(), StartError> {
+    let blocking = matches!(model, Model::Pool | Model::ThreadPerConnection);
+    if blocking && kinds.iter().any(|k| *k != ListenKind::Http) {
+        return Err(StartError::Io(
+            "serve the passed sockets",
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("HTTPS and redirecting sockets need --model reactor or reactor-inline, not {model}"),
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A certificate needs an HTTPS listener and the other way round.
+fn check_tls_listeners(kinds: &[ListenKind], have_tls: bool) -> Result<(), StartError> {
+    let https = kinds.contains(&ListenKind::Https);
+    let message = match (https, have_tls) {
+        (true, false) => "an HTTPS socket was passed (named \"https\") but no --tls-cert/--tls-key",
+        (false, true) => "--tls-cert/--tls-key given but no HTTPS listener (--listen-tls, or a passed socket named \"https\")",
+        _ => return Ok(()),
+    };
+    Err(StartError::Io(
+        "serve HTTPS",
+        io::Error::new(io::ErrorKind::InvalidInput, message),
+    ))
+}
+
 /// A bound server, ready to [`run`](Server::run).
 pub struct Server {
     model: Bound,
     addrs: Vec<SocketAddr>,
+    kinds: Vec<ListenKind>,
 }
 
 /// Asks a running server to shut down gracefully, from any thread.
@@ -112,10 +189,18 @@ impl Server {
     /// [`Server::local_addrs`] tells which.
     pub fn bind(mut config: Config) -> Result<Server, StartError> {
         crate::trace::init(config.trace);
+        // Before binding: a bad certificate is a start-up error, not a
+        // failure of every handshake later.
+        let tls = match &config.tls {
+            Some(files) => Some(Arc::new(Tls::load(files).map_err(StartError::Tls)?)),
+            None => None,
+        };
         let mut listeners = Vec::new();
         let mut addrs = Vec::new();
-        for addr in &config.listen {
-            let listener = TcpListener::bind(*addr).map_err(|e| StartError::Bind(*addr, e))?;
+        let (bound, kinds) = open_listeners(&config)?;
+        check_tls_listeners(&kinds, tls.is_some())?;
+        check_model_serves(config.model, &kinds)?;
+        for listener in bound {
             addrs.push(
                 listener
                     .local_addr()
@@ -126,7 +211,7 @@ impl Server {
         // Said once the server has started, not before a start-up error.
         let mut lowered_cap = None;
         if let Some(limit) = crate::sys::descriptor_limit() {
-            let cap = connection_cap(limit, config.listen.len(), config.model, config.threads);
+            let cap = connection_cap(limit, listeners.len(), config.model, config.threads);
             if cap < config.max_connections {
                 lowered_cap = Some((config.max_connections, limit));
                 config.max_connections = cap;
@@ -139,6 +224,17 @@ impl Server {
         let site = Arc::new(
             Site::new(Arc::clone(&config)).map_err(|e| StartError::Io("open the root", e))?,
         );
+        let https_port = addrs
+            .iter()
+            .zip(&kinds)
+            .find(|(_, k)| **k == ListenKind::Https)
+            .map_or(443, |(a, _)| a.port());
+        let listeners = Listeners {
+            sockets: listeners,
+            kinds: kinds.clone(),
+            tls,
+            https_port,
+        };
         let model = Bound::new(config.model, listeners, site)
             .map_err(|(what, e)| StartError::Io(what, e))?;
         if let Some((configured, limit)) = lowered_cap {
@@ -151,12 +247,22 @@ impl Server {
                 fds_per_connection(config.model)
             );
         }
-        Ok(Server { model, addrs })
+        Ok(Server {
+            model,
+            addrs,
+            kinds,
+        })
     }
 
-    /// The addresses actually bound (useful with port 0).
+    /// The addresses actually bound (useful with port 0), in the order of
+    /// [`Config::listeners`]: plain, then HTTPS, then redirecting.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The bound addresses with what each serves.
+    pub fn listeners(&self) -> impl Iterator<Item = (SocketAddr, ListenKind)> + '_ {
+        self.addrs.iter().copied().zip(self.kinds.iter().copied())
     }
 
     pub fn handle(&self) -> Handle {
@@ -166,7 +272,8 @@ impl Server {
         }
     }
 
-    /// Shut down gracefully on SIGINT and SIGTERM. (SIGPIPE needs nothing:
+    /// Shut down gracefully on SIGINT and SIGTERM; reload the TLS
+    /// certificate on SIGHUP. (SIGPIPE needs nothing:
     /// Rust programs start with it ignored, so a write to a closed socket is
     /// an `EPIPE` error, never a death.)
     pub fn handle_signals(&mut self) -> io::Result<()> {

@@ -6,6 +6,7 @@
 //! (the limit lowered under it), the request gets 503 with `Retry-After`,
 //! `accept` backs off instead of spinning, and the server recovers by
 //! itself once descriptors are free again.
+#![cfg(target_os = "linux")] // /proc, prlimit(1)
 mod common;
 use common::*;
 
@@ -114,8 +115,13 @@ impl LimitedServer {
             .split_whitespace()
             .collect();
         let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        let hz: u64 = std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+            .unwrap_or(100)
+            .max(1);
         Duration::from_millis(ticks * 1000 / hz)
     }
 
@@ -142,21 +148,13 @@ impl LimitedServer {
 
     /// Sets the server's soft `RLIMIT_NOFILE` while it runs.
     fn set_descriptor_limit(&self, soft: usize) {
-        let new = libc::rlimit {
-            rlim_cur: soft as libc::rlim_t,
-            rlim_max: LIMIT as libc::rlim_t,
-        };
-        // SAFETY: `new` is a valid rlimit for the call; a null old-limit
-        // pointer is allowed.
-        let rc = unsafe {
-            libc::prlimit(
-                self.child.id() as libc::pid_t,
-                libc::RLIMIT_NOFILE,
-                &new,
-                std::ptr::null_mut(),
-            )
-        };
-        assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+        // util-linux's prlimit(1): no `unsafe` outside src/sys/.
+        let status = std::process::Command::new("prlimit")
+            .arg(format!("--pid={}", self.child.id()))
+            .arg(format!("--nofile={soft}:{LIMIT}"))
+            .status()
+            .expect("run prlimit (util-linux)");
+        assert!(status.success(), "prlimit: {status}");
     }
 }
 

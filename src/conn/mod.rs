@@ -43,7 +43,13 @@ use crate::http::response::{error_response, rewrite_head_to_close, Chunk, Respon
 use crate::trace::{self, ConnTrace};
 
 /// The socket operations a connection needs. Implemented for
-/// `mio::net::TcpStream` by the reactor and by fakes in tests and fuzzers.
+/// `mio::net::TcpStream` by the reactor, for a TLS session over any
+/// transport by `tls::stream`, and by fakes in tests and fuzzers.
+///
+/// Contract (edge-triggered readiness relies on it): a `read` that returns
+/// fewer bytes than asked, or `WouldBlock`, has drained the source, so that
+/// only a new readable event can bring more; a transport that buffers
+/// input itself (TLS) keeps reading until that holds.
 pub trait Transport {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
@@ -59,6 +65,30 @@ pub trait Transport {
     /// them: else deadlines set after a long wait start in the past, and a
     /// head that arrived during a shutdown is answered as keep-alive.
     fn refresh(&self, _cx: &mut Cx<'_>) {}
+
+    // Added for TLS; the defaults fit a plain socket.
+
+    /// Sends what the transport buffered itself (TLS records the socket did
+    /// not take: handshake messages, encrypted response bytes, close_notify).
+    /// The connection calls it on every event before anything else, so bytes
+    /// left behind by a `WouldBlock` go out on the next writable event even
+    /// when the connection itself has nothing more to write. `WouldBlock`
+    /// here is normal; any other error ends the connection.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// True while a handshake is under way (no request bytes can come yet):
+    /// an idle connection in this state is held to the head timeout.
+    fn handshaking(&self) -> bool {
+        false
+    }
+
+    /// The client's address as a trusted proxy in front reported it (PROXY
+    /// protocol), once known; used instead of the socket's peer address.
+    fn client_addr(&self) -> Option<IpAddr> {
+        None
+    }
 }
 
 /// The limits a connection enforces; copied from the configuration.
@@ -256,8 +286,10 @@ impl<T: Transport> Connection<T> {
         self.trace.as_deref().and_then(ConnTrace::story)
     }
 
+    /// The client's address: the one a trusted proxy reported, else the
+    /// socket's peer.
     pub fn peer(&self) -> IpAddr {
-        self.peer
+        self.io.client_addr().unwrap_or(self.peer)
     }
 
     pub fn is_closed(&self) -> bool {
@@ -290,6 +322,10 @@ impl<T: Transport> Connection<T> {
     /// When the reactor must call [`Connection::on_timeout`], if ever.
     pub fn deadline(&self, limits: &Limits) -> Option<Instant> {
         match &self.state {
+            // A TLS handshake in progress is bounded like a request head.
+            State::Idle { since } if self.io.handshaking() => {
+                Some(*since + limits.keepalive_timeout.min(limits.header_timeout))
+            }
             State::Idle { since } => Some(*since + limits.keepalive_timeout),
             State::ReadingHead { started } | State::ReadingBody { started, .. } => {
                 Some(*started + limits.header_timeout)
@@ -308,6 +344,12 @@ impl<T: Transport> Connection<T> {
             self.inbound = Inbound::Closing;
         } else if cx.readable && self.inbound == Inbound::Drained {
             self.inbound = Inbound::Pending;
+        }
+        if let Err(e) = self.io.flush() {
+            if e.kind() != io::ErrorKind::WouldBlock && !self.is_closed() {
+                log::debug!("{}: flush failed: {e}", self.peer());
+                self.state = State::Closed;
+            }
         }
         loop {
             let step = match &mut self.state {
@@ -356,7 +398,7 @@ impl<T: Transport> Connection<T> {
                 return Action::Close;
             }
         };
-        log::info!("{}: {what} not complete in time; closing", self.peer);
+        log::info!("{}: {what} not complete in time; closing", self.peer());
         if let Some(t) = &mut self.trace {
             t.stage(format_args!("{what} not complete in time"));
         }
@@ -375,6 +417,23 @@ impl<T: Transport> Connection<T> {
                 Action::Close
             }
             _ => Action::Wait,
+        }
+    }
+
+    /// Like [`Connection::on_shutdown`], but an idle connection half-closes
+    /// and lingers (reads and discards until EOF or [`LINGER_TIMEOUT`])
+    /// instead of closing: a request the client sent on it at that moment
+    /// meets a FIN (which clients retry on a new connection), not a reset.
+    pub fn on_shutdown_lingering(&mut self, now: Instant) -> Action {
+        match self.state {
+            State::Idle { .. } if self.buf.is_empty() => {
+                self.io.shutdown_write();
+                self.state = State::Lingering {
+                    until: now + LINGER_TIMEOUT,
+                };
+                Action::Wait
+            }
+            _ => self.on_shutdown(),
         }
     }
 
@@ -512,7 +571,7 @@ impl<T: Transport> Connection<T> {
     /// rest of the byte stream can't be trusted.
     fn refuse_head(&mut self, e: request::ParseError, cx: &mut Cx<'_>) {
         let status = Status::for_parse_error(e);
-        log::info!("{}: bad request head ({e:?}) → {}", self.peer, status.0);
+        log::info!("{}: bad request head ({e:?}) → {}", self.peer(), status.0);
         if let Some(t) = &mut self.trace {
             t.stage(format_args!("head refused ({e:?}) → {}", status.0));
         }
@@ -534,7 +593,7 @@ impl<T: Transport> Connection<T> {
                 Ok(Read::Data(n)) => n,
                 Ok(Read::WouldBlock) => return Some(Action::Wait),
                 Ok(Read::Eof) | Err(_) => {
-                    log::debug!("{}: gone in the middle of a request body", self.peer);
+                    log::debug!("{}: gone in the middle of a request body", self.peer());
                     self.state = State::Closed;
                     return Some(Action::Close);
                 }
@@ -581,7 +640,7 @@ impl<T: Transport> Connection<T> {
                     State::ReadingBody { head, .. } => head.request_line(),
                     _ => "-".to_owned(),
                 };
-                log::info!("{}: bad chunked body ({e:?}) → {}", self.peer, status.0);
+                log::info!("{}: bad chunked body ({e:?}) → {}", self.peer(), status.0);
                 self.buf = Vec::new();
                 let response = error_response(status, false, false, false, &[]);
                 self.start_error(response, &line, cx.now);
@@ -591,7 +650,7 @@ impl<T: Transport> Connection<T> {
     }
 
     fn start_error(&mut self, mut response: Response, request_line: &str, now: Instant) {
-        response.log = access_log::record(self.peer, request_line, response.status, None, None);
+        response.log = access_log::record(self.peer(), request_line, response.status, None, None);
         let after = After {
             close: true,
             skip_body: 0,
@@ -658,7 +717,10 @@ impl<T: Transport> Connection<T> {
             Err(e) => {
                 // Reset by the peer, or the file shrank under us: the
                 // response can't be finished, so the connection ends.
-                log::debug!("{}: write failed: {e}", self.peer);
+                log::debug!(
+                    "{}: write failed: {e}",
+                    self.io.client_addr().unwrap_or(self.peer)
+                );
                 if let Some(t) = &mut self.trace {
                     t.finished(out.sent, "write failed");
                 }

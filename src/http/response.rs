@@ -22,6 +22,7 @@ impl Status {
     pub const NO_CONTENT: Status = Status(204);
     pub const PARTIAL_CONTENT: Status = Status(206);
     pub const MOVED_PERMANENTLY: Status = Status(301);
+    pub const PERMANENT_REDIRECT: Status = Status(308);
     pub const NOT_MODIFIED: Status = Status(304);
     pub const BAD_REQUEST: Status = Status(400);
     pub const FORBIDDEN: Status = Status(403);
@@ -45,6 +46,7 @@ impl Status {
             206 => "Partial Content",
             301 => "Moved Permanently",
             304 => "Not Modified",
+            308 => "Permanent Redirect",
             400 => "Bad Request",
             403 => "Forbidden",
             404 => "Not Found",

@@ -18,13 +18,14 @@
 //! - a `Dispatch` is answered right here with `site::handle`, a `Yield`
 //!   (write budget used) is just another turn.
 //!
-//! Shutdown has to reach threads asleep in `poll`, in `accept` and in `read`.
-//! The accepting threads wait in `poll(2)` on the listeners *and* the
-//! `Alarm`, which rings on shutdown. A thread asleep in `read` on an idle
-//! keep-alive connection is woken by the shutdown thread half-closing that
-//! socket (`shutdown(SHUT_RD)`: the read returns EOF), which is why every
-//! open connection is in the `Registry`; past the deadline the rest are
-//! shut both ways, which ends any blocked write too.
+//! Shutdown has to reach threads asleep waiting for a client or for a
+//! connection's next request, so those two waits are `poll(2)`s that also
+//! watch the `Alarm`, which rings on shutdown: the accepting threads poll
+//! the listeners, and a thread whose connection is idle between requests
+//! polls its socket, then reads (or, once the alarm has rung, half-closes
+//! and lingers, as the reactor does with its idle connections). Past the
+//! deadline the sockets still open (every one is in the `Registry`) are shut
+//! both ways, which ends any blocked read or write.
 //!
 //! Runs on: the blocking models' threads; `Shared::drain` on the thread
 //! that called `Server::run`.
@@ -209,6 +210,11 @@ impl Shared {
             self.slots.release();
             return None;
         };
+        Some(self.register(stream, peer))
+    }
+
+    /// An accepted socket becomes a `Client` (its slot already taken).
+    fn register(self: &Arc<Self>, stream: TcpStream, peer: SocketAddr) -> Client {
         // On BSD an accepted socket inherits the listener's non-blocking
         // flag; this driver needs it blocking.
         let _ = stream.set_nonblocking(false);
@@ -216,12 +222,12 @@ impl Shared {
         let _ = stream.set_nodelay(true);
         self.connections.fetch_add(1, Ordering::Relaxed);
         let (key, slot) = self.registry.insert(stream);
-        Some(Client {
+        Client {
             shared: Arc::clone(self),
             key,
             slot,
             peer,
-        })
+        }
     }
 
     pub(crate) fn request_shutdown(&self) {
@@ -247,19 +253,24 @@ impl Shared {
         }
     }
 
-    /// The graceful shutdown, once a shutdown was requested: close idle
-    /// connections and the listeners, let busy connections finish until the
-    /// shutdown deadline (or a second signal), cut off the rest, and wait
-    /// for the model's threads.
-    pub(crate) fn drain(&self) -> Summary {
-        let running = &*self.running;
-        // Draining first: a head parsed from now on is answered with
-        // `Connection: close`, before a client can notice the closed listener.
-        let busy = self.registry.begin_drain();
-        self.acceptor.close();
+    /// The graceful shutdown, once a shutdown was requested and the
+    /// accepting threads have stopped: serve the backlog and close the
+    /// listeners, let the connections finish (idle ones linger, see
+    /// `drive`) until the shutdown deadline or a second signal, cut off the
+    /// rest, and wait for the model's threads.
+    pub(crate) fn drain(self: &Arc<Self>) -> Summary {
+        let running = &self.running;
+        // Closing a listener resets every connection still queued in its
+        // backlog, so those are accepted first, past `--max-connections`,
+        // and each served on a thread of its own (as the reactor does).
+        for (stream, peer) in self.acceptor.accept_backlog_and_close() {
+            self.slots.take_past_the_cap();
+            spawn_for(self.register(stream, peer), running);
+        }
         log::info!(
-            "stopped accepting; waiting up to {:?} for {busy} connections in flight",
-            self.shutdown_timeout
+            "stopped accepting; waiting up to {:?} for {} connections in flight",
+            self.shutdown_timeout,
+            self.registry.len()
         );
         let mut cut_off = 0;
         let mut busy_workers = 0;
@@ -310,6 +321,24 @@ impl Drop for Client {
     }
 }
 
+/// Serves `client` on a new thread, counted in `running`. If no thread can
+/// be started (out of threads or memory), the client is closed unanswered,
+/// like a refused connection.
+pub(crate) fn spawn_for(client: Client, running: &Arc<Running>) {
+    let thread = running.enter();
+    let scratch_len = client.shared.scratch_len;
+    let spawned = thread::Builder::new()
+        .name("stoke-conn".into())
+        .spawn(move || {
+            let mut scratch = vec![0; scratch_len];
+            serve(client, &mut scratch);
+            drop(thread);
+        });
+    if let Err(e) = spawned {
+        log::warn!("cannot start a thread for a client: {e}; closing it");
+    }
+}
+
 /// What the driver does next for its connection.
 enum Next {
     /// Let the connection make progress on its socket (or time out).
@@ -335,38 +364,25 @@ fn drive(client: Client, scratch: &mut [u8]) {
     let shared = &*client.shared;
     let limits = &shared.limits;
     let peer = client.peer.ip();
-    let stream = BlockingStream::new(
-        Arc::clone(&client.slot),
-        Arc::clone(&shared.registry.draining),
-    );
+    let stream = BlockingStream::new(Arc::clone(&client.slot), Arc::clone(&shared.shutdown));
     let mut conn = Connection::new(stream, peer, Instant::now());
+    // Requests dispatched so far. Until the first, a shutdown does not
+    // count the connection as idle: it may be a client from the backlog
+    // whose request is on its way (the reactor's `has_requested`).
     let mut requests = 0;
-    // What the registry was last told: is this connection idle?
-    let mut marked_idle = false;
     let mut next = Next::Resume;
     loop {
-        let idle = conn.is_idle();
-        if let Next::Resume = next {
-            // Tell the registry first, then look at `draining`: a shutdown
-            // starting meanwhile either is seen here (and an idle connection
-            // does not wait in `read`) or sees us idle and wakes our read.
-            if idle != marked_idle {
-                client.slot.idle.store(idle, Ordering::SeqCst);
-                marked_idle = idle;
-            }
-        }
         let now = Instant::now();
         let mut cx = Cx {
             now,
             limits,
             scratch: &mut *scratch,
-            draining: shared.registry.is_draining(),
+            draining: requests > 0 && shared.shutdown.is_requested(),
             readable: true,
             read_closed: false,
         };
         let action = match next {
             Next::Answer(head) => {
-                requests += 1;
                 let story = conn.trace_story();
                 if let Some(s) = story {
                     let thread = thread::current();
@@ -381,40 +397,73 @@ fn drive(client: Client, scratch: &mut [u8]) {
             }
             Next::Resume => match conn.deadline(limits) {
                 Some(deadline) if deadline <= now => conn.on_timeout(&mut cx),
-                deadline => {
-                    // Draining: an idle connection only takes a request that
-                    // has already arrived (as the reactor's does), and closes
-                    // rather than wait for one in `read`.
-                    let turn = if idle && cx.draining {
-                        Turn::NoWait
-                    } else {
-                        Turn::MayBlock { until: deadline }
-                    };
-                    conn.transport_mut().arm(turn);
-                    let action = conn.resume(&mut cx);
-                    conn.transport_mut().disarm();
-                    action
+                Some(deadline) if requests > 0 && conn.is_idle() => {
+                    // Between requests: wait where a shutdown can reach us.
+                    match wait_for_request(&client.slot.stream, &shared.alarm, deadline - now) {
+                        Between::Request => resume(&mut conn, Some(deadline), &mut cx),
+                        Between::Shutdown => conn.on_shutdown_lingering(now),
+                        // The next turn finds the deadline passed.
+                        Between::Nothing => Action::Wait,
+                    }
                 }
+                deadline => resume(&mut conn, deadline, &mut cx),
             },
         };
         next = match action {
             // Blocking I/O never waits for readiness: "wait" here means a
             // call timed out or this turn's one blocking call was made.
             Action::Wait | Action::Yield => Next::Resume,
-            Action::Dispatch(head) => Next::Answer(head),
+            Action::Dispatch(head) => {
+                requests += 1;
+                conn.transport_mut().has_requested = true;
+                Next::Answer(head)
+            }
             Action::Close => break,
         };
     }
     shared.requests.fetch_add(requests, Ordering::Relaxed);
 }
 
+/// One turn: the connection may make one blocking call, until `deadline`.
+fn resume(
+    conn: &mut Connection<BlockingStream>,
+    deadline: Option<Instant>,
+    cx: &mut Cx<'_>,
+) -> Action {
+    conn.transport_mut().arm(deadline);
+    let action = conn.resume(cx);
+    conn.transport_mut().disarm();
+    action
+}
+
+/// What ended the wait for a connection's next request.
+enum Between {
+    /// The socket is readable: a request (or the client's EOF) is here.
+    Request,
+    /// The server is shutting down, and nothing has arrived.
+    Shutdown,
+    /// The wait timed out.
+    Nothing,
+}
+
+/// Waits up to `timeout` for `stream` to be readable or `alarm` to ring.
+/// A request that arrives as the alarm rings is still served.
+fn wait_for_request(stream: &TcpStream, alarm: &Alarm, timeout: Duration) -> Between {
+    let mut ready = [false; 2];
+    match sys::wait_readable(&[stream.as_fd(), alarm.fd()], Some(timeout), &mut ready) {
+        Ok(_) if ready[0] => Between::Request,
+        Ok(_) if ready[1] => Between::Shutdown,
+        Ok(_) => Between::Nothing,
+        // Interrupted (a signal), or poll failing: let the read decide.
+        Err(_) => Between::Request,
+    }
+}
+
 /// Whether the next socket call of this turn may block, and until when.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Turn {
+enum Turn {
     /// One call may block until the deadline (`None`: no deadline).
     MayBlock { until: Option<Instant> },
-    /// One call, which must not block (it reports `WouldBlock` instead).
-    NoWait,
     /// This turn's call was made (or none is allowed, as when answering a
     /// dispatch): further calls report `WouldBlock`, and the driver starts
     /// a new turn with the deadline as it is now.
@@ -426,8 +475,10 @@ pub(crate) enum Turn {
 pub(crate) struct BlockingStream {
     /// The socket, shared with the registry so that shutdown can reach it.
     slot: Arc<Slot>,
-    /// The registry's `draining`.
-    draining: Arc<AtomicBool>,
+    /// Whether the server is shutting down ...
+    shutdown: Arc<Shutdown>,
+    /// ... which counts for the connection once it has sent a request.
+    has_requested: bool,
     turn: Turn,
     /// The timeouts set on the socket (whole milliseconds, so a deadline a
     /// few microseconds further away costs no `setsockopt`).
@@ -436,33 +487,34 @@ pub(crate) struct BlockingStream {
 }
 
 impl BlockingStream {
-    fn new(slot: Arc<Slot>, draining: Arc<AtomicBool>) -> BlockingStream {
+    fn new(slot: Arc<Slot>, shutdown: Arc<Shutdown>) -> BlockingStream {
         BlockingStream {
             slot,
-            draining,
+            shutdown,
+            has_requested: false,
             turn: Turn::Spent,
             read_timeout: None,
             write_timeout: None,
         }
     }
 
-    /// Allows one call this turn, as `turn` says.
-    pub(crate) fn arm(&mut self, turn: Turn) {
-        self.turn = turn;
+    /// Allows one blocking call, until `deadline`.
+    fn arm(&mut self, deadline: Option<Instant>) {
+        self.turn = Turn::MayBlock { until: deadline };
     }
 
-    pub(crate) fn disarm(&mut self) {
+    fn disarm(&mut self) {
         self.turn = Turn::Spent;
     }
 
-    /// Uses up the turn: how long the call may wait, or `WouldBlock` when
-    /// no call may be made now (turn spent, or deadline reached).
-    fn take_turn(&mut self) -> io::Result<Wait> {
-        let until = match std::mem::replace(&mut self.turn, Turn::Spent) {
-            Turn::Spent => return Err(io::ErrorKind::WouldBlock.into()),
-            Turn::NoWait => return Ok(Wait::No),
-            Turn::MayBlock { until: None } => return Ok(Wait::Up(None)),
-            Turn::MayBlock { until: Some(until) } => until,
+    /// Uses up the turn; the timeout the call should have, or `WouldBlock`
+    /// when no call may block now (turn spent, or deadline reached).
+    fn take_turn(&mut self) -> io::Result<Option<Duration>> {
+        let Turn::MayBlock { until } = std::mem::replace(&mut self.turn, Turn::Spent) else {
+            return Err(io::ErrorKind::WouldBlock.into());
+        };
+        let Some(until) = until else {
+            return Ok(None);
         };
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -470,15 +522,20 @@ impl BlockingStream {
         }
         // Rounded up: the call must not return before the deadline.
         let millis = left.as_nanos().div_ceil(1_000_000) as u64;
-        Ok(Wait::Up(Some(Duration::from_millis(millis))))
+        Ok(Some(Duration::from_millis(millis)))
+    }
+
+    fn prepare_read(&mut self) -> io::Result<()> {
+        let timeout = self.take_turn()?;
+        if timeout != self.read_timeout {
+            self.slot.stream.set_read_timeout(timeout)?;
+            self.read_timeout = timeout;
+        }
+        Ok(())
     }
 
     fn prepare_write(&mut self) -> io::Result<()> {
-        // Only an idle connection's read is ever asked not to wait.
-        let timeout = match self.take_turn()? {
-            Wait::Up(timeout) => timeout,
-            Wait::No => return Err(io::ErrorKind::WouldBlock.into()),
-        };
+        let timeout = self.take_turn()?;
         if timeout != self.write_timeout {
             self.slot.stream.set_write_timeout(timeout)?;
             self.write_timeout = timeout;
@@ -487,33 +544,10 @@ impl BlockingStream {
     }
 }
 
-/// How long this turn's call may wait.
-enum Wait {
-    /// Up to the socket timeout (`None`: no limit).
-    Up(Option<Duration>),
-    /// Not at all.
-    No,
-}
-
 impl Transport for BlockingStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.take_turn()? {
-            Wait::Up(timeout) => {
-                if timeout != self.read_timeout {
-                    self.slot.stream.set_read_timeout(timeout)?;
-                    self.read_timeout = timeout;
-                }
-                (&self.slot.stream).read(buf)
-            }
-            // Rare (once per idle connection in a shutdown): two more
-            // system calls rather than a `recv` flag std does not offer.
-            Wait::No => {
-                self.slot.stream.set_nonblocking(true)?;
-                let result = (&self.slot.stream).read(buf);
-                self.slot.stream.set_nonblocking(false)?;
-                result
-            }
-        }
+        self.prepare_read()?;
+        (&self.slot.stream).read(buf)
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
@@ -533,34 +567,27 @@ impl Transport for BlockingStream {
     /// A call may have slept for seconds: read the clock and the flag again.
     fn refresh(&self, cx: &mut Cx<'_>) {
         cx.now = Instant::now();
-        cx.draining = self.draining.load(Ordering::SeqCst);
+        cx.draining = self.has_requested && self.shutdown.is_requested();
     }
 }
 
 /// One open connection as the registry sees it.
 pub(crate) struct Slot {
     stream: TcpStream,
-    /// Idle between requests: shutdown wakes its thread's `read`.
-    idle: AtomicBool,
 }
 
-/// The connections being served, so that shutdown can reach their sockets
-/// from another thread.
+/// The connections being served, so that a shutdown past its deadline can
+/// reach their sockets from another thread.
 #[derive(Default)]
 struct Registry {
     slots: Mutex<Slab<Arc<Slot>>>,
     /// How many, for `Handle::open_connections`.
     open: Arc<AtomicUsize>,
-    /// Shutdown has begun: connections finish their response, then close.
-    draining: Arc<AtomicBool>,
 }
 
 impl Registry {
     fn insert(&self, stream: TcpStream) -> (usize, Arc<Slot>) {
-        let slot = Arc::new(Slot {
-            stream,
-            idle: AtomicBool::new(false),
-        });
+        let slot = Arc::new(Slot { stream });
         let mut slots = lock(&self.slots);
         let key = slots.insert(Arc::clone(&slot));
         self.open.store(slots.len(), Ordering::Relaxed);
@@ -573,25 +600,8 @@ impl Registry {
         self.open.store(slots.len(), Ordering::Relaxed);
     }
 
-    fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
-    }
-
-    /// Starts draining and wakes every idle connection's thread (its `read`
-    /// returns EOF, and the connection closes as the reactor closes its idle
-    /// ones). Returns how many connections are busy.
-    fn begin_drain(&self) -> usize {
-        self.draining.store(true, Ordering::SeqCst);
-        let slots = lock(&self.slots);
-        let mut busy = 0;
-        for (_, slot) in slots.iter() {
-            if slot.idle.load(Ordering::SeqCst) {
-                let _ = slot.stream.shutdown(Direction::Read);
-            } else {
-                busy += 1;
-            }
-        }
-        busy
+    fn len(&self) -> usize {
+        lock(&self.slots).len()
     }
 
     /// The shutdown deadline has passed: shut every socket both ways, which
@@ -656,24 +666,45 @@ impl Acceptor {
         }
     }
 
-    /// Closes the listeners: new clients are refused. Waits for the thread
-    /// inside `accept` to leave, which the alarm makes prompt.
-    fn close(&self) {
-        lock(&self.listeners).clear();
+    /// Accepts every client still queued on the listeners, then closes them
+    /// (new clients are refused). Waits for the thread inside `accept` to
+    /// leave, which the alarm makes prompt.
+    fn accept_backlog_and_close(&self) -> Vec<(TcpStream, SocketAddr)> {
+        let mut listeners = lock(&self.listeners);
+        let mut queued = Vec::new();
+        for listener in listeners.iter() {
+            loop {
+                match listener.accept() {
+                    Ok(client) => queued.push(client),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if is_resource_exhaustion(&e) => {
+                        log::warn!(
+                            "accept at shutdown: {e}; connections still queued will be reset"
+                        );
+                        break;
+                    }
+                    Err(e) => log::debug!("accept: {e}"),
+                }
+            }
+        }
+        listeners.clear();
+        queued
     }
 }
 
 /// The connection cap as a counting semaphore: a thread takes a slot before
 /// it accepts, so past `--max-connections` clients wait in the backlog.
 struct Slots {
-    free: Mutex<usize>,
+    /// Below zero while the backlog accepted at shutdown is served.
+    free: Mutex<isize>,
     freed: Condvar,
 }
 
 impl Slots {
     fn new(max: usize) -> Slots {
         Slots {
-            free: Mutex::new(max),
+            free: Mutex::new(isize::try_from(max).unwrap_or(isize::MAX)),
             freed: Condvar::new(),
         }
     }
@@ -693,6 +724,11 @@ impl Slots {
             }
             free = self.freed.wait(free).unwrap_or_else(|e| e.into_inner());
         }
+    }
+
+    /// Takes a slot even if none is free (the backlog at shutdown).
+    fn take_past_the_cap(&self) {
+        *lock(&self.free) -= 1;
     }
 
     fn release(&self) {
@@ -815,12 +851,12 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (ours, _) = listener.accept().unwrap();
-        let slot = Arc::new(Slot {
-            stream: ours,
-            idle: AtomicBool::new(false),
-        });
-        let draining = Arc::new(AtomicBool::new(false));
-        (BlockingStream::new(slot, draining), peer)
+        let slot = Arc::new(Slot { stream: ours });
+        let shutdown = Arc::new(Shutdown::new(
+            Arc::new(AtomicBool::new(false)),
+            Box::new(|| {}),
+        ));
+        (BlockingStream::new(slot, shutdown), peer)
     }
 
     #[test]
@@ -832,62 +868,27 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
 
         peer.write_all(b"hi").unwrap();
-        stream.arm(Turn::MayBlock { until: None });
+        stream.arm(None);
         assert_eq!(stream.read(&mut buf).unwrap(), 2);
         // The turn is spent: a second read would block with a stale deadline.
         let e = stream.read(&mut buf).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
 
         // Nothing to read: the read times out at the deadline.
-        stream.arm(Turn::MayBlock {
-            until: Some(Instant::now() + Duration::from_millis(20)),
-        });
+        stream.arm(Some(Instant::now() + Duration::from_millis(20)));
         let e = stream.read(&mut buf).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
         assert_eq!(stream.read_timeout, Some(Duration::from_millis(20)));
 
         // A deadline already passed: no system call at all.
-        stream.arm(Turn::MayBlock {
-            until: Some(Instant::now()),
-        });
+        stream.arm(Some(Instant::now()));
         let e = stream.read(&mut buf).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
     }
 
-    /// An idle connection during a shutdown takes a request that already
-    /// arrived, but must not wait in `read` for one (its thread would hold
-    /// the shutdown until the keep-alive timeout).
     #[test]
-    fn a_no_wait_turn_reads_what_is_there_and_never_blocks() {
-        let (mut stream, mut peer) = pair();
-        let mut buf = [0u8; 16];
-        stream.arm(Turn::NoWait);
-        let e = stream.read(&mut buf).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
-
-        peer.write_all(b"GET").unwrap();
-        // Until the bytes are there (loopback: at once, but not atomically).
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let n = loop {
-            stream.arm(Turn::NoWait);
-            match stream.read(&mut buf) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err(e) => panic!("{e}"),
-            }
-        };
-        assert_eq!(&buf[..n], b"GET");
-        // And the socket is blocking again for the next turn.
-        peer.write_all(b"!").unwrap();
-        stream.arm(Turn::MayBlock { until: None });
-        assert_eq!(stream.read(&mut buf).unwrap(), 1);
-    }
-
-    #[test]
-    fn refresh_reads_the_clock_and_the_draining_flag() {
-        let (stream, _peer) = pair();
+    fn refresh_reads_the_clock_and_the_shutdown_flag_once_a_request_came() {
+        let (mut stream, _peer) = pair();
         let limits = Limits {
             max_head: 1024,
             header_timeout: Duration::from_secs(1),
@@ -904,9 +905,39 @@ mod tests {
             read_closed: false,
         };
         std::thread::sleep(Duration::from_millis(5));
-        stream.draining.store(true, Ordering::SeqCst);
+        stream.shutdown.request();
         stream.refresh(&mut cx);
         assert!(cx.now >= before + Duration::from_millis(5));
+        // No request yet: a client from the backlog is served normally.
+        assert!(!cx.draining);
+        stream.has_requested = true;
+        stream.refresh(&mut cx);
         assert!(cx.draining);
     }
+
+    #[test]
+    fn the_wait_between_requests_ends_for_a_request_or_a_shutdown() {
+        let (stream, mut peer) = pair();
+        let alarm = Alarm::new().unwrap();
+        let stream = &stream.slot.stream;
+        let short = Duration::from_millis(10);
+        assert!(matches!(
+            wait_for_request(stream, &alarm, short),
+            Between::Nothing
+        ));
+        alarm.ring();
+        assert!(matches!(
+            wait_for_request(stream, &alarm, short),
+            Between::Shutdown
+        ));
+        // A request that came as the alarm rang is served.
+        peer.write_all(b"GET").unwrap();
+        assert!(matches!(
+            wait_for_request(stream, &alarm, IO_LIMIT),
+            Between::Request
+        ));
+    }
+
+    /// Bounds a wait that should end at once.
+    const IO_LIMIT: Duration = Duration::from_secs(20);
 }

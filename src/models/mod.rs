@@ -22,7 +22,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::ListenKind;
 use crate::site::Site;
+use crate::tls::Tls;
 
 pub mod blocking;
 pub mod blocking_pool;
@@ -126,6 +128,16 @@ impl Shutdown {
     }
 }
 
+/// The bound listening sockets and what each serves (all plain HTTP for
+/// the blocking models; see `server.rs`).
+pub(crate) struct Listeners {
+    pub sockets: Vec<TcpListener>,
+    pub kinds: Vec<ListenKind>,
+    pub tls: Option<Arc<Tls>>,
+    /// The port redirects point to (the first HTTPS listener's).
+    pub https_port: u16,
+}
+
 /// A model set up by `Server::bind`: listeners bound, ready to run.
 pub(crate) enum Bound {
     /// Boxed: the reactor's state is large and the enum is moved around.
@@ -137,7 +149,7 @@ impl Bound {
     /// Sets up `model` on the bound `listeners`. The error names what failed.
     pub(crate) fn new(
         model: Model,
-        listeners: Vec<TcpListener>,
+        listeners: Listeners,
         site: Arc<Site>,
     ) -> Result<Bound, (&'static str, io::Error)> {
         Ok(match model {
@@ -152,12 +164,12 @@ impl Bound {
                 reactor::FileWork::Inline,
             )?)),
             Model::Pool => Bound::Blocking(blocking::Bound::new(
-                listeners,
+                listeners.sockets,
                 site,
                 blocking::Threads::Pool,
             )?),
             Model::ThreadPerConnection => Bound::Blocking(blocking::Bound::new(
-                listeners,
+                listeners.sockets,
                 site,
                 blocking::Threads::PerConnection,
             )?),

@@ -4,7 +4,7 @@
 //! The simplest server there is: a thread per client, blocking calls, no
 //! queue. A new thread costs a `clone` and a stack (virtual 2 MiB, a few
 //! KiB touched) per connection, and an idle keep-alive client holds its
-//! thread asleep in `read`. `--max-connections` caps the threads: past it,
+//! thread asleep in `poll`. `--max-connections` caps the threads: past it,
 //! clients wait in the kernel's backlog. Compare with `blocking_pool.rs`
 //! (`diff` them): the driver is the same, only who owns the threads differs.
 //!
@@ -13,7 +13,6 @@
 
 use std::io;
 use std::sync::Arc;
-use std::thread;
 
 use crate::models::blocking::{self, Shared};
 use crate::models::Summary;
@@ -23,20 +22,8 @@ pub(crate) fn run(shared: Arc<Shared>) -> io::Result<Summary> {
     let running = shared.running();
     // The accept loop runs here; only this thread accepts.
     while let Some(client) = shared.accept() {
-        let thread = running.enter();
-        let scratch_len = shared.scratch_len;
-        let spawned = thread::Builder::new()
-            .name("stoke-conn".into())
-            .spawn(move || {
-                let mut scratch = vec![0; scratch_len];
-                blocking::serve(client, &mut scratch);
-                drop(thread);
-            });
-        if let Err(e) = spawned {
-            // Out of threads (or memory): the client is closed unanswered
-            // (dropping the closure drops it), like a refused connection.
-            log::warn!("cannot start a thread for a client: {e}; closing it");
-        }
+        // A new thread, which ends with the client (`blocking::spawn_for`).
+        blocking::spawn_for(client, running);
     }
     Ok(shared.drain())
 }

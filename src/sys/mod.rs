@@ -12,6 +12,8 @@
 //! `stat_beneath` on workers, `drop_privileges` on the main thread;
 //! `wait_readable` (in `poll.rs`) on the blocking models' accepting threads.
 
+pub mod listen_fds;
+
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};

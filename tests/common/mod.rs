@@ -56,6 +56,21 @@ pub fn skip_unless(only: Model, test: &str) -> bool {
     false
 }
 
+/// For a test of what only the reactor models serve (HTTPS, redirects, the
+/// PROXY protocol; the blocking models refuse those flags): `true` (run
+/// it) under `reactor` or `reactor-inline`, else prints a note and returns
+/// `false`.
+pub fn runs_on_reactor_models(test: &str) -> bool {
+    if matches!(model(), Model::Reactor | Model::ReactorInline) {
+        return true;
+    }
+    println!(
+        "SKIPPED {test}: HTTPS and the PROXY protocol are served by the reactor models, not {}",
+        model()
+    );
+    false
+}
+
 /// A configuration with every default for `model`, serving `root` on
 /// 127.0.0.1:0 (defaults such as `--threads` depend on the model).
 pub fn config_for(root: &Path, model: Model) -> Config {

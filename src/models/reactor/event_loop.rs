@@ -32,7 +32,7 @@
 
 use std::io;
 use std::mem;
-use std::net::{Shutdown, SocketAddr};
+use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -42,13 +42,19 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+use crate::config::ListenKind;
 use crate::conn::{Action, Connection, Cx, Limits, Transport};
+use crate::http::request::RequestHead;
+use crate::http::response::Response;
 use crate::models::reactor::completion::{Completion, CompletionQueue};
 use crate::models::reactor::pool::Pool;
+use crate::models::reactor::stream::{ProxyHeader, Socket, Stream};
 use crate::models::reactor::timer::{Expiry, Timers};
 use crate::models::{is_resource_exhaustion, Summary, ACCEPT_BACKOFF, SCRATCH_SIZE};
 use crate::site::{self, Site};
 use crate::sys;
+use crate::tls::stream::TlsStream;
+use crate::tls::Tls;
 use crate::trace;
 
 /// Tokens at the top of the range name the non-connection sources; slab keys
@@ -106,7 +112,12 @@ impl Readiness {
 
 /// A slab slot: the connection and the bookkeeping the reactor keeps for it.
 struct Entry {
-    conn: Connection<TcpStream>,
+    conn: Connection<Stream>,
+    /// What the listener that accepted it serves.
+    kind: ListenKind,
+    /// It has sent a request. Until then a shutdown does not count it as
+    /// idle: it may be a client from the backlog whose request is on its way.
+    has_requested: bool,
     /// Distinguishes this connection from earlier ones in the same slot.
     generation: u64,
     /// The earliest deadline already in the timer heap for this connection.
@@ -116,6 +127,12 @@ struct Entry {
 pub struct Reactor {
     pub(crate) poll: Poll,
     pub(crate) listeners: Vec<TcpListener>,
+    /// What each listener serves (same order as `listeners`).
+    pub(crate) listener_kinds: Vec<ListenKind>,
+    /// The TLS configuration, when there are HTTPS listeners.
+    pub(crate) tls: Option<Arc<Tls>>,
+    /// The port redirects point to (the first HTTPS listener's).
+    pub(crate) https_port: u16,
     connections: Slab<Entry>,
     next_generation: u64,
     timers: Timers,
@@ -165,7 +182,10 @@ impl Reactor {
         };
         Reactor {
             poll,
+            listener_kinds: vec![ListenKind::Http; listeners.len()],
             listeners,
+            tls: None,
+            https_port: 443,
             connections: Slab::with_capacity(1024),
             next_generation: 0,
             timers: Timers::new(),
@@ -329,7 +349,10 @@ impl Reactor {
                 return;
             };
             match listener.accept() {
-                Ok((stream, peer)) => self.add_connection(stream, peer, now),
+                Ok((stream, peer)) => {
+                    let kind = self.listener_kinds.get(index).copied();
+                    self.add_connection(stream, peer, kind.unwrap_or(ListenKind::Http), now)
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if is_resource_exhaustion(&e) => {
@@ -350,13 +373,16 @@ impl Reactor {
         }
     }
 
-    fn add_connection(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
+    fn add_connection(&mut self, tcp: TcpStream, peer: SocketAddr, kind: ListenKind, now: Instant) {
         // Responses go out whole; Nagle's delay would only slow the last packet.
-        let _ = stream.set_nodelay(true);
+        let _ = tcp.set_nodelay(true);
+        let Some(mut stream) = self.wrap(tcp, peer, kind) else {
+            return;
+        };
         let slot = self.connections.vacant_entry();
         let key = slot.key();
         if let Err(e) = self.poll.registry().register(
-            &mut stream,
+            stream.tcp_mut(),
             Token(key),
             Interest::READABLE | Interest::WRITABLE,
         ) {
@@ -367,6 +393,8 @@ impl Reactor {
         self.summary.connections += 1;
         slot.insert(Entry {
             conn: Connection::new(stream, peer.ip(), now),
+            kind,
+            has_requested: false,
             generation: self.next_generation,
             armed: None,
         });
@@ -416,15 +444,17 @@ impl Reactor {
         readiness: Readiness,
         now: Instant,
         submitted: &mut usize,
-        step: impl FnOnce(&mut Connection<TcpStream>, &mut Cx<'_>) -> Action,
+        step: impl FnOnce(&mut Connection<Stream>, &mut Cx<'_>) -> Action,
     ) {
-        let draining = self.drain_deadline.is_some();
         let Some(entry) = self.connections.get_mut(key) else {
             return;
         };
         if generation.is_some_and(|g| g != entry.generation) {
             return;
         }
+        // A connection that has not sent its first request yet still gets
+        // it answered during a shutdown (then closes).
+        let draining = self.drain_deadline.is_some() && entry.has_requested;
         let mut cx = Cx {
             now,
             limits: &self.limits,
@@ -448,19 +478,24 @@ impl Reactor {
                 self.arm_deadline(key);
             }
             Action::Dispatch(head) => {
-                let Some(entry) = self.connections.get(key) else {
+                let Some(entry) = self.connections.get_mut(key) else {
                     return;
                 };
+                entry.has_requested = true;
                 let generation = entry.generation;
                 let peer = entry.conn.peer();
                 let story = entry.conn.trace_story();
+                let kind = entry.kind;
+                let https_port = self.https_port;
                 self.summary.requests += 1;
                 let Some(pool) = &self.pool else {
                     // reactor-inline: the file work, here and now.
                     if let Some(s) = story {
                         s.stage(format_args!("file work inline, on the reactor"));
                     }
-                    let response = trace::handling(story, || site::handle(&self.site, &head, peer));
+                    let response = trace::handling(story, || {
+                        answer(&self.site, kind, https_port, &head, peer)
+                    });
                     if let Some(s) = story {
                         s.stage(format_args!("answer ready ({})", response.status.0));
                     }
@@ -480,7 +515,8 @@ impl Reactor {
                     if let (Some(s), Some((k, from))) = (story, trace::taken_here()) {
                         s.stage(format_args!("taken by worker {k} from {from}"));
                     }
-                    let response = trace::handling(story, || site::handle(&site, &head, peer));
+                    let response =
+                        trace::handling(story, || answer(&site, kind, https_port, &head, peer));
                     if let Some(s) = story {
                         s.stage(format_args!(
                             "answer ready ({}), completion posted",
@@ -548,14 +584,17 @@ impl Reactor {
     }
 
     /// The first SIGINT/SIGTERM starts a graceful shutdown; another one
-    /// during it stops waiting (an operator pressing Ctrl-C twice).
+    /// during it stops waiting (an operator pressing Ctrl-C twice). SIGHUP
+    /// reloads the TLS certificate.
     fn on_signals(&mut self, now: Instant) {
         let Some(signals) = &mut self.signals else {
             return;
         };
         let received: Vec<i32> = signals.pending().collect();
         for signal in received {
-            if self.drain_deadline.is_none() {
+            if signal == signal_hook::consts::SIGHUP {
+                self.reload_tls();
+            } else if self.drain_deadline.is_none() {
                 log::info!("received signal {signal}; shutting down gracefully");
                 self.begin_shutdown(now);
             } else {
@@ -568,28 +607,143 @@ impl Reactor {
 
     /// Stop accepting, close idle connections, let busy ones finish until
     /// the shutdown deadline.
+    ///
+    /// Closing a listener resets every connection still queued in its
+    /// backlog, so the backlog is accepted first and those connections are
+    /// served (they count as busy until their first request is answered).
+    /// The kernel can still queue a connection between that last `accept`
+    /// and the `close`; with SO_REUSEPORT, `net.ipv4.tcp_migrate_req=1`
+    /// hands such connections to another listener of the group, and with
+    /// socket activation the socket outlives this process anyway.
     fn begin_shutdown(&mut self, now: Instant) {
         if self.drain_deadline.is_some() {
             return;
         }
+        self.accept_backlog(now);
         self.drain_deadline = Some(now + self.shutdown_timeout);
         for mut listener in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut listener);
         }
-        let idle: Vec<usize> = self
-            .connections
-            .iter_mut()
-            .filter_map(|(key, entry)| {
-                matches!(entry.conn.on_shutdown(), Action::Close).then_some(key)
-            })
-            .collect();
-        for key in idle {
-            self.connections.remove(key);
+        // Idle connections half-close and linger (a request racing the
+        // close gets a FIN, not a reset); busy ones finish first.
+        let mut idle = Vec::new();
+        for (key, entry) in self.connections.iter_mut() {
+            if entry.has_requested {
+                idle.push((key, entry.conn.on_shutdown_lingering(now)));
+            }
+        }
+        for (key, action) in idle {
+            match action {
+                Action::Close => {
+                    self.connections.remove(key);
+                }
+                _ => self.arm_deadline(key),
+            }
         }
         log::info!(
             "stopped accepting; waiting up to {:?} for {} connections in flight",
             self.shutdown_timeout,
             self.connections.len()
         );
+    }
+}
+
+// ---- production: TLS and PROXY protocol (src/tls/, src/net/) ----
+impl Reactor {
+    /// Puts the layers a listener asks for around an accepted socket, or
+    /// refuses it (logged): a PROXY listener takes only trusted peers.
+    fn wrap(&self, tcp: TcpStream, peer: SocketAddr, kind: ListenKind) -> Option<Stream> {
+        let config = &self.site.config;
+        let proxy = if config.proxy_protocol {
+            if !config.trusted_proxies.iter().any(|c| c.contains(peer.ip())) {
+                log::warn!("{peer}: not a trusted proxy (--trusted-proxy); closing");
+                return None;
+            }
+            ProxyHeader::Required
+        } else {
+            ProxyHeader::Absent
+        };
+        let socket = Socket::new(tcp, peer, proxy);
+        match kind {
+            ListenKind::Http | ListenKind::RedirectToHttps => Some(Stream::Plain(socket)),
+            ListenKind::Https => {
+                let session = self.tls.as_ref()?.accept();
+                match session {
+                    Ok(session) => Some(Stream::Tls(Box::new(TlsStream::new(
+                        socket,
+                        session,
+                        peer.ip(),
+                    )))),
+                    Err(e) => {
+                        log::error!("cannot start a TLS session: {e}");
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    /// At shutdown: accepts every connection queued on every listener,
+    /// past `max_connections` too (the backlog is bounded by the kernel's
+    /// queue length; refusing them would reset them). Stops at `WouldBlock`
+    /// or at the first error that is not about one client.
+    fn accept_backlog(&mut self, now: Instant) {
+        for index in 0..self.listeners.len() {
+            loop {
+                match self.listeners[index].accept() {
+                    Ok((stream, peer)) => {
+                        let kind = self.listener_kinds.get(index).copied();
+                        self.add_connection(stream, peer, kind.unwrap_or(ListenKind::Http), now);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if is_resource_exhaustion(&e) => {
+                        log::warn!(
+                            "accept at shutdown: {e}; connections still queued will be reset"
+                        );
+                        return;
+                    }
+                    Err(e) => log::debug!("accept: {e}"),
+                }
+            }
+        }
+    }
+
+    /// SIGHUP: load the certificate again, on a worker (file reads and key
+    /// parsing stay off the reactor). A bad new pair is refused and logged.
+    fn reload_tls(&mut self) {
+        match &self.tls {
+            Some(tls) => {
+                log::info!("received SIGHUP; reloading the TLS certificate");
+                let tls = Arc::clone(tls);
+                match &self.pool {
+                    Some(pool) => {
+                        pool.submit(Box::new(move || {
+                            let _ = tls.reload();
+                        }));
+                        pool.notify(1);
+                    }
+                    // reactor-inline: this thread is the only one there is.
+                    None => {
+                        let _ = tls.reload();
+                    }
+                }
+            }
+            None => log::info!("received SIGHUP; no TLS certificate to reload"),
+        }
+    }
+}
+
+/// The answer to `head` on a listener of `kind`: the site's, or a redirect.
+fn answer(
+    site: &Site,
+    kind: ListenKind,
+    https_port: u16,
+    head: &RequestHead,
+    peer: IpAddr,
+) -> Response {
+    match kind {
+        ListenKind::RedirectToHttps => crate::tls::redirect::to_https(head, https_port, peer),
+        ListenKind::Http | ListenKind::Https => site::handle(site, head, peer),
     }
 }

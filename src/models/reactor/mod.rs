@@ -10,13 +10,12 @@
 //! Runs on: the reactor thread and the pool's worker threads.
 
 use std::io;
-use std::net::TcpListener as StdListener;
 use std::sync::Arc;
 
 use mio::net::TcpListener;
 use mio::{Interest, Poll, Token, Waker};
 
-use crate::models::Shutdown;
+use crate::models::{Listeners, Shutdown};
 use crate::site::Site;
 use completion::CompletionQueue;
 use event_loop::{Reactor, LISTENER_BASE, SIGNALS, WAKER};
@@ -25,6 +24,7 @@ use pool::Pool;
 pub mod completion;
 pub mod event_loop;
 pub mod pool;
+pub mod stream;
 pub mod timer;
 
 /// Who runs `site::handle` for a complete request head.
@@ -38,13 +38,13 @@ pub enum FileWork {
 
 /// Registers the bound listeners with a new poller and starts the pool.
 pub(crate) fn bind(
-    listeners: Vec<StdListener>,
+    listeners: Listeners,
     site: Arc<Site>,
     work: FileWork,
 ) -> Result<Reactor, (&'static str, io::Error)> {
     let poll = Poll::new().map_err(|e| ("create the poller", e))?;
-    let mut registered = Vec::with_capacity(listeners.len());
-    for (i, listener) in listeners.into_iter().enumerate() {
+    let mut registered = Vec::with_capacity(listeners.sockets.len());
+    for (i, listener) in listeners.sockets.into_iter().enumerate() {
         listener
             .set_nonblocking(true)
             .map_err(|e| ("register a listener", e))?;
@@ -62,7 +62,11 @@ pub(crate) fn bind(
         }
         FileWork::Inline => None,
     };
-    Ok(Reactor::new(poll, registered, pool, site, completions))
+    let mut reactor = Reactor::new(poll, registered, pool, site, completions);
+    reactor.listener_kinds = listeners.kinds;
+    reactor.tls = listeners.tls;
+    reactor.https_port = listeners.https_port;
+    Ok(reactor)
 }
 
 /// The shutdown request a `Handle` makes: set the flag, wake the loop.
@@ -74,13 +78,14 @@ pub(crate) fn shutdown(reactor: &Reactor) -> Arc<Shutdown> {
     ))
 }
 
-/// Shut down gracefully on SIGINT and SIGTERM: the signals arrive as events
-/// of the loop's own poller. (SIGPIPE needs nothing: Rust programs start
+/// Shut down gracefully on SIGINT and SIGTERM, reload the TLS certificate on
+/// SIGHUP: the signals arrive as events of the loop's own poller. (SIGPIPE needs nothing: Rust programs start
 /// with it ignored, so a write to a closed socket is an `EPIPE` error.)
 pub(crate) fn handle_signals(reactor: &mut Reactor) -> io::Result<()> {
     let mut signals = signal_hook_mio::v1_0::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
     ])?;
     reactor
         .poll

@@ -1,0 +1,203 @@
+//! What the reactor's connections talk through: an accepted mio socket,
+//! optionally preceded by a PROXY protocol header ([`Socket`]), used plain
+//! or under a TLS session ([`Stream`]).
+//!
+//! The PROXY header is read by peeking: the socket's bytes are inspected
+//! without consuming them, [`proxy_protocol::parse`] decides, and exactly
+//! the header's length is then read away, so whatever follows (an HTTP
+//! request, a TLS ClientHello) stays in the socket for the next layer.
+//!
+//! Runs on: the reactor thread.
+
+use std::fs::File;
+use std::io::{self, IoSlice};
+use std::net::{IpAddr, SocketAddr};
+
+use mio::net::TcpStream;
+
+use crate::conn::Transport;
+use crate::net::proxy_protocol::{self, Parsed, MAX_HEADER};
+use crate::tls::stream::TlsStream;
+
+/// Where a socket stands with its PROXY header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Preamble {
+    /// The listener does not use the PROXY protocol.
+    None,
+    /// The header must come first and has not been read yet.
+    Expected,
+    /// Read; the client's address if it named one.
+    Done(Option<IpAddr>),
+}
+
+/// An accepted socket and its PROXY header state.
+pub struct Socket {
+    tcp: TcpStream,
+    peer: SocketAddr,
+    preamble: Preamble,
+}
+
+/// Whether a listener's connections start with a PROXY header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyHeader {
+    Absent,
+    Required,
+}
+
+impl Socket {
+    pub fn new(tcp: TcpStream, peer: SocketAddr, proxy: ProxyHeader) -> Socket {
+        Socket {
+            tcp,
+            peer,
+            preamble: match proxy {
+                ProxyHeader::Absent => Preamble::None,
+                ProxyHeader::Required => Preamble::Expected,
+            },
+        }
+    }
+
+    pub fn tcp_mut(&mut self) -> &mut TcpStream {
+        &mut self.tcp
+    }
+
+    /// Reads the PROXY header if it has arrived whole. `WouldBlock` while
+    /// only part of it is here; an error (logged) closes the connection.
+    fn read_preamble(&mut self) -> io::Result<()> {
+        let mut peek = [0u8; MAX_HEADER];
+        let n = loop {
+            match self.tcp.peek(&mut peek) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => break other?,
+            }
+        };
+        let refuse = |what: &dyn std::fmt::Display| {
+            log::warn!("{}: {what}; closing", self.peer);
+            Err(io::Error::new(io::ErrorKind::InvalidData, what.to_string()))
+        };
+        match proxy_protocol::parse(&peek[..n]) {
+            Err(e) => refuse(&e),
+            Ok(Parsed::Incomplete) if n == 0 => {
+                // EOF before any byte: a connect-only health check, not worth a line.
+                Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed"))
+            }
+            Ok(Parsed::Incomplete) => {
+                // The peek did not drain the socket, but more bytes raise a
+                // new edge; until then there is nothing to do. A peer that
+                // stops here is closed by the handshake deadline.
+                Err(io::ErrorKind::WouldBlock.into())
+            }
+            Ok(Parsed::Header { len, client }) => {
+                let mut consumed = 0;
+                while consumed < len {
+                    match io::Read::read(&mut self.tcp, &mut peek[consumed..len]) {
+                        Ok(0) => return refuse(&"connection closed inside the PROXY header"),
+                        Ok(k) => consumed += k,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                self.preamble = Preamble::Done(client.map(|c| c.ip()));
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Transport for Socket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.preamble == Preamble::Expected {
+            self.read_preamble()?;
+        }
+        io::Read::read(&mut self.tcp, buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.tcp.write_vectored(bufs)
+    }
+
+    fn send_file(&mut self, file: &File, offset: u64, len: usize) -> io::Result<usize> {
+        self.tcp.send_file(file, offset, len)
+    }
+
+    fn shutdown_write(&mut self) {
+        self.tcp.shutdown_write();
+    }
+
+    fn handshaking(&self) -> bool {
+        self.preamble == Preamble::Expected
+    }
+
+    fn client_addr(&self) -> Option<IpAddr> {
+        match self.preamble {
+            Preamble::Done(client) => client,
+            _ => None,
+        }
+    }
+}
+
+/// A connection's transport: the socket itself, or a TLS session over it.
+pub enum Stream {
+    Plain(Socket),
+    Tls(Box<TlsStream<Socket>>),
+}
+
+impl Stream {
+    /// The socket, to register it with the poller.
+    pub fn tcp_mut(&mut self) -> &mut TcpStream {
+        match self {
+            Stream::Plain(s) => s.tcp_mut(),
+            Stream::Tls(t) => t.get_mut().tcp_mut(),
+        }
+    }
+}
+
+impl Transport for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(t) => t.read(buf),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write_vectored(bufs),
+            Stream::Tls(t) => t.write_vectored(bufs),
+        }
+    }
+
+    fn send_file(&mut self, file: &File, offset: u64, len: usize) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.send_file(file, offset, len),
+            Stream::Tls(t) => t.send_file(file, offset, len),
+        }
+    }
+
+    fn shutdown_write(&mut self) {
+        match self {
+            Stream::Plain(s) => s.shutdown_write(),
+            Stream::Tls(t) => t.shutdown_write(),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(t) => t.flush(),
+        }
+    }
+
+    fn handshaking(&self) -> bool {
+        match self {
+            Stream::Plain(s) => s.handshaking(),
+            Stream::Tls(t) => t.handshaking(),
+        }
+    }
+
+    fn client_addr(&self) -> Option<IpAddr> {
+        match self {
+            Stream::Plain(s) => s.client_addr(),
+            Stream::Tls(t) => t.client_addr(),
+        }
+    }
+}
