@@ -131,7 +131,8 @@ fn access_log_shows_the_client_from_v1_and_v2_headers() {
 
 #[test]
 fn bad_or_missing_proxy_headers_close_the_connection_with_a_log_line() {
-    if !runs_on_reactor_models("bad_or_missing_proxy_headers_close_the_connection_with_a_log_line") {
+    if !runs_on_reactor_models("bad_or_missing_proxy_headers_close_the_connection_with_a_log_line")
+    {
         return;
     }
     let root = TempDir::new("pp-bad");
