@@ -8,7 +8,7 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use mio::net::TcpListener;
@@ -134,6 +134,7 @@ pub struct Server {
     reactor: Reactor,
     addrs: Vec<SocketAddr>,
     kinds: Vec<ListenKind>,
+    compressions: Arc<AtomicU64>,
 }
 
 /// Asks a running server to shut down gracefully, from any thread.
@@ -142,9 +143,15 @@ pub struct Handle {
     flag: Arc<AtomicBool>,
     queue: Arc<CompletionQueue>,
     open: Arc<AtomicUsize>,
+    compressions: Arc<AtomicU64>,
 }
 
 impl Handle {
+    /// Times a file was compressed on the fly (cache hits not counted).
+    pub fn compressions(&self) -> u64 {
+        self.compressions.load(Ordering::Relaxed)
+    }
+
     /// Connections the reactor holds (as of its last loop turn).
     pub fn open_connections(&self) -> usize {
         self.open.load(Ordering::Relaxed)
@@ -201,6 +208,7 @@ impl Server {
         let site = Arc::new(
             Site::new(Arc::clone(&config)).map_err(|e| StartError::Io("open the root", e))?,
         );
+        let compressions = site.compressor.counter();
         let pool =
             Pool::new(config.threads).map_err(|e| StartError::Io("start worker threads", e))?;
         let mut reactor = Reactor::new(poll, listeners, pool, site, completions);
@@ -224,6 +232,7 @@ impl Server {
             reactor,
             addrs,
             kinds,
+            compressions,
         })
     }
 
@@ -243,6 +252,7 @@ impl Server {
             flag: Arc::clone(&self.reactor.shutdown_requested),
             queue: Arc::clone(&self.reactor.completions),
             open: Arc::clone(&self.reactor.open),
+            compressions: Arc::clone(&self.compressions),
         }
     }
 
