@@ -3,6 +3,8 @@
 //! request/response helpers, and a throwaway document root.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -109,6 +111,11 @@ impl TestServer {
     /// Connections the reactor holds right now (as of its last loop turn).
     pub fn open_connections(&self) -> usize {
         self.handle.open_connections()
+    }
+
+    /// Times the server compressed a file on the fly (cache hits not counted).
+    pub fn compressions(&self) -> u64 {
+        self.handle.compressions()
     }
 
     /// Shuts down gracefully and returns the summary.
