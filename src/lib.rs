@@ -26,7 +26,7 @@
 //! | PROXY header, TLS session around the socket | [`models::reactor::stream`], [`net::proxy_protocol`], [`tls::stream`] | reactor |
 //! | read, parse, write: the connection state machine | [`conn`], [`http::request`] | reactor |
 //! | dispatch to the pool | [`models::reactor::pool`] | reactor → workers |
-//! | resolve the path, open, stat, build the answer | [`site`], [`site::url_path`], [`site::cache`], [`site::listing`], [`http`] | worker |
+//! | resolve the path, open, stat, build the answer | [`site`], [`site::url_path`], [`site::cache`], [`site::compress`], [`site::variants`], [`site::listing`], [`http`] | worker |
 //! | hand the answer back | [`models::reactor::completion`] | worker → reactor |
 //! | `sendfile`, `openat2` | [`sys`] | both |
 //! | one log line per request | [`access_log`] | both |
