@@ -296,27 +296,28 @@ mod tests {
     }
 
     /// The sidecars first, then the codings made on the fly: at equal q a
-    /// sidecar wins (it was made with more effort), and among the rest our
-    /// order (zstd, br, gzip) decides; a higher q always wins.
+    /// sidecar wins (it was made with more effort), and among the rest the
+    /// order offered (site::compress: br, zstd, gzip) decides; a higher q
+    /// always wins.
     #[test]
     fn choose_among_table() {
-        let live = [Zstd, Brotli, Gzip];
+        let live = [Brotli, Zstd, Gzip];
         // (header, offered, expected)
         let cases: &[(Option<&str>, &[Coding], Coding)] = &[
-            (Some("gzip, deflate, br, zstd"), &live, Zstd),
-            (Some("gzip, br"), &live, Brotli),
+            (Some("gzip, deflate, br, zstd"), &live, Brotli),
+            (Some("gzip, zstd"), &live, Zstd),
             (Some("gzip"), &live, Gzip),
             (Some("zstd;q=0.5, gzip"), &live, Gzip),
-            (Some("zstd, br;q=0"), &live, Zstd),
-            (Some("*"), &live, Zstd),
+            (Some("zstd, br;q=0.9"), &live, Zstd),
+            (Some("*"), &live, Brotli),
             (Some("*;q=0.5, identity"), &live, Identity),
             (Some("identity;q=0, zstd;q=0"), &live, Identity),
             (None, &live, Identity),
             (Some(""), &live, Identity),
-            // A gzip sidecar offered first beats zstd made on the fly at
-            // equal q, but not a zstd the client prefers.
-            (Some("gzip, zstd"), &[Gzip, Zstd, Brotli, Gzip], Gzip),
-            (Some("gzip;q=0.9, zstd"), &[Gzip, Zstd, Brotli, Gzip], Zstd),
+            // A gzip sidecar offered first beats br made on the fly at
+            // equal q, but not a coding the client prefers.
+            (Some("gzip, br, zstd"), &[Gzip, Brotli, Zstd, Gzip], Gzip),
+            (Some("gzip;q=0.9, zstd"), &[Gzip, Brotli, Zstd, Gzip], Zstd),
             (Some("ZSTD"), &[], Identity),
             (Some("ZSTD"), &[Zstd], Zstd),
         ];
