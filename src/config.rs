@@ -103,9 +103,9 @@ pub struct Cli {
     #[arg(long)]
     pub follow_symlinks: bool,
 
-    /// Compress compressible files on the fly with zstd, br or gzip, as the
-    /// client's Accept-Encoding allows (the default). Precompressed .br/.gz
-    /// sidecars are still preferred.
+    /// Compress compressible files on the fly with br, zstd or gzip, as the
+    /// client's Accept-Encoding allows (the default); precompressed .br/.gz
+    /// sidecars win ties.
     //
     // On by default because text is most of a static site's bytes and every
     // browser asks for it; each variant is compressed once and cached, so the
