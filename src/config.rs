@@ -49,11 +49,19 @@ pub const DEFAULT_POOL_THREADS: usize = 128;
 /// How long a graceful shutdown waits for responses in flight.
 pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: f64 = 10.0;
 
+/// Types compressed on the fly: text and the text-like formats of the web,
+/// which shrink to a third or less; images, audio, video, fonts and
+/// archives are compressed already.
+pub const DEFAULT_COMPRESS_TYPES: &str = "text/*,application/javascript,application/json,\
+application/xml,application/wasm,image/svg+xml,application/manifest+json,\
+application/ld+json,application/xhtml+xml,application/rss+xml,application/atom+xml";
+
 /// stoke — a small static-file HTTP/1.1 server.
 ///
 /// Serves the files under ROOT over HTTP/1.1 with keep-alive, pipelining,
-/// ranges, validators and precompressed sidecars. RUST_LOG controls logging
-/// (the access log is the `access` target at info level).
+/// ranges, validators, precompressed sidecars and on-the-fly compression.
+/// RUST_LOG controls logging (the access log is the `access` target at info
+/// level).
 #[derive(Parser, Debug, Clone)]
 #[command(name = "stoke", version = version(), about, long_about = None)]
 pub struct Cli {
@@ -106,6 +114,31 @@ pub struct Cli {
     /// Follow symlinks that point outside ROOT (by default only links that stay inside are followed).
     #[arg(long)]
     pub follow_symlinks: bool,
+
+    /// Compress compressible files on the fly with br, zstd or gzip, as the
+    /// client's Accept-Encoding allows (the default); precompressed .br/.gz
+    /// sidecars win ties.
+    //
+    // On by default because text is most of a static site's bytes and every
+    // browser asks for it; each variant is compressed once and cached, so the
+    // cost is CPU once per file version; and BREACH-style attacks need a
+    // secret reflected next to attacker input in one response, which a
+    // static file never has.
+    #[arg(long, overrides_with = "no_compress")]
+    pub compress: bool,
+
+    /// Never compress on the fly (sidecars are still served).
+    #[arg(long, overrides_with = "compress")]
+    pub no_compress: bool,
+
+    /// Content types compressed on the fly, comma-separated: `type/subtype` or `type/*`.
+    #[arg(
+        long,
+        value_name = "TYPES",
+        value_delimiter = ',',
+        default_value = DEFAULT_COMPRESS_TYPES
+    )]
+    pub compress_types: Vec<String>,
 
     /// Value of a Cache-Control header added to file responses.
     #[arg(long, value_name = "VALUE")]
@@ -214,6 +247,10 @@ pub struct Config {
     pub listing: bool,
     pub hidden: bool,
     pub follow_symlinks: bool,
+    /// Compress on the fly (`site::compress`).
+    pub compress: bool,
+    /// Types compressed on the fly: `type/subtype` or `type/*`, lower case.
+    pub compress_types: Vec<String>,
     pub cache_control: Option<String>,
     /// Extra headers, already checked to be valid field names and values.
     pub headers: Vec<(String, String)>,
@@ -314,6 +351,11 @@ impl Config {
                 ty.to_owned(),
             );
         }
+        let compress_types = cli
+            .compress_types
+            .iter()
+            .map(|t| parse_media_range(t))
+            .collect::<Result<Vec<_>, _>>()?;
         if let Some(cc) = &cli.cache_control {
             if !is_field_value(cc) {
                 return Err(invalid("--cache-control: not a valid header value"));
@@ -372,6 +414,8 @@ impl Config {
             listing: cli.listing,
             hidden: cli.hidden,
             follow_symlinks: cli.follow_symlinks,
+            compress: !cli.no_compress,
+            compress_types,
             cache_control: cli.cache_control,
             headers,
             mime,
@@ -406,6 +450,22 @@ fn parse_header(h: &str) -> Result<(String, String), ConfigError> {
     Ok((name.to_owned(), value.to_owned()))
 }
 
+/// One `--compress-types` entry: `type/subtype` or `type/*`, lower-cased.
+fn parse_media_range(t: &str) -> Result<String, ConfigError> {
+    let t = t.trim().to_ascii_lowercase();
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "!#$&-^_.+".contains(c))
+    };
+    match t.split_once('/') {
+        Some((ty, sub)) if token(ty) && (sub == "*" || token(sub)) => Ok(t),
+        _ => Err(invalid(&format!(
+            "--compress-types {t:?}: expected type/subtype or type/* (use --no-compress to turn compression off)"
+        ))),
+    }
+}
+
 /// Visible ASCII, spaces and tabs only: nothing that could end a header line.
 fn is_field_value(v: &str) -> bool {
     v.bytes().all(|b| b == b'\t' || (b' '..0x7f).contains(&b))
@@ -429,7 +489,21 @@ mod tests {
         assert_eq!(c.max_connections, 10_000);
         assert_eq!(c.max_head, 8192);
         assert_eq!(c.keepalive_timeout, Duration::from_secs(5));
+        assert!(c.compress);
+        assert!(c.compress_types.contains(&"text/*".to_owned()));
+        assert!(c.compress_types.contains(&"image/svg+xml".to_owned()));
         assert_eq!(c.model, Model::Reactor);
+    }
+
+    #[test]
+    fn compress_flags() {
+        assert!(!cli(&[".", "--no-compress"]).unwrap().compress);
+        assert!(cli(&[".", "--compress"]).unwrap().compress);
+        // The last one wins, so a wrapper's default can be overridden.
+        assert!(cli(&[".", "--no-compress", "--compress"]).unwrap().compress);
+        assert!(!cli(&[".", "--compress", "--no-compress"]).unwrap().compress);
+        let c = cli(&[".", "--compress-types", "Text/HTML, application/*"]).unwrap();
+        assert_eq!(c.compress_types, ["text/html", "application/*"]);
     }
 
     #[test]
@@ -525,6 +599,9 @@ mod tests {
                 "--trusted-proxy",
                 "127.0.0.1",
             ],
+            &[".", "--compress-types", ""],
+            &[".", "--compress-types", "text"],
+            &[".", "--compress-types", "text/html,*/x"],
         ] {
             let e = cli(args).unwrap_err();
             assert!(!e.trim().contains('\n'), "{args:?}: {e}");

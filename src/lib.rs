@@ -27,7 +27,7 @@
 //! | PROXY header, TLS session around the socket | [`models::reactor::stream`], [`net::proxy_protocol`], [`tls::stream`] | reactor |
 //! | read, parse, write: the connection state machine | [`conn`], [`http::request`] | reactor |
 //! | dispatch to the pool | [`models::reactor::pool`] | reactor → workers |
-//! | resolve the path, open, stat, build the answer | [`site`], [`site::url_path`], [`site::cache`], [`site::listing`], [`http`] | worker |
+//! | resolve the path, open, stat, build the answer | [`site`], [`site::url_path`], [`site::cache`], [`site::compress`], [`site::variants`], [`site::listing`], [`http`] | worker |
 //! | hand the answer back | [`models::reactor::completion`] | worker → reactor |
 //! | or, `--model pool` / `thread-per-connection`: all of the above on one blocking thread per client | [`models::blocking`], [`models::blocking_pool`], [`models::thread_per_conn`] | the client's thread |
 //! | `sendfile`, `openat2` | [`sys`] | both |

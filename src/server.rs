@@ -8,7 +8,7 @@
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::config::{Config, ListenKind};
@@ -163,6 +163,7 @@ pub struct Server {
     model: Bound,
     addrs: Vec<SocketAddr>,
     kinds: Vec<ListenKind>,
+    compressions: Arc<AtomicU64>,
 }
 
 /// Asks a running server to shut down gracefully, from any thread.
@@ -170,9 +171,15 @@ pub struct Server {
 pub struct Handle {
     shutdown: Arc<Shutdown>,
     open: Arc<AtomicUsize>,
+    compressions: Arc<AtomicU64>,
 }
 
 impl Handle {
+    /// Times a file was compressed on the fly (cache hits not counted).
+    pub fn compressions(&self) -> u64 {
+        self.compressions.load(Ordering::Relaxed)
+    }
+
     /// Connections the server holds (for the reactor: as of its last loop turn).
     pub fn open_connections(&self) -> usize {
         self.open.load(Ordering::Relaxed)
@@ -224,6 +231,7 @@ impl Server {
         let site = Arc::new(
             Site::new(Arc::clone(&config)).map_err(|e| StartError::Io("open the root", e))?,
         );
+        let compressions = site.compressor.counter();
         let https_port = addrs
             .iter()
             .zip(&kinds)
@@ -251,6 +259,7 @@ impl Server {
             model,
             addrs,
             kinds,
+            compressions,
         })
     }
 
@@ -269,6 +278,7 @@ impl Server {
         Handle {
             shutdown: self.model.shutdown(),
             open: self.model.open(),
+            compressions: Arc::clone(&self.compressions),
         }
     }
 

@@ -6,70 +6,9 @@
 mod common;
 use common::*;
 
+use common::browser::{chromium, run_chromium};
 use std::io::{BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-/// How long one Chromium run may take before it is killed.
-const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn chromium() -> Option<PathBuf> {
-    for candidate in ["chromium", "chromium-browser", "google-chrome"] {
-        if have(candidate) {
-            return Some(PathBuf::from(candidate));
-        }
-    }
-    None
-}
-
-/// Runs Chromium headless with `args` and the given profile directory;
-/// polls for exit and kills it after [`CHROMIUM_TIMEOUT`].
-fn run_chromium(bin: &Path, profile: &Path, args: &[String]) -> Output {
-    let stdout = profile.join("stdout");
-    let stderr = profile.join("stderr");
-    let mut child = Command::new(bin)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-        ])
-        .arg(format!(
-            "--user-data-dir={}",
-            profile.join("profile").display()
-        ))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&stdout).unwrap())
-        .stderr(std::fs::File::create(&stderr).unwrap())
-        .spawn()
-        .expect("spawn chromium");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > CHROMIUM_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "chromium did not finish within {CHROMIUM_TIMEOUT:?}: {}",
-                String::from_utf8_lossy(&std::fs::read(&stderr).unwrap_or_default())
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    Output {
-        status,
-        stdout: std::fs::read(&stdout).unwrap(),
-        stderr: std::fs::read(&stderr).unwrap(),
-    }
-}
+use std::path::Path;
 
 /// Resolves a relative href against a directory URL path (ends with '/').
 fn resolve(base_dir: &str, href: &str) -> String {

@@ -1,15 +1,17 @@
-//! Content-coding negotiation for precompressed sidecars (RFC 9110 §12.5.3).
+//! Content-coding negotiation (RFC 9110 §12.5.3): precompressed sidecars
+//! and on-the-fly compression.
 //!
 //! Where this sits in a request's path: after the worker thread has mapped
 //! the URL to a file, it checks whether `file.br` / `file.gz` sidecars exist
 //! next to it, parses the client's `Accept-Encoding` with
 //! [`AcceptEncoding::parse`], and asks [`AcceptEncoding::choose`] which
-//! variant to open. The chosen [`Coding`] then decides the `Content-Encoding`
-//! header and the ETag suffix (see `conditional.rs`).
+//! sidecar to open, or [`AcceptEncoding::choose_among`] which of the
+//! sidecars and the codings `site::compress` can make on the fly wins. The
+//! chosen [`Coding`] then decides the `Content-Encoding` header and the ETag
+//! suffix (see `conditional.rs`).
 //!
-//! The server never compresses on the fly; it only picks among files that
-//! already exist. Everything here is pure and panic-free on any input,
-//! because the header comes from the client and this module is fuzzed.
+//! Everything here is pure and panic-free on any input, because the header
+//! comes from the client and this module is fuzzed.
 
 /// q-values are kept as integer thousandths: the grammar allows at most
 /// three decimals, so this is exact and avoids floating-point comparisons.
@@ -25,9 +27,11 @@ const IMPLICIT_IDENTITY_Q: u16 = 1;
 /// The most decimal places a qvalue may have (RFC 9110 §12.4.2).
 const MAX_Q_DECIMALS: usize = 3;
 
-/// A content coding we can serve: a precompressed sidecar or the file itself.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A content coding we can serve: a precompressed sidecar, a variant
+/// compressed on the fly, or the file itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Coding {
+    Zstd,
     Brotli,
     Gzip,
     Identity,
@@ -37,6 +41,7 @@ impl Coding {
     /// The token used in `Content-Encoding` (and in our ETag suffix).
     pub fn token(self) -> &'static str {
         match self {
+            Coding::Zstd => "zstd",
             Coding::Brotli => "br",
             Coding::Gzip => "gzip",
             Coding::Identity => "identity",
@@ -44,9 +49,12 @@ impl Coding {
     }
 
     /// The file-name suffix of the precompressed sidecar, e.g. `app.js.br`;
-    /// `None` for identity, which is the file itself.
+    /// `None` for identity, which is the file itself, and for zstd, which is
+    /// only made on the fly (no `.zst` lookup: another failing open on every
+    /// request for a rare convention).
     pub fn sidecar_suffix(self) -> Option<&'static str> {
         match self {
+            Coding::Zstd => None,
             Coding::Brotli => Some(".br"),
             Coding::Gzip => Some(".gz"),
             Coding::Identity => None,
@@ -60,6 +68,7 @@ impl Coding {
 /// or `None` if it did not list it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AcceptEncoding {
+    zstd: Option<u16>,
     brotli: Option<u16>,
     gzip: Option<u16>,
     identity: Option<u16>,
@@ -89,7 +98,9 @@ impl AcceptEncoding {
                 continue;
             }
             let q = parse_weight(parts);
-            let slot = if token.eq_ignore_ascii_case("br") {
+            let slot = if token.eq_ignore_ascii_case("zstd") {
+                &mut prefs.zstd
+            } else if token.eq_ignore_ascii_case("br") {
                 &mut prefs.brotli
             } else if token.eq_ignore_ascii_case("gzip") || token.eq_ignore_ascii_case("x-gzip") {
                 // `x-gzip` is the historical alias (§8.4.1.3).
@@ -121,17 +132,34 @@ impl AcceptEncoding {
     /// without identity) and no sidecar fits, this still returns Identity:
     /// the caller serves it anyway, as nginx does, rather than a bare 406.
     pub fn choose(&self, brotli_available: bool, gzip_available: bool) -> Coding {
-        let candidates = [
+        let sidecars = [
             (Coding::Brotli, brotli_available),
             (Coding::Gzip, gzip_available),
-            (Coding::Identity, true),
         ];
+        let mut offered = [Coding::Identity; 2];
+        let mut n = 0;
+        for (coding, available) in sidecars {
+            if available {
+                offered[n] = coding;
+                n += 1;
+            }
+        }
+        self.choose_among(&offered[..n])
+    }
+
+    /// Chooses among `offered` (the server's order of preference) and
+    /// identity, which is always available and comes last.
+    ///
+    /// Highest q wins; on a tie the earlier offered coding wins. A coding
+    /// with q=0 is never chosen; when nothing is acceptable the answer is
+    /// Identity, as for [`choose`](Self::choose).
+    pub fn choose_among(&self, offered: &[Coding]) -> Coding {
         let mut best = Coding::Identity;
         let mut best_q = 0;
         // Strict `>` keeps the earlier (preferred) coding on a tie.
-        for (coding, available) in candidates {
+        for &coding in offered.iter().chain([&Coding::Identity]) {
             let q = self.weight(coding);
-            if available && q > best_q {
+            if q > best_q {
                 best = coding;
                 best_q = q;
             }
@@ -143,6 +171,7 @@ impl AcceptEncoding {
     /// `*` and for identity's default acceptability.
     fn weight(&self, c: Coding) -> u16 {
         let listed = match c {
+            Coding::Zstd => self.zstd,
             Coding::Brotli => self.brotli,
             Coding::Gzip => self.gzip,
             Coding::Identity => self.identity,
@@ -206,7 +235,7 @@ fn is_ows(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use Coding::{Brotli, Gzip, Identity};
+    use Coding::{Brotli, Gzip, Identity, Zstd};
 
     #[test]
     fn choose_table() {
@@ -266,6 +295,38 @@ mod tests {
         }
     }
 
+    /// The sidecars first, then the codings made on the fly: at equal q a
+    /// sidecar wins (it was made with more effort), and among the rest the
+    /// order offered (site::compress: br, zstd, gzip) decides; a higher q
+    /// always wins.
+    #[test]
+    fn choose_among_table() {
+        let live = [Brotli, Zstd, Gzip];
+        // (header, offered, expected)
+        let cases: &[(Option<&str>, &[Coding], Coding)] = &[
+            (Some("gzip, deflate, br, zstd"), &live, Brotli),
+            (Some("gzip, zstd"), &live, Zstd),
+            (Some("gzip"), &live, Gzip),
+            (Some("zstd;q=0.5, gzip"), &live, Gzip),
+            (Some("zstd, br;q=0.9"), &live, Zstd),
+            (Some("*"), &live, Brotli),
+            (Some("*;q=0.5, identity"), &live, Identity),
+            (Some("identity;q=0, zstd;q=0"), &live, Identity),
+            (None, &live, Identity),
+            (Some(""), &live, Identity),
+            // A gzip sidecar offered first beats br made on the fly at
+            // equal q, but not a coding the client prefers.
+            (Some("gzip, br, zstd"), &[Gzip, Brotli, Zstd, Gzip], Gzip),
+            (Some("gzip;q=0.9, zstd"), &[Gzip, Brotli, Zstd, Gzip], Zstd),
+            (Some("ZSTD"), &[], Identity),
+            (Some("ZSTD"), &[Zstd], Zstd),
+        ];
+        for &(header, offered, want) in cases {
+            let got = AcceptEncoding::parse(header).choose_among(offered);
+            assert_eq!(got, want, "{header:?} {offered:?}");
+        }
+    }
+
     #[test]
     fn accepts_table() {
         // (header, accepts br, accepts gzip, accepts identity)
@@ -274,6 +335,7 @@ mod tests {
             (Some(""), false, false, true),
             (Some("gzip"), false, true, true),
             (Some("br, gzip"), true, true, true),
+            (Some("zstd"), false, false, true),
             (Some("*"), true, true, true),
             (Some("*;q=0"), false, false, false),
             (Some("*;q=0, identity"), false, false, true),
@@ -316,6 +378,7 @@ mod tests {
     #[test]
     fn coding_names() {
         let cases = [
+            (Zstd, "zstd", None),
             (Brotli, "br", Some(".br")),
             (Gzip, "gzip", Some(".gz")),
             (Identity, "identity", None),
@@ -331,8 +394,8 @@ mod tests {
     #[test]
     fn pseudo_random_headers_never_panic() {
         const ALPHABET: &[&str] = &[
-            "br", "gzip", "x-gzip", "identity", "*", ";", "q=", "0", "1", ".", "5", ",", " ", "é",
-            "=",
+            "br", "gzip", "x-gzip", "zstd", "identity", "*", ";", "q=", "0", "1", ".", "5", ",",
+            " ", "é", "=",
         ];
         let mut state: u64 = 0xDEAD_BEEF_CAFE_F00D;
         let mut next = move || {
@@ -350,6 +413,10 @@ mod tests {
             }
             let prefs = AcceptEncoding::parse(Some(&value));
             let chosen = prefs.choose(next() % 2 == 0, next() % 2 == 0);
+            if chosen != Identity {
+                assert!(prefs.accepts(chosen), "{value:?} -> {chosen:?}");
+            }
+            let chosen = prefs.choose_among(&[Brotli, Gzip, Zstd, Brotli, Gzip]);
             if chosen != Identity {
                 assert!(prefs.accepts(chosen), "{value:?} -> {chosen:?}");
             }

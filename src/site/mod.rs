@@ -3,7 +3,8 @@
 //! This is the blocking part of a request, so it runs on a pool thread:
 //! decode the URL path (`url_path`), open the file beneath the root
 //! (`sys::open_beneath`), `fstat` it, pick a precompressed sidecar
-//! (`http::encoding`), evaluate the validators (`http::conditional`) and the
+//! (`http::encoding`) or a variant compressed on the fly (`compress`, kept
+//! in `variants`), evaluate the validators (`http::conditional`) and the
 //! range (`http::range`), and build the response head. Small files are read
 //! into memory here so the reactor sends head and body in one `writev`;
 //! larger ones travel as an open `File` for `sendfile`.
@@ -24,9 +25,11 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub mod cache;
+pub mod compress;
 pub mod listing;
 pub mod listing_cache;
 pub mod url_path;
+pub mod variants;
 
 use crate::access_log;
 use crate::config::Config;
@@ -38,6 +41,7 @@ use crate::http::request::{Method, RequestHead};
 use crate::http::response::{error_response, Chunk, HeadBuilder, Response, Status};
 use crate::sys::{self, FileStamp};
 use cache::FileCache;
+use compress::Compressor;
 use listing_cache::{Format, OverBudget, PageCache, PageKey};
 use url_path::PathError;
 
@@ -68,12 +72,14 @@ pub struct Site {
     root: File,
     cache: FileCache,
     listings: PageCache,
+    pub compressor: Compressor,
 }
 
 impl Site {
     pub fn new(config: Arc<Config>) -> io::Result<Site> {
         let root = File::open(&config.root)?;
         Ok(Site {
+            compressor: Compressor::new(&config),
             config,
             root,
             cache: FileCache::new(),
@@ -333,6 +339,14 @@ enum Source {
 }
 
 impl Source {
+    /// The bytes to compress on the fly.
+    fn input(&self) -> compress::Input<'_> {
+        match self {
+            Source::File(file) => compress::Input::File(file),
+            Source::Memory { data, .. } => compress::Input::Bytes(data),
+        }
+    }
+
     fn cached(data: Arc<[u8]>, no_sidecars_in: Option<FileStamp>) -> Source {
         Source::Memory {
             data,
@@ -373,8 +387,22 @@ impl Source {
 /// The variant of a file chosen for this request.
 struct Variant {
     source: Source,
+    /// The metadata of the file the bytes come from (the sidecar's, or the
+    /// original's for identity and for a variant compressed on the fly).
     meta: Metadata,
     coding: Coding,
+    /// Tells the variant's ETag from the identity's and from the other
+    /// variants' of the same coding.
+    etag_suffix: &'static str,
+}
+
+impl Variant {
+    fn body_len(&self) -> u64 {
+        match &self.source {
+            Source::Memory { data, .. } => data.len() as u64,
+            Source::File(_) => self.meta.len(),
+        }
+    }
 }
 
 /// What looking for one precompressed sidecar found.
@@ -498,31 +526,54 @@ fn serve_file(
     let has_sidecar = brotli.is_some() || gzip.is_some();
     let accept = AcceptEncoding::parse(req.fields.accept_encoding.as_deref());
     let chosen = accept.choose(brotli.is_some(), gzip.is_some());
-    let variant = match (chosen, brotli, gzip) {
-        (Coding::Brotli, Some((file, meta)), _) | (Coding::Gzip, _, Some((file, meta))) => {
-            Variant {
-                source: Source::File(file),
-                meta,
-                coding: chosen,
-            }
+
+    // On-the-fly compression (site::compress): only when the client wants
+    // one of its codings more than every sidecar (a tie goes to the
+    // sidecar); when it cannot be had now, `chosen` stands.
+    let compressible = site.compressor.offers(&ty, &meta);
+    let mut source = source;
+    let live = match compress::pick(&accept, chosen, compressible) {
+        Some(coding) => {
+            source = source.load_small(site, relative, &meta);
+            let data = site.compressor.variant(coding, &meta, source.input());
+            data.map(|data| (coding, data))
         }
+        None => None,
+    };
+    let varies = has_sidecar || !compressible.is_empty();
+
+    let variant = match (live, chosen, brotli, gzip) {
+        (Some((coding, data)), ..) => Variant {
+            source: Source::cached(data, None),
+            meta,
+            coding,
+            etag_suffix: compress::etag_suffix(coding),
+        },
+        (None, Coding::Brotli, Some((file, meta)), _)
+        | (None, Coding::Gzip, _, Some((file, meta))) => Variant {
+            source: Source::File(file),
+            meta,
+            coding: chosen,
+            etag_suffix: chosen.token(),
+        },
         _ => Variant {
             source: source.load_small(site, relative, &meta),
             meta,
             coding: Coding::Identity,
+            etag_suffix: "",
         },
     };
     if let Some(dir) = none_while_dir_is {
         site.cache.note_no_sidecars(relative, dir);
     }
 
-    let len = variant.meta.len();
+    let len = variant.body_len();
     let mtime = variant.meta.modified().ok();
-    let coding_token = match variant.coding {
-        Coding::Identity => "",
-        c => c.token(),
-    };
-    let etag = conditional::make_etag(len, mtime.unwrap_or(UNIX_EPOCH), coding_token);
+    let etag = conditional::make_etag(
+        variant.meta.len(),
+        mtime.unwrap_or(UNIX_EPOCH),
+        variant.etag_suffix,
+    );
     // Taken before any head is built, so every `Date` is at or after it.
     let now = SystemTime::now();
     let validators = Validators {
@@ -533,7 +584,7 @@ fn serve_file(
     let last_modified = validators.last_modified.map(date::imf_fixdate);
     // Every answer about a file with variants says so, errors included: a
     // cache must not reuse a 412 or 416 made for another Accept-Encoding.
-    let vary: &[(&str, &str)] = if has_sidecar {
+    let vary: &[(&str, &str)] = if varies {
         &[("Vary", "Accept-Encoding")]
     } else {
         &[]
@@ -656,10 +707,18 @@ fn single_body(
     let mut chunks = Vec::with_capacity(2);
     let file = match source {
         Source::Memory { data, .. } => {
-            if !head_only {
+            let whole = offset == 0 && len == data.len() as u64;
+            if head_only {
+                chunks.push(Chunk::Bytes(bytes));
+            } else if whole && len > SMALL_FILE {
+                // A large compressed variant is shared with the cache, not
+                // copied.
+                chunks.push(Chunk::Bytes(bytes));
+                chunks.push(Chunk::Shared(data));
+            } else {
                 bytes.extend_from_slice(&data[offset as usize..(offset + len) as usize]);
+                chunks.push(Chunk::Bytes(bytes));
             }
-            chunks.push(Chunk::Bytes(bytes));
             return Response {
                 status,
                 chunks,

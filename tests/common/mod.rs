@@ -8,6 +8,8 @@
 //! makes sense for one model says so in its name and uses [`skip_unless`].
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -187,6 +189,11 @@ impl TestServer {
     /// loop turn).
     pub fn open_connections(&self) -> usize {
         self.handle.open_connections()
+    }
+
+    /// Times the server compressed a file on the fly (cache hits not counted).
+    pub fn compressions(&self) -> u64 {
+        self.handle.compressions()
     }
 
     /// Asks for a graceful shutdown without waiting for it (see [`stop`]).
