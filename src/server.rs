@@ -172,12 +172,20 @@ pub struct Handle {
     shutdown: Arc<Shutdown>,
     open: Arc<AtomicUsize>,
     compressions: Arc<AtomicU64>,
+    warmups: Arc<AtomicU64>,
 }
 
 impl Handle {
     /// Times a file was compressed on the fly (cache hits not counted).
     pub fn compressions(&self) -> u64 {
         self.compressions.load(Ordering::Relaxed)
+    }
+
+    /// File ranges the reactor had read into the page cache off its thread
+    /// before sending them, because they were not cached (0 for blocking
+    /// models, whose threads may wait for the disk).
+    pub fn file_warmups(&self) -> u64 {
+        self.warmups.load(Ordering::Relaxed)
     }
 
     /// Connections the server holds (for the reactor: as of its last loop turn).
@@ -279,6 +287,7 @@ impl Server {
             shutdown: self.model.shutdown(),
             open: self.model.open(),
             compressions: Arc::clone(&self.compressions),
+            warmups: self.model.warmups(),
         }
     }
 

@@ -248,6 +248,10 @@ impl Driver<'_> {
                     self.closed = true;
                     return Ok(());
                 }
+                // Only files are warmed, and the fuzzed responses are in memory.
+                Action::Warm(w) => {
+                    return Err(format!("Action::Warm without a file body ({from}): {w:?}"))
+                }
                 Action::Dispatch(head) => {
                     ensure!(!self.closed, "Dispatch after Close ({from}): {head:?}");
                     ensure!(

@@ -34,6 +34,7 @@ use std::fs::File;
 use std::io::{self, IoSlice};
 use std::mem;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::access_log;
@@ -57,6 +58,14 @@ pub trait Transport {
     fn send_file(&mut self, file: &File, offset: u64, len: usize) -> io::Result<usize>;
     /// Half-closes: the peer sees EOF after the bytes already sent.
     fn shutdown_write(&mut self);
+
+    /// Whether `send_file(file, offset, len)` would run without waiting for
+    /// the disk. The reactor's transports probe the page cache, and a `false`
+    /// makes the connection ask for [`Action::Warm`] instead of sending; the
+    /// default (blocking drivers, whose thread may wait) says yes.
+    fn file_ready(&mut self, _file: &File, _offset: u64, _len: usize) -> bool {
+        true
+    }
 
     /// Called after each call above. A non-blocking socket never waits, so
     /// what the caller put in `cx` for its turn (the time, whether the
@@ -140,6 +149,18 @@ pub enum Action {
     Yield,
     /// Done: drop the connection (closing the socket and any open file).
     Close,
+    /// The next bytes of the response's file are not in the page cache:
+    /// have them read off this thread (the pool), then call
+    /// [`Connection::warmed`]. Until then the connection sends nothing.
+    Warm(WarmUp),
+}
+
+/// The range of a file to bring into the page cache before sending on.
+#[derive(Debug)]
+pub struct WarmUp {
+    pub file: Arc<File>,
+    pub offset: u64,
+    pub len: u64,
 }
 
 /// What the reactor lends a connection for one call.
@@ -169,6 +190,8 @@ pub struct Outgoing {
     /// Bytes written in total (for the access log).
     sent: u64,
     log: Option<Box<access_log::AccessRecord>>,
+    /// An [`Action::Warm`] is out: send nothing until [`Connection::warmed`].
+    warming: bool,
 }
 
 /// What follows the response being prepared or written.
@@ -378,6 +401,15 @@ impl<T: Transport> Connection<T> {
         // the connection; `start_writing` makes the head say what we do.
         after.close |= response.close || cx.draining;
         self.start_writing(response, after, cx.now);
+        self.resume(cx)
+    }
+
+    /// The warm-up asked for with [`Action::Warm`] is done (or failed: then
+    /// `sendfile` meets the error itself): send on.
+    pub fn warmed(&mut self, cx: &mut Cx<'_>) -> Action {
+        if let State::Writing { out, .. } = &mut self.state {
+            out.warming = false;
+        }
         self.resume(cx)
     }
 
@@ -673,6 +705,7 @@ impl<T: Transport> Connection<T> {
             offset: 0,
             sent: 0,
             log: response.log,
+            warming: false,
         };
         self.state = State::Writing {
             out: Box::new(out),
@@ -713,6 +746,9 @@ impl<T: Transport> Connection<T> {
         match result {
             Ok(Written::All) => {}
             Ok(Written::Budget) => return Some(Action::Yield),
+            Ok(Written::Cold(warm)) => return Some(Action::Warm(warm)),
+            // A readiness event while the pool warms the file: nothing to do.
+            Ok(Written::Warming) => return Some(Action::Wait),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(Action::Wait),
             Err(e) => {
                 // Reset by the peer, or the file shrank under us: the
@@ -838,7 +874,15 @@ enum Written {
     All,
     /// [`WRITE_BUDGET`] used up; more remains.
     Budget,
+    /// The file's next bytes are not cached: warm them, then go on.
+    Cold(WarmUp),
+    /// Waiting for the warm-up asked for earlier.
+    Warming,
 }
+
+/// How much of a cold file one [`Action::Warm`] brings in: two write budgets,
+/// so the warm-up is a rare round trip, not one per `sendfile`.
+pub const WARM_WINDOW: u64 = 2 * WRITE_BUDGET;
 
 /// Writes as much of `out` as the socket takes: runs of in-memory chunks
 /// with one `writev`, file chunks with `sendfile`.
@@ -866,6 +910,18 @@ fn write_out<T: Transport>(io: &mut T, out: &mut Outgoing) -> io::Result<Written
             Chunk::File { file, offset, len } => {
                 let remaining = len - out.offset;
                 let want = remaining.min(WRITE_BUDGET) as usize;
+                if out.warming {
+                    return Ok(Written::Warming);
+                }
+                if !io.file_ready(file, offset + out.offset, want) {
+                    let warm = WarmUp {
+                        file: Arc::clone(file),
+                        offset: offset + out.offset,
+                        len: remaining.min(WARM_WINDOW),
+                    };
+                    out.warming = true;
+                    return Ok(Written::Cold(warm));
+                }
                 match io.send_file(file, offset + out.offset, want) {
                     Ok(0) if want > 0 => Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
@@ -1194,3 +1250,6 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod cold_file_tests;

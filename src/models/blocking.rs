@@ -345,6 +345,8 @@ enum Next {
     Resume,
     /// Answer this request (the `Dispatch` the connection asked for).
     Answer(Box<RequestHead>),
+    /// The file range the connection asked to warm is warm: send on.
+    Warmed,
 }
 
 /// Serves `client` on this thread until its connection closes. `scratch` is
@@ -395,6 +397,7 @@ fn drive(client: Client, scratch: &mut [u8]) {
                 }
                 conn.complete(response, &mut cx)
             }
+            Next::Warmed => conn.warmed(&mut cx),
             Next::Resume => match conn.deadline(limits) {
                 Some(deadline) if deadline <= now => conn.on_timeout(&mut cx),
                 Some(deadline) if requests > 0 && conn.is_idle() => {
@@ -419,6 +422,12 @@ fn drive(client: Client, scratch: &mut [u8]) {
                 Next::Answer(head)
             }
             Action::Close => break,
+            // Not asked by a blocking socket (its `file_ready` says yes), but
+            // this thread may wait for the disk anyway.
+            Action::Warm(w) => {
+                let _ = crate::sys::page_cache::warm(&w.file, w.offset, w.len);
+                Next::Warmed
+            }
         };
     }
     shared.requests.fetch_add(requests, Ordering::Relaxed);

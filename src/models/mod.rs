@@ -18,7 +18,7 @@
 use std::fmt;
 use std::io;
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -188,6 +188,14 @@ impl Bound {
         match self {
             Bound::Reactor(r) => Arc::clone(&r.open),
             Bound::Blocking(b) => b.open(),
+        }
+    }
+
+    /// File ranges warmed off the reactor (blocking models: never).
+    pub(crate) fn warmups(&self) -> Arc<AtomicU64> {
+        match self {
+            Bound::Reactor(r) => Arc::clone(&r.warmups),
+            Bound::Blocking(_) => Arc::new(AtomicU64::new(0)),
         }
     }
 

@@ -1,7 +1,8 @@
 //! The few system calls the standard library does not wrap: `sendfile(2)`
 //! for file bodies, the `setuid` family for dropping root, `getrlimit(2)`
 //! for the descriptor limit, and (in `open.rs`) opening and stat-ing a path
-//! without leaving the served root.
+//! without leaving the served root, and (in `page_cache.rs`) probing and
+//! warming the page cache so that `sendfile` does not wait for the disk.
 //!
 //! This is the only module with `unsafe`; each block says why it is sound.
 //! Everything OS-specific sits behind these functions, `cfg`-gated, with a
@@ -23,6 +24,8 @@ pub use open::{entry_absent, open_beneath, stat_beneath, stat_following_links, O
 
 mod poll;
 pub use poll::wait_readable;
+
+pub mod page_cache;
 
 /// Copies up to `len` bytes of `file`, starting at `offset`, to the socket
 /// `socket` inside the kernel. Returns the number of bytes sent; a short count

@@ -196,6 +196,12 @@ impl TestServer {
         self.handle.compressions()
     }
 
+    /// File ranges the reactor had warmed off its thread (see
+    /// `Handle::file_warmups`).
+    pub fn file_warmups(&self) -> u64 {
+        self.handle.file_warmups()
+    }
+
     /// Asks for a graceful shutdown without waiting for it (see [`stop`]).
     ///
     /// [`stop`]: TestServer::stop

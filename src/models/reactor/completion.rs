@@ -20,12 +20,20 @@ use mio::Waker;
 
 use crate::http::response::Response;
 
-/// A finished response for connection `key`, which must still be the
-/// connection of generation `generation` for the answer to be delivered.
+/// A finished job for connection `key`, which must still be the
+/// connection of generation `generation` for it to be delivered.
 pub struct Completion {
     pub key: usize,
     pub generation: u64,
-    pub response: Response,
+    pub done: Done,
+}
+
+/// What a worker did for a connection.
+pub enum Done {
+    /// Answered its request.
+    Response(Response),
+    /// Brought the next part of the file it is sending into the page cache.
+    Warmed,
 }
 
 pub struct CompletionQueue {

@@ -24,6 +24,13 @@
 //! reused once its connection closes, so every job carries the connection's
 //! generation too, and a completion for a dead generation is dropped.
 //!
+//! The reactor never waits for the disk: a file body whose next bytes are
+//! not in the page cache is not handed to `sendfile`. The connection asks
+//! for [`Action::Warm`], a worker reads that window in
+//! (`sys::page_cache::warm`) and posts `Done::Warmed`, and the connection
+//! sends on. A worker answering with a cold file warms its first window
+//! before posting the answer (`warm_first_window`).
+//!
 //! With `--model reactor-inline` there is no pool: step 2 runs the file work
 //! on this thread, and its answers wait in `inline` to be delivered after
 //! the events, like completions from the pool (see `Reactor::inline`).
@@ -34,7 +41,7 @@ use std::io;
 use std::mem;
 use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,10 +50,10 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::config::ListenKind;
-use crate::conn::{Action, Connection, Cx, Limits, Transport};
+use crate::conn::{Action, Connection, Cx, Limits, Transport, WarmUp, WARM_WINDOW};
 use crate::http::request::RequestHead;
-use crate::http::response::Response;
-use crate::models::reactor::completion::{Completion, CompletionQueue};
+use crate::http::response::{Chunk, Response};
+use crate::models::reactor::completion::{Completion, CompletionQueue, Done};
 use crate::models::reactor::pool::Pool;
 use crate::models::reactor::stream::{ProxyHeader, Socket, Stream};
 use crate::models::reactor::timer::{Expiry, Timers};
@@ -151,6 +158,9 @@ pub struct Reactor {
     /// Connections open right now, published for `Handle::open_connections`
     /// (tests check that every connection is cleaned up).
     pub(crate) open: Arc<AtomicUsize>,
+    /// File ranges read into the page cache off this thread because they
+    /// were not cached (`Handle::file_warmups`; tests check the cold path).
+    pub(crate) warmups: Arc<AtomicU64>,
     limits: Limits,
     max_connections: usize,
     shutdown_timeout: Duration,
@@ -198,6 +208,7 @@ impl Reactor {
             signals: None,
             shutdown_requested: Arc::new(AtomicBool::new(false)),
             open: Arc::new(AtomicUsize::new(0)),
+            warmups: Arc::new(AtomicU64::new(0)),
             limits,
             scratch: vec![0; SCRATCH_SIZE.max(config.max_head + 1)].into_boxed_slice(),
             yielded: Vec::new(),
@@ -413,9 +424,22 @@ impl Reactor {
         });
     }
 
-    /// A worker finished a request.
+    /// A worker finished a request, or a warm-up.
     fn complete(&mut self, c: Completion, now: Instant, submitted: &mut usize) {
-        let response = c.response;
+        let response = match c.done {
+            Done::Response(response) => response,
+            Done::Warmed => {
+                self.drive(
+                    c.key,
+                    Some(c.generation),
+                    Readiness::NONE,
+                    now,
+                    submitted,
+                    |conn, cx| conn.warmed(cx),
+                );
+                return;
+            }
+        };
         let woken = self.pool.is_some();
         self.drive(
             c.key,
@@ -502,12 +526,13 @@ impl Reactor {
                     self.inline.push(Completion {
                         key,
                         generation,
-                        response,
+                        done: Done::Response(response),
                     });
                     return;
                 };
                 let site = Arc::clone(&self.site);
                 let queue = Arc::clone(&self.completions);
+                let warmups = Arc::clone(&self.warmups);
                 if let Some(s) = story {
                     s.stage(format_args!("queued (depth {})", pool.queued() + 1));
                 }
@@ -517,6 +542,7 @@ impl Reactor {
                     }
                     let response =
                         trace::handling(story, || answer(&site, kind, https_port, &head, peer));
+                    warm_first_window(&response, &warmups);
                     if let Some(s) = story {
                         s.stage(format_args!(
                             "answer ready ({}), completion posted",
@@ -526,13 +552,58 @@ impl Reactor {
                     queue.push(Completion {
                         key,
                         generation,
-                        response,
+                        done: Done::Response(response),
                     });
                 }));
                 *submitted += 1;
             }
+            Action::Warm(warm) => self.warm(key, warm, submitted),
             Action::Close => self.close(key, now),
         }
+    }
+
+    /// A connection's file is not cached where it sends next: a worker
+    /// reads that window through and posts `Done::Warmed`, and the
+    /// connection sends nothing meanwhile (it is still held to its send
+    /// timeout). `reactor-inline` reads it here: that model's point is
+    /// doing the file work on this thread.
+    fn warm(&mut self, key: usize, warm: WarmUp, submitted: &mut usize) {
+        let Some(entry) = self.connections.get(key) else {
+            return;
+        };
+        let generation = entry.generation;
+        if let Some(s) = entry.conn.trace_story() {
+            s.stage(format_args!(
+                "bytes {}.. not cached; warming {} bytes",
+                warm.offset, warm.len
+            ));
+        }
+        self.warmups.fetch_add(1, Ordering::Relaxed);
+        let job = move || {
+            if let Err(e) = crate::sys::page_cache::warm(&warm.file, warm.offset, warm.len) {
+                // `sendfile` will meet the error too and end the response.
+                log::debug!("warming a file range failed: {e}");
+            }
+        };
+        let Some(pool) = &self.pool else {
+            job();
+            self.inline.push(Completion {
+                key,
+                generation,
+                done: Done::Warmed,
+            });
+            return;
+        };
+        let queue = Arc::clone(&self.completions);
+        pool.submit(Box::new(move || {
+            job();
+            queue.push(Completion {
+                key,
+                generation,
+                done: Done::Warmed,
+            });
+        }));
+        *submitted += 1;
     }
 
     fn close(&mut self, key: usize, now: Instant) {
@@ -730,6 +801,27 @@ impl Reactor {
                 }
             }
             None => log::info!("received SIGHUP; no TLS certificate to reload"),
+        }
+    }
+}
+
+/// On a worker, before the answer goes to the reactor: a file body whose
+/// start is not in the page cache has its first window read in here, so the
+/// reactor's first `sendfile` finds it cached (else the first write would
+/// only ask for the same warm-up through a round trip).
+fn warm_first_window(response: &Response, warmups: &AtomicU64) {
+    let first_file = response.chunks.iter().find_map(|c| match c {
+        Chunk::File { file, offset, len } => Some((file, *offset, *len)),
+        _ => None,
+    });
+    let Some((file, offset, len)) = first_file else {
+        return;
+    };
+    let window = len.min(WARM_WINDOW);
+    if !sys::page_cache::range_cached(file, offset, window as usize) {
+        warmups.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = sys::page_cache::warm(file, offset, window) {
+            log::debug!("warming a file failed: {e}");
         }
     }
 }

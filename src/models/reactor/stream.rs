@@ -173,6 +173,13 @@ impl Transport for Stream {
         }
     }
 
+    /// The reactor must not wait for the disk: a range not in the page cache
+    /// is warmed by the pool first (both `sendfile` and TLS's `pread` would
+    /// block on it).
+    fn file_ready(&mut self, file: &File, offset: u64, len: usize) -> bool {
+        crate::sys::page_cache::range_cached(file, offset, len)
+    }
+
     fn shutdown_write(&mut self) {
         match self {
             Stream::Plain(s) => s.shutdown_write(),

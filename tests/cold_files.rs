@@ -1,0 +1,128 @@
+//! A file body not in the page cache is read in by a worker before the
+//! reactor sends it: the reactor's `sendfile` must never wait for the disk
+//! (one cold download would stall every connection). Real server, real
+//! sockets, a real file evicted from the page cache with
+//! `posix_fadvise(DONTNEED)`; where eviction is not possible (tmpfs, not
+//! Linux) the test says so and checks only that the body arrives intact.
+
+mod common;
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+
+use common::{model, pattern, TempDir, TestServer, IO_TIMEOUT};
+use stoke::models::Model;
+use stoke::sys::page_cache::{self, Residency};
+
+const MIB: usize = 1024 * 1024;
+
+/// Only the reactor models warm files (a blocking model's thread may wait).
+fn reactor_model(test: &str) -> bool {
+    if matches!(model(), Model::Reactor | Model::ReactorInline) {
+        return true;
+    }
+    println!("SKIPPED {test}: only the reactor models keep disk waits off their loop");
+    false
+}
+
+/// Writes `body` to `rel` under `dir`, flushed to the device so that
+/// eviction can drop its pages.
+fn write_synced(dir: &TempDir, rel: &str, body: &[u8]) -> File {
+    let path = dir.path().join(rel);
+    let mut f = File::create(&path).unwrap();
+    f.write_all(body).unwrap();
+    f.sync_all().unwrap();
+    File::open(&path).unwrap()
+}
+
+/// Evicts `file` and reports whether the byte at `offset` is now uncached.
+fn evicted(file: &File, offset: u64) -> bool {
+    page_cache::evict(file) && page_cache::probe(file, offset) == Residency::NotCached
+}
+
+/// Sends a GET on a fresh connection and returns it after the head.
+fn request(server: &TestServer, path: &Path) -> (BufReader<std::net::TcpStream>, usize) {
+    let mut s = server.connect();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    write!(
+        s,
+        "GET /{} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+        path.display()
+    )
+    .unwrap();
+    let mut r = BufReader::new(s);
+    let mut len = None;
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        if line.starts_with("HTTP/1.1") {
+            assert!(line.contains(" 200 "), "{line}");
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = Some(v.trim().parse().unwrap());
+        }
+    }
+    (r, len.expect("no Content-Length"))
+}
+
+/// Regression (`sendfile` ran on the reactor for a file not in the page
+/// cache): a cold file's first window is read in by the worker that
+/// answers, so the reactor's first `sendfile` finds it cached.
+#[test]
+fn cold_file_is_warmed_off_the_reactor_before_it_is_sent() {
+    if !reactor_model("cold_file_is_warmed_off_the_reactor_before_it_is_sent") {
+        return;
+    }
+    let dir = TempDir::new("cold-first");
+    let body = pattern(4 * MIB, 11);
+    let file = write_synced(&dir, "cold.bin", &body);
+    let cold = evicted(&file, 0);
+    let server = TestServer::start(dir.path());
+    let (mut r, len) = request(&server, Path::new("cold.bin"));
+    assert_eq!(len, body.len());
+    let mut got = Vec::with_capacity(len);
+    r.read_to_end(&mut got).unwrap();
+    assert!(got == body, "the body differs from the file");
+    if cold {
+        assert!(server.file_warmups() >= 1, "a cold file was sent unwarmed");
+    } else {
+        println!("SKIPPED the warm-up check: cannot evict pages here (tmpfs?)");
+    }
+}
+
+/// Regression (a long download's later windows, evicted or never read
+/// yet, were read by `sendfile` on the reactor): when the pages where the
+/// next `sendfile` starts are not cached, the reactor has a worker read
+/// them in and waits for its completion instead.
+#[test]
+fn pages_evicted_mid_download_are_warmed_off_the_reactor() {
+    if !reactor_model("pages_evicted_mid_download_are_warmed_off_the_reactor") {
+        return;
+    }
+    let dir = TempDir::new("cold-middle");
+    let body = pattern(32 * MIB, 12);
+    let file = write_synced(&dir, "long.bin", &body);
+    let server = TestServer::start(dir.path());
+    let (mut r, len) = request(&server, Path::new("long.bin"));
+    assert_eq!(len, body.len());
+    // Take the first MiB, then (the rest still unsent: the socket buffers
+    // hold far less than 31 MiB) drop the file's pages.
+    let mut got = vec![0; MIB];
+    r.read_exact(&mut got).unwrap();
+    let before = server.file_warmups();
+    let cold = evicted(&file, 24 * MIB as u64);
+    r.read_to_end(&mut got).unwrap();
+    assert!(got == body, "the body differs from the file");
+    if cold {
+        assert!(
+            server.file_warmups() > before,
+            "evicted pages were sent unwarmed"
+        );
+    } else {
+        println!("SKIPPED the warm-up check: cannot evict pages here (tmpfs?)");
+    }
+}
