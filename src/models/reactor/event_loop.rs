@@ -7,13 +7,16 @@
 //!
 //! Each turn of the loop:
 //! 1. sleep in `poll` until a socket is ready, a worker wakes us, or the
-//!    earliest deadline (the heap in `timer.rs`) is due;
+//!    earliest deadline (the heap in `timer.rs`) is due; but if completions
+//!    are already queued, do not sleep: skip the poll (at most one turn in
+//!    a row, so sockets are still heard) or poll without waiting;
 //! 2. for each event: accept on a listener until `WouldBlock`; let a
 //!    connection make progress (`conn/mod.rs` reads, parses and writes
-//!    until `WouldBlock`); on the waker's token, deliver every finished
-//!    response from the completion queue (wakes coalesce, so drain it all);
-//! 3. expire due deadlines;
-//! 4. wake as many workers as jobs were submitted this turn (once per batch).
+//!    until `WouldBlock`);
+//! 3. deliver every finished job from the completion queue (workers wake
+//!    us only while we are parked in `poll`; see `completion.rs`);
+//! 4. expire due deadlines;
+//! 5. wake as many workers as jobs were submitted this turn (once per batch).
 //!
 //! Sockets are registered once, for both readable and writable, edge-
 //! triggered: no `epoll_ctl` per request. The price is that every operation
@@ -223,18 +226,43 @@ impl Reactor {
     pub fn run(mut self) -> io::Result<Summary> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         let mut completions = Vec::new();
+        // The previous turn did not poll (completions were waiting): this
+        // one must, so that answers arriving back to back cannot keep the
+        // sockets from being heard.
+        let mut skipped_poll = false;
         loop {
             let timeout = self.poll_timeout(Instant::now());
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
+            // Sleep only if no completion is waiting; from `park` on, a
+            // worker that posts one wakes us (see `completion.rs`).
+            let parked = self.completions.park();
+            if !parked && !skipped_poll {
+                // Answers are ready now: deliver them without asking the
+                // kernel (one `epoll_wait` fewer per hand-off under load).
+                events.clear();
+                skipped_poll = true;
+            } else {
+                let timeout = if parked {
+                    timeout
+                } else {
+                    Some(Duration::ZERO)
+                };
+                let result = self.poll.poll(&mut events, timeout);
+                if parked {
+                    self.completions.unpark();
                 }
-                return Err(e);
+                skipped_poll = false;
+                if let Err(e) = result {
+                    if e.kind() == io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    return Err(e);
+                }
             }
             // "Now" is read once per turn: every deadline set in this turn
             // is measured from the same instant.
             let now = Instant::now();
             let mut submitted = 0;
+            let mut woken = false;
 
             for (key, generation) in mem::take(&mut self.yielded) {
                 if self.is_current(key, generation) {
@@ -243,15 +271,8 @@ impl Reactor {
             }
             for event in events.iter() {
                 match event.token() {
-                    WAKER => {
-                        self.completions.drain_into(&mut completions);
-                        for c in completions.drain(..) {
-                            self.complete(c, now, &mut submitted);
-                        }
-                        if self.shutdown_requested.load(Ordering::Acquire) {
-                            self.begin_shutdown(now);
-                        }
-                    }
+                    // Completions are delivered below, woken or not.
+                    WAKER => woken = true,
                     SIGNALS => self.on_signals(now),
                     Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE, now),
                     Token(key) => {
@@ -262,6 +283,16 @@ impl Reactor {
                         self.resume(key, readiness, now, &mut submitted)
                     }
                 }
+            }
+            if woken || self.completions.pending() {
+                // Draining also re-arms the wake-up (`wake_pending`).
+                self.completions.drain_into(&mut completions);
+                for c in completions.drain(..) {
+                    self.complete(c, now, &mut submitted);
+                }
+            }
+            if woken && self.shutdown_requested.load(Ordering::Acquire) {
+                self.begin_shutdown(now);
             }
             if self.accept_paused_until.is_some_and(|t| t <= now) {
                 self.accept_paused_until = None;

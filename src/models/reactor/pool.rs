@@ -105,11 +105,19 @@ impl Pool {
 
     /// Wakes up to `n` sleeping workers for `n` newly submitted jobs.
     ///
-    /// The handshake: a worker about to sleep first increments `sleepers`,
-    /// then looks at the injector once more, under `lock`. We push the jobs,
-    /// then (after a full fence) read `sleepers`. Either the worker's second
-    /// look sees our jobs, or we see its increment and notify under the same
-    /// lock, which it holds until it is waiting. No job is left unseen.
+    /// The handshake: a worker about to sleep takes `lock`, increments
+    /// `sleepers`, looks at the injector once more and waits (which releases
+    /// `lock`). We push the jobs, then (after a full fence) read `sleepers`.
+    /// Either the worker's second look sees our jobs, or we see its
+    /// increment. In that case we take and release `lock` before notifying:
+    /// the worker held it from its increment until it was waiting, so once
+    /// we have had it the worker is waiting (or already awake), and our
+    /// notify cannot fall between its look and its wait. No job is left
+    /// unseen, and no wake-up is spent while nobody sleeps.
+    ///
+    /// The notify comes after the lock is released, not under it: a worker
+    /// woken while we still held it would first block on it again (a second
+    /// futex round trip per hand-off).
     pub fn notify(&self, n: usize) {
         if n == 0 {
             return;
@@ -119,7 +127,7 @@ impl Pool {
         if sleeping == 0 {
             return;
         }
-        let _guard = self.shared.lock.lock().unwrap_or_else(|e| e.into_inner());
+        drop(self.shared.lock.lock().unwrap_or_else(|e| e.into_inner()));
         for _ in 0..n.min(sleeping) {
             self.shared.wakeup.notify_one();
         }
