@@ -13,7 +13,7 @@ MODEL ?= reactor
 # (models.rs starts each model itself; fuzz_corpus.rs starts none).
 MODEL_TESTS := $(patsubst tests/%.rs,--test %,$(filter-out tests/models.rs tests/fuzz_corpus.rs,$(wildcard tests/*.rs)))
 
-.PHONY: all build release run test test-model unit lint fmt check-targets test-deps bench bench-deps bench-quick compare-models bench-idle fuzz fuzz-target fuzz-replay clean
+.PHONY: all build release run test test-model test-reactors unit lint fmt check-targets test-deps bench bench-deps bench-quick compare-models bench-idle fuzz fuzz-target fuzz-replay clean
 
 all: build
 
@@ -35,6 +35,12 @@ test: test-deps lint
 		echo "== integration tests, --model $$m"; \
 		STOKE_TEST_MODEL=$$m $(CARGO) test --features test-hooks $(MODEL_TESTS); \
 	done
+	@echo "== integration tests, --reactors 2"
+	STOKE_TEST_REACTORS=2 $(CARGO) test --features test-hooks $(MODEL_TESTS)
+
+## The integration tests with two event loops sharing the pool (--reactors 2).
+test-reactors: test-deps
+	STOKE_TEST_REACTORS=2 $(CARGO) test --features test-hooks $(MODEL_TESTS)
 
 ## The integration tests against one model: make test-model MODEL=pool
 test-model: test-deps

@@ -40,6 +40,10 @@ pub const DEFAULT_HEADER_TIMEOUT_SECS: f64 = 10.0;
 /// stingier, since an idle connection serves nobody).
 pub const DEFAULT_KEEPALIVE_TIMEOUT_SECS: f64 = 5.0;
 
+/// Most `--reactors`: each loop is a thread that spins on its own sockets;
+/// more than the machine's cores only adds switching.
+pub const MAX_REACTORS: usize = 256;
+
 /// Threads of `--model pool` when `--threads` is not given. A pool thread
 /// holds one client from accept to close, idle keep-alive time included, so
 /// this is also how many clients are served at once: a few dozen browsers
@@ -82,6 +86,11 @@ pub struct Cli {
     /// pool's connection threads [default: 128]; other models ignore it.
     #[arg(short, long, value_name = "N")]
     pub threads: Option<usize>,
+
+    /// Event loops of the reactor models, each with its own connections and
+    /// timers, sharing the listeners and the file workers; other models ignore it.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub reactors: usize,
 
     /// Most connections served at once; further clients wait in the backlog.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS)]
@@ -239,6 +248,8 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     pub model: Model,
     pub threads: usize,
+    /// Event loops (`--reactors`; the reactor models only).
+    pub reactors: usize,
     pub max_connections: usize,
     pub max_head: usize,
     pub header_timeout: Duration,
@@ -327,6 +338,11 @@ impl Config {
             None if cli.model == Model::Pool => DEFAULT_POOL_THREADS,
             None => std::thread::available_parallelism().map_or(2, |n| n.get()),
         };
+        if !(1..=MAX_REACTORS).contains(&cli.reactors) {
+            return Err(invalid(&format!(
+                "--reactors must be between 1 and {MAX_REACTORS}"
+            )));
+        }
         if cli.max_connections == 0 {
             return Err(invalid("--max-connections must be at least 1"));
         }
@@ -406,6 +422,7 @@ impl Config {
             reuse_port: cli.reuse_port,
             model: cli.model,
             threads,
+            reactors: cli.reactors,
             max_connections: cli.max_connections,
             max_head: cli.max_head_size,
             header_timeout: seconds("--header-timeout", cli.header_timeout)?,
@@ -581,6 +598,8 @@ mod tests {
             &["/no/such/dir"][..],
             &["Cargo.toml"],
             &[".", "--threads", "0"],
+            &[".", "--reactors", "0"],
+            &[".", "--reactors", "100000"],
             &[".", "--header", "bad header"],
             &[".", "--header", "X: a\nb"],
             &[".", "--keepalive-timeout=-1"],

@@ -226,6 +226,13 @@ impl Server {
         // Said once the server has started, not before a start-up error.
         let mut lowered_cap = None;
         if let Some(limit) = crate::sys::descriptor_limit() {
+            // Each event loop past the first (`--reactors`) holds its own
+            // poller, waker and a `dup` of every listener.
+            let extra_loops = match config.model {
+                Model::Reactor | Model::ReactorInline => config.reactors.saturating_sub(1),
+                Model::Pool | Model::ThreadPerConnection => 0,
+            };
+            let limit = limit.saturating_sub((extra_loops * (2 + listeners.len())) as u64);
             let cap = connection_cap(limit, listeners.len(), config.model, config.threads);
             if cap < config.max_connections {
                 lowered_cap = Some((config.max_connections, limit));

@@ -86,6 +86,16 @@ pub struct Summary {
     pub busy_workers: usize,
 }
 
+impl Summary {
+    /// Adds another event loop's counts to these (`--reactors`).
+    pub(crate) fn add(&mut self, other: &Summary) {
+        self.connections += other.connections;
+        self.requests += other.requests;
+        self.cut_off += other.cut_off;
+        self.forced |= other.forced;
+    }
+}
+
 /// Size of the read scratch buffer (one per reactor, one per blocking
 /// connection thread). Enough for a large head or a burst of pipelined ones
 /// in one `read`.
@@ -186,7 +196,7 @@ impl Bound {
     /// Connections open right now, for `Handle::open_connections`.
     pub(crate) fn open(&self) -> Arc<AtomicUsize> {
         match self {
-            Bound::Reactor(r) => Arc::clone(&r.open),
+            Bound::Reactor(r) => Arc::clone(&r.shared.open),
             Bound::Blocking(b) => b.open(),
         }
     }
@@ -194,7 +204,7 @@ impl Bound {
     /// File ranges warmed off the reactor (blocking models: never).
     pub(crate) fn warmups(&self) -> Arc<AtomicU64> {
         match self {
-            Bound::Reactor(r) => Arc::clone(&r.warmups),
+            Bound::Reactor(r) => Arc::clone(&r.shared.warmups),
             Bound::Blocking(_) => Arc::new(AtomicU64::new(0)),
         }
     }

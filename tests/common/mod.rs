@@ -6,6 +6,8 @@
 //! `STOKE_TEST_MODEL` (`reactor` when unset; `make test` runs the suite once
 //! per model, `make test-model MODEL=pool` once for one). A test that only
 //! makes sense for one model says so in its name and uses [`skip_unless`].
+//! `STOKE_TEST_REACTORS=N` runs the reactor models with `--reactors N`
+//! (`make test-reactors` runs the suite once with 2).
 #![allow(dead_code)]
 
 pub mod browser;
@@ -26,6 +28,19 @@ use stoke::{Cli, Config, Handle, Server};
 /// The environment variable that picks the model every test server runs.
 pub const MODEL_VAR: &str = "STOKE_TEST_MODEL";
 
+/// The environment variable that sets `--reactors` for every test server.
+pub const REACTORS_VAR: &str = "STOKE_TEST_REACTORS";
+
+/// `--reactors` for the servers under test (from [`REACTORS_VAR`]; 1 when unset).
+pub fn reactors() -> usize {
+    match std::env::var(REACTORS_VAR) {
+        Err(_) => 1,
+        Ok(n) => n
+            .parse()
+            .unwrap_or_else(|_| panic!("{REACTORS_VAR}={n:?}: expected a number")),
+    }
+}
+
 /// The model under test (from [`MODEL_VAR`]; `reactor` when unset).
 pub fn model() -> Model {
     match std::env::var(MODEL_VAR) {
@@ -43,6 +58,11 @@ pub fn model() -> Model {
 /// `--model NAME` for a child `stoke` process.
 pub fn model_args() -> [&'static str; 2] {
     ["--model", model().name()]
+}
+
+/// `--reactors N` for a child `stoke` process (see [`REACTORS_VAR`]).
+pub fn reactors_args() -> [String; 2] {
+    ["--reactors".to_owned(), reactors().to_string()]
 }
 
 /// For a test that belongs to one model: `true` (run it) when that model is
@@ -79,6 +99,7 @@ pub fn config_for(root: &Path, model: Model) -> Config {
     let mut cli = Cli::parse_from(["stoke", "--model", model.name()]);
     cli.root = root.to_path_buf();
     cli.listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
+    cli.reactors = reactors();
     Config::from_cli(cli).unwrap()
 }
 
@@ -240,6 +261,7 @@ impl ChildServer {
             .arg(root)
             .args(["--listen", "127.0.0.1:0"])
             .args(model_args())
+            .args(reactors_args())
             .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

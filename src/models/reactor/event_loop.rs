@@ -44,8 +44,9 @@ use std::io;
 use std::mem;
 use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
@@ -60,6 +61,7 @@ use crate::models::reactor::completion::{Completion, CompletionQueue, Done};
 use crate::models::reactor::pool::Pool;
 use crate::models::reactor::stream::{ProxyHeader, Socket, Stream};
 use crate::models::reactor::timer::{Expiry, Timers};
+use crate::models::reactor::Shared;
 use crate::models::{is_resource_exhaustion, Summary, ACCEPT_BACKOFF, SCRATCH_SIZE};
 use crate::site::{self, Site};
 use crate::sys;
@@ -146,8 +148,17 @@ pub struct Reactor {
     connections: Slab<Entry>,
     next_generation: u64,
     timers: Timers,
-    /// The work-stealing pool; `None` for `reactor-inline`.
-    pool: Option<Pool>,
+    /// The work-stealing pool (shared by every loop); `None` for
+    /// `reactor-inline`.
+    pool: Option<Arc<Pool>>,
+    /// Which loop this is (`--reactors`; 0 owns the signals).
+    index: usize,
+    /// What the loops share: shutdown flags, connection count, counters.
+    pub(crate) shared: Arc<Shared>,
+    /// Every loop's completion queue (this one's too), to wake them all.
+    pub(crate) peers: Vec<Arc<CompletionQueue>>,
+    /// Loop 0 only, until `run`: the other loops, started on their threads.
+    pub(crate) siblings: Vec<Reactor>,
     /// `reactor-inline`: answers made on this thread, delivered at the end of
     /// the turn. Not from inside `act`: a pipelined request would then be
     /// dispatched and answered from within the previous one's completion,
@@ -156,14 +167,6 @@ pub struct Reactor {
     site: Arc<Site>,
     pub(crate) completions: Arc<CompletionQueue>,
     pub(crate) signals: Option<signal_hook_mio::v1_0::Signals>,
-    /// Set (by a signal or a `Handle`) to ask for a graceful shutdown.
-    pub(crate) shutdown_requested: Arc<AtomicBool>,
-    /// Connections open right now, published for `Handle::open_connections`
-    /// (tests check that every connection is cleaned up).
-    pub(crate) open: Arc<AtomicUsize>,
-    /// File ranges read into the page cache off this thread because they
-    /// were not cached (`Handle::file_warmups`; tests check the cold path).
-    pub(crate) warmups: Arc<AtomicU64>,
     limits: Limits,
     max_connections: usize,
     shutdown_timeout: Duration,
@@ -183,9 +186,11 @@ impl Reactor {
     pub(crate) fn new(
         poll: Poll,
         listeners: Vec<TcpListener>,
-        pool: Option<Pool>,
+        pool: Option<Arc<Pool>>,
         site: Arc<Site>,
         completions: Arc<CompletionQueue>,
+        index: usize,
+        shared: Arc<Shared>,
     ) -> Reactor {
         let config = Arc::clone(&site.config);
         let limits = Limits {
@@ -203,15 +208,16 @@ impl Reactor {
             next_generation: 0,
             timers: Timers::new(),
             pool,
+            index,
+            shared,
+            peers: Vec::new(),
+            siblings: Vec::new(),
             inline: Vec::new(),
             max_connections: config.max_connections,
             shutdown_timeout: config.shutdown_timeout,
             site,
             completions,
             signals: None,
-            shutdown_requested: Arc::new(AtomicBool::new(false)),
-            open: Arc::new(AtomicUsize::new(0)),
-            warmups: Arc::new(AtomicU64::new(0)),
             limits,
             scratch: vec![0; SCRATCH_SIZE.max(config.max_head + 1)].into_boxed_slice(),
             yielded: Vec::new(),
@@ -222,8 +228,71 @@ impl Reactor {
         }
     }
 
-    /// Runs the loop until a graceful shutdown completes.
+    /// Runs every loop (this one on this thread, the others on their own)
+    /// until a graceful shutdown completes, then stops the pool.
     pub fn run(mut self) -> io::Result<Summary> {
+        let mut threads = Vec::new();
+        for sibling in mem::take(&mut self.siblings) {
+            let index = sibling.index;
+            let shared = Arc::clone(&self.shared);
+            let first = Arc::clone(&self.completions);
+            let spawned = thread::Builder::new()
+                .name(format!("stoke-reactor-{index}"))
+                .spawn(move || {
+                    let result = sibling.run_loop();
+                    // Loop 0 waits for every other loop before it returns.
+                    shared.running.fetch_sub(1, Ordering::SeqCst);
+                    first.wake();
+                    result
+                });
+            match spawned {
+                Ok(handle) => threads.push(handle),
+                Err(e) => {
+                    // The loop was dropped unstarted: it no longer runs.
+                    self.shared.running.fetch_sub(1, Ordering::SeqCst);
+                    log::error!("cannot start event loop {index}: {e}");
+                }
+            }
+        }
+        let pool = self.pool.clone();
+        let (shared, peers) = (Arc::clone(&self.shared), self.peers.clone());
+        let result = self.run_loop();
+        if result.is_err() {
+            // This loop failed: stop the others now.
+            shared.shutdown_requested.store(true, Ordering::SeqCst);
+            shared.abort_requested.store(true, Ordering::SeqCst);
+            for peer in &peers {
+                peer.wake();
+            }
+        }
+        let mut summary = result?;
+        for handle in threads {
+            match handle.join() {
+                Ok(Ok(s)) => summary.add(&s),
+                Ok(Err(e)) => log::error!("an event loop failed: {e}"),
+                Err(_) => log::error!("an event loop panicked"),
+            }
+        }
+        // Nobody waits for an answer any more: queued jobs are dropped and
+        // a worker stuck in a job (a hung mount) is not waited for.
+        if let Some(pool) = pool.and_then(|p| Arc::try_unwrap(p).ok()) {
+            let left = pool.shutdown(WORKER_EXIT_GRACE);
+            if left.dropped_jobs > 0 || left.busy_workers > 0 {
+                log::warn!(
+                    "shutdown cut off the pool: {} queued jobs dropped, {} workers still busy \
+                     (not waited for)",
+                    left.dropped_jobs,
+                    left.busy_workers
+                );
+            }
+            summary.dropped_jobs = left.dropped_jobs;
+            summary.busy_workers = left.busy_workers;
+        }
+        Ok(summary)
+    }
+
+    /// Runs this loop until its part of a graceful shutdown completes.
+    fn run_loop(mut self) -> io::Result<Summary> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         let mut completions = Vec::new();
         // The previous turn did not poll (completions were waiting): this
@@ -291,8 +360,11 @@ impl Reactor {
                     self.complete(c, now, &mut submitted);
                 }
             }
-            if woken && self.shutdown_requested.load(Ordering::Acquire) {
+            if woken && self.shared.shutdown_requested.load(Ordering::Acquire) {
                 self.begin_shutdown(now);
+            }
+            if woken && self.shared.abort_requested.load(Ordering::Acquire) {
+                self.abort = true;
             }
             if self.accept_paused_until.is_some_and(|t| t <= now) {
                 self.accept_paused_until = None;
@@ -301,10 +373,12 @@ impl Reactor {
             self.expire(now, &mut submitted);
             self.answer_inline(now, &mut submitted);
             self.notify_pool(submitted);
-            self.open.store(self.connections.len(), Ordering::Relaxed);
 
             if let Some(deadline) = self.drain_deadline {
-                if self.connections.is_empty() {
+                // Loop 0 polls on (for a second signal) until the others end.
+                let others_done =
+                    self.index != 0 || self.shared.running.load(Ordering::SeqCst) == 1;
+                if self.connections.is_empty() && others_done {
                     break;
                 }
                 if deadline <= now || self.abort {
@@ -318,25 +392,13 @@ impl Reactor {
                         },
                         self.connections.len()
                     );
+                    self.shared
+                        .open
+                        .fetch_sub(self.connections.len(), Ordering::Relaxed);
                     self.connections.clear();
                     break;
                 }
             }
-        }
-        // Nobody waits for an answer any more: queued jobs are dropped and
-        // a worker stuck in a job (a hung mount) is not waited for.
-        if let Some(pool) = self.pool.take() {
-            let left = pool.shutdown(WORKER_EXIT_GRACE);
-            if left.dropped_jobs > 0 || left.busy_workers > 0 {
-                log::warn!(
-                    "shutdown cut off the pool: {} queued jobs dropped, {} workers still busy \
-                     (not waited for)",
-                    left.dropped_jobs,
-                    left.busy_workers
-                );
-            }
-            self.summary.dropped_jobs = left.dropped_jobs;
-            self.summary.busy_workers = left.busy_workers;
         }
         Ok(self.summary)
     }
@@ -383,9 +445,12 @@ impl Reactor {
     /// Accepts from one listener until `WouldBlock` (edge-triggered: a
     /// connection left in the backlog would get no second event).
     fn accept(&mut self, index: usize, now: Instant) {
+        // The shared flag, not only this loop's drain: once any loop logged
+        // "stopped accepting", no loop may take a new client (`--reactors`).
         while self.drain_deadline.is_none()
+            && !self.shared.shutdown_requested.load(Ordering::Acquire)
             && self.accept_paused_until.is_none()
-            && self.connections.len() < self.max_connections
+            && self.shared.open.load(Ordering::Relaxed) < self.max_connections
         {
             let Some(listener) = self.listeners.get(index) else {
                 return;
@@ -433,6 +498,7 @@ impl Reactor {
         }
         self.next_generation += 1;
         self.summary.connections += 1;
+        self.shared.open.fetch_add(1, Ordering::Relaxed);
         slot.insert(Entry {
             conn: Connection::new(stream, peer.ip(), now),
             kind,
@@ -563,7 +629,7 @@ impl Reactor {
                 };
                 let site = Arc::clone(&self.site);
                 let queue = Arc::clone(&self.completions);
-                let warmups = Arc::clone(&self.warmups);
+                let warmups = Arc::clone(&self.shared.warmups);
                 if let Some(s) = story {
                     s.stage(format_args!("queued (depth {})", pool.queued() + 1));
                 }
@@ -609,7 +675,7 @@ impl Reactor {
                 warm.offset, warm.len
             ));
         }
-        self.warmups.fetch_add(1, Ordering::Relaxed);
+        self.shared.warmups.fetch_add(1, Ordering::Relaxed);
         let job = move || {
             if let Err(e) = crate::sys::page_cache::warm(&warm.file, warm.offset, warm.len) {
                 // `sendfile` will meet the error too and end the response.
@@ -641,7 +707,8 @@ impl Reactor {
         if self.connections.try_remove(key).is_some() {
             // Dropping the connection closed the socket (which also removes it
             // from the poller) and any file it was sending.
-            if self.connections.len() + 1 == self.max_connections {
+            let before = self.shared.open.fetch_sub(1, Ordering::Relaxed);
+            if before == self.max_connections {
                 // We were at the limit and may have left clients in the backlog.
                 self.accept_all(now);
             }
@@ -698,11 +765,27 @@ impl Reactor {
                 self.reload_tls();
             } else if self.drain_deadline.is_none() {
                 log::info!("received signal {signal}; shutting down gracefully");
+                // Before this loop's "stopped accepting": the other loops
+                // (`--reactors`) accept no more from now on, and hear the
+                // rest through their wakers.
+                self.shared.shutdown_requested.store(true, Ordering::SeqCst);
                 self.begin_shutdown(now);
+                self.wake_peers();
             } else {
                 log::warn!("received signal {signal} again; exiting now");
                 self.summary.forced = true;
                 self.abort = true;
+                self.shared.abort_requested.store(true, Ordering::SeqCst);
+                self.wake_peers();
+            }
+        }
+    }
+
+    /// Wakes the other loops to look at the shared shutdown flags.
+    fn wake_peers(&self) {
+        for peer in &self.peers {
+            if !Arc::ptr_eq(peer, &self.completions) {
+                peer.wake();
             }
         }
     }
@@ -721,7 +804,12 @@ impl Reactor {
         if self.drain_deadline.is_some() {
             return;
         }
-        self.accept_backlog(now);
+        // Loop 0 serves the shared backlog; the others accept nothing once
+        // the shutdown flag is up (see `accept`), so nothing arriving after
+        // loop 0 said "stopped accepting" is served.
+        if self.index == 0 {
+            self.accept_backlog(now);
+        }
         self.drain_deadline = Some(now + self.shutdown_timeout);
         for mut listener in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut listener);
@@ -738,6 +826,7 @@ impl Reactor {
             match action {
                 Action::Close => {
                     self.connections.remove(key);
+                    self.shared.open.fetch_sub(1, Ordering::Relaxed);
                 }
                 _ => self.arm_deadline(key),
             }
