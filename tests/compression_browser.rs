@@ -72,7 +72,11 @@ window.addEventListener('load', function () {{
     root.write("index.html", &html);
     root.write("style.css", &css);
     root.write("app.js", &js);
-    let server = TestServer::start(root.path());
+    // The browser asks for style.css and app.js at once; with the default
+    // worker count of a 2-core machine only one worker may compress at a
+    // time (`max_busy`), and the other file would go out uncompressed.
+    // Enough workers that both compress, whatever the timing.
+    let server = TestServer::with(root.path(), |c| c.threads = c.threads.max(8));
     let work = TempDir::new("cmp-browser-profile");
     let url = format!("http://{}/", server.addr);
     let out = run_chromium(&bin, work.path(), &["--dump-dom".into(), url]);
