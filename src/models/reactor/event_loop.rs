@@ -81,6 +81,21 @@ pub const LISTENER_BASE: usize = usize::MAX - 1024;
 /// behind and dies with the process.
 const WORKER_EXIT_GRACE: Duration = Duration::from_millis(500);
 
+/// How far past an even split of the connections a loop still accepts on
+/// a listener event (`--reactors`): a little, so that a loop that is alone
+/// awake does not leave a client waiting for the others over a count of one.
+const FAIR_SHARE_SLACK: usize = 2;
+
+/// Whether a loop leaves new clients to the other loops once it holds its
+/// share of the connections (see `Reactor::accept`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Share {
+    /// A listener event, which every loop heard: take a fair share.
+    Fair,
+    /// A slot freed up here, which no other loop heard of: take any.
+    Any,
+}
+
 /// Events taken from the kernel per `poll`.
 const EVENTS_CAPACITY: usize = 1024;
 
@@ -343,7 +358,9 @@ impl Reactor {
                     // Completions are delivered below, woken or not.
                     WAKER => woken = true,
                     SIGNALS => self.on_signals(now),
-                    Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE, now),
+                    Token(t) if t >= LISTENER_BASE => {
+                        self.accept(t - LISTENER_BASE, now, Share::Fair)
+                    }
                     Token(key) => {
                         let readiness = Readiness {
                             readable: event.is_readable() || event.is_error(),
@@ -366,6 +383,12 @@ impl Reactor {
             if woken && self.shared.abort_requested.load(Ordering::Acquire) {
                 self.abort = true;
             }
+            if woken && self.shared.accept_asked[self.index].swap(false, Ordering::SeqCst) {
+                for index in 0..self.listeners.len() {
+                    self.accept(index, now, Share::Fair);
+                }
+            }
+            self.shared.loop_open[self.index].store(self.connections.len(), Ordering::Relaxed);
             if self.accept_paused_until.is_some_and(|t| t <= now) {
                 self.accept_paused_until = None;
                 self.accept_all(now);
@@ -444,7 +467,14 @@ impl Reactor {
 
     /// Accepts from one listener until `WouldBlock` (edge-triggered: a
     /// connection left in the backlog would get no second event).
-    fn accept(&mut self, index: usize, now: Instant) {
+    ///
+    /// With `--reactors`, every loop hears the same listener event, and the
+    /// first awake would take a whole burst. On a readiness event
+    /// ([`Share::Fair`]) a loop holding more than its share stops and leaves
+    /// the rest to the others, which heard the same edge. When a slot frees
+    /// up ([`Share::Any`]) no other loop hears anything, so it takes them.
+    fn accept(&mut self, index: usize, now: Instant, share: Share) {
+        let loops = self.peers.len().max(1);
         // The shared flag, not only this loop's drain: once any loop logged
         // "stopped accepting", no loop may take a new client (`--reactors`).
         while self.drain_deadline.is_none()
@@ -452,6 +482,14 @@ impl Reactor {
             && self.accept_paused_until.is_none()
             && self.shared.open.load(Ordering::Relaxed) < self.max_connections
         {
+            if share == Share::Fair
+                && loops > 1
+                && self.connections.len()
+                    >= self.shared.open.load(Ordering::Relaxed) / loops + FAIR_SHARE_SLACK
+            {
+                self.hand_off_accepting();
+                return;
+            }
             let Some(listener) = self.listeners.get(index) else {
                 return;
             };
@@ -473,10 +511,26 @@ impl Reactor {
         }
     }
 
+    /// This loop holds more than its share and leaves the backlog: the
+    /// least busy other loop is told to accept (it may have heard the
+    /// listener's edge before the backlog was left to it, and no new edge
+    /// comes until a new client does). That loop holds less than an even
+    /// split, so it accepts at least one: the backlog always moves.
+    fn hand_off_accepting(&self) {
+        let counts = &self.shared.loop_open;
+        let least = (0..counts.len())
+            .filter(|&k| k != self.index)
+            .min_by_key(|&k| counts[k].load(Ordering::Relaxed));
+        if let (Some(k), Some(peer)) = (least, least.and_then(|k| self.peers.get(k))) {
+            self.shared.accept_asked[k].store(true, Ordering::SeqCst);
+            peer.wake();
+        }
+    }
+
     /// Accepts on every listener; called when accepting becomes possible again.
     fn accept_all(&mut self, now: Instant) {
         for index in 0..self.listeners.len() {
-            self.accept(index, now);
+            self.accept(index, now, Share::Any);
         }
     }
 

@@ -77,6 +77,8 @@ pub(crate) fn bind(
         open: Arc::new(AtomicUsize::new(0)),
         warmups: Arc::new(AtomicU64::new(0)),
         running: AtomicUsize::new(n),
+        loop_open: (0..n).map(|_| AtomicUsize::new(0)).collect(),
+        accept_asked: (0..n).map(|_| AtomicBool::new(false)).collect(),
     });
     let mut loops = Vec::with_capacity(n);
     for index in 0..n {
@@ -136,6 +138,10 @@ pub(crate) struct Shared {
     /// Loops not finished yet: loop 0 keeps polling (for a second signal)
     /// until the others are done.
     pub running: AtomicUsize,
+    /// Per loop: its connections as of its last turn (to pick who accepts).
+    pub loop_open: Vec<AtomicUsize>,
+    /// Per loop: another loop left it the backlog (`Reactor::accept`).
+    pub accept_asked: Vec<AtomicBool>,
 }
 
 /// The shutdown request a `Handle` makes: set the flag, wake every loop.
