@@ -84,11 +84,67 @@ const PAGE: u64 = 4096;
 /// to be a cheap buffer on a worker.
 const WARM_BLOCK: usize = 256 * 1024;
 
-/// Reads `len` bytes of `file` from `offset` (fewer at the end of the file)
-/// and throws them away, so that they are in the page cache afterwards.
-/// Blocks for as long as the device takes: call it on a worker.
+/// Brings `len` bytes of `file` from `offset` (fewer at the end of the
+/// file) into the page cache, blocking for as long as the device takes:
+/// call it on a worker. The following `len` bytes are asked for too,
+/// without waiting, so that a long download's next window is on its way
+/// while this one is sent.
 pub fn warm(file: &File, offset: u64, len: u64) -> io::Result<()> {
-    advise_will_need(file, offset, len);
+    advise_will_need(file, offset, len.saturating_mul(2));
+    if populate(file, offset, len) {
+        return Ok(());
+    }
+    read_through(file, offset, len)
+}
+
+/// Faults the range in through a temporary mapping
+/// (`madvise(MADV_POPULATE_READ)`, Linux 5.14): the kernel reads the pages
+/// and nothing is copied to user space. `false` where that is not available
+/// (or the range is empty or past the end): then [`read_through`] does it.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn populate(file: &File, offset: u64, len: u64) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(meta) = file.metadata() else {
+        return false;
+    };
+    // mmap wants a page-aligned offset; map from the page `offset` is in.
+    let start = offset - offset % PAGE;
+    let end = offset.saturating_add(len).min(meta.len());
+    if end <= start {
+        return false;
+    }
+    let Ok(map_len) = usize::try_from(end - start) else {
+        return false;
+    };
+    // SAFETY: a fresh private read-only mapping of a descriptor we hold open;
+    // the kernel picks the address; nothing reads through the pointer.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            map_len,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE,
+            file.as_raw_fd(),
+            start as libc::off_t,
+        )
+    };
+    if addr == libc::MAP_FAILED {
+        return false;
+    }
+    // SAFETY: `addr..addr + map_len` is the mapping made above.
+    let rc = unsafe { libc::madvise(addr, map_len, libc::MADV_POPULATE_READ) };
+    // SAFETY: unmaps exactly the mapping made above, used by nothing else.
+    unsafe { libc::munmap(addr, map_len) };
+    rc == 0
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn populate(_file: &File, _offset: u64, _len: u64) -> bool {
+    false
+}
+
+/// Reads the range with `pread` and throws the bytes away.
+fn read_through(file: &File, offset: u64, len: u64) -> io::Result<()> {
     let mut block = vec![0u8; WARM_BLOCK.min(len as usize).max(1)];
     let end = offset.saturating_add(len);
     let mut at = offset;
