@@ -40,6 +40,7 @@
 //!
 //! Runs on: the reactor thread (the thread that calls `Server::run`).
 
+use std::collections::VecDeque;
 use std::io;
 use std::mem;
 use std::net::{IpAddr, Shutdown, SocketAddr};
@@ -166,6 +167,13 @@ pub struct Reactor {
     /// The work-stealing pool (shared by every loop); `None` for
     /// `reactor-inline`.
     pool: Option<Arc<Pool>>,
+    /// Warm-ups this loop has on the pool now, at most `max_warming`: a
+    /// burst of cold downloads must leave workers for the cached requests
+    /// (as `site::compress` caps compressions).
+    warming: usize,
+    max_warming: usize,
+    /// Warm-ups waiting for a slot, oldest first.
+    deferred_warmups: VecDeque<(usize, u64, WarmUp)>,
     /// Which loop this is (`--reactors`; 0 owns the signals).
     index: usize,
     /// What the loops share: shutdown flags, connection count, counters.
@@ -223,6 +231,9 @@ impl Reactor {
             next_generation: 0,
             timers: Timers::new(),
             pool,
+            warming: 0,
+            max_warming: (config.threads / 2).max(1),
+            deferred_warmups: VecDeque::new(),
             index,
             shared,
             peers: Vec::new(),
@@ -580,6 +591,10 @@ impl Reactor {
         let response = match c.done {
             Done::Response(response) => response,
             Done::Warmed => {
+                if self.pool.is_some() {
+                    self.warming -= 1;
+                    self.start_deferred_warmup(submitted);
+                }
                 self.drive(
                     c.key,
                     Some(c.generation),
@@ -730,6 +745,15 @@ impl Reactor {
             ));
         }
         self.shared.warmups.fetch_add(1, Ordering::Relaxed);
+        if self.pool.is_some() && self.warming >= self.max_warming {
+            self.deferred_warmups.push_back((key, generation, warm));
+            return;
+        }
+        self.start_warm(key, generation, warm, submitted);
+    }
+
+    /// Hands a warm-up to the pool (or, `reactor-inline`, does it here).
+    fn start_warm(&mut self, key: usize, generation: u64, warm: WarmUp, submitted: &mut usize) {
         let job = move || {
             if let Err(e) = crate::sys::page_cache::warm(&warm.file, warm.offset, warm.len) {
                 // `sendfile` will meet the error too and end the response.
@@ -746,6 +770,7 @@ impl Reactor {
             return;
         };
         let queue = Arc::clone(&self.completions);
+        self.warming += 1;
         pool.submit(Box::new(move || {
             job();
             queue.push(Completion {
@@ -755,6 +780,17 @@ impl Reactor {
             });
         }));
         *submitted += 1;
+    }
+
+    /// A warm-up slot freed: start the oldest deferred warm-up whose
+    /// connection is still there.
+    fn start_deferred_warmup(&mut self, submitted: &mut usize) {
+        while let Some((key, generation, warm)) = self.deferred_warmups.pop_front() {
+            if self.is_current(key, generation) {
+                self.start_warm(key, generation, warm, submitted);
+                return;
+            }
+        }
     }
 
     fn close(&mut self, key: usize, now: Instant) {
