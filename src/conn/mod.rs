@@ -296,7 +296,8 @@ impl<T: Transport> Connection<T> {
         matches!(self.state, State::Closed)
     }
 
-    /// Between requests with nothing buffered: what a shutdown closes at once.
+    /// Between requests with nothing buffered (what a shutdown lets go at
+    /// once, and where a blocking driver waits for the next request).
     pub fn is_idle(&self) -> bool {
         matches!(self.state, State::Idle { .. })
     }
