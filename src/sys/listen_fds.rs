@@ -103,11 +103,32 @@ fn check_listening_tcp(fd: RawFd) -> io::Result<()> {
     if int_opt(libc::SOL_SOCKET, libc::SO_ACCEPTCONN)? == 0 {
         return Err(io::Error::other("not a listening socket"));
     }
-    let domain = int_opt(libc::SOL_SOCKET, libc::SO_DOMAIN)?;
+    let domain = socket_family(fd)?;
     if domain != libc::AF_INET && domain != libc::AF_INET6 {
         return Err(io::Error::other("not an IPv4 or IPv6 socket"));
     }
     Ok(())
+}
+
+/// The address family of socket `fd` (`getsockname`, which every system
+/// has; Linux's `SO_DOMAIN` would say the same).
+fn socket_family(fd: RawFd) -> io::Result<libc::c_int> {
+    // SAFETY: `sockaddr_storage` is plain data for which all-zero bytes are valid.
+    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `addr` is large enough for any address and `len` says so; both
+    // are valid, exclusive pointers for the call.
+    let rc = unsafe {
+        libc::getsockname(
+            fd,
+            (&mut addr as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(libc::c_int::from(addr.ss_family))
 }
 
 fn set_cloexec(fd: RawFd) -> io::Result<()> {
@@ -130,19 +151,17 @@ pub fn bind_reuse_port(addr: SocketAddr) -> io::Result<TcpListener> {
         libc::AF_INET6
     };
     // SAFETY: plain socket(2) call; the result is checked.
-    let fd = unsafe {
-        libc::socket(
-            domain,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
+    let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM, 0) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: the kernel just gave us `fd` and nothing else owns it; from
     // here on the listener closes it on every path.
     let listener = unsafe { TcpListener::from_raw_fd(fd) };
+    // Two fcntl calls rather than socket(2)'s SOCK_NONBLOCK | SOCK_CLOEXEC,
+    // which macOS lacks; nothing can fork between them and the bind.
+    set_cloexec(fd)?;
+    listener.set_nonblocking(true)?;
     let one: libc::c_int = 1;
     for option in [libc::SO_REUSEADDR, libc::SO_REUSEPORT] {
         // SAFETY: `one` is a valid c_int for the duration of the call and
