@@ -7,13 +7,13 @@
 //!
 //! Without HAProxy the test is skipped, except under CI.
 mod common;
+use common::child::{listening_addr, Proc};
 use common::*;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,106 +27,16 @@ const PHASE_REQUESTS: usize = 60;
 /// Upper bound on the whole load run.
 const LOAD_LIMIT: Duration = Duration::from_secs(90);
 
-/// A child process and its output lines; killed on drop.
-struct Proc {
-    child: Child,
-    lines: Receiver<String>,
-    /// Every line seen so far (kept by `wait`).
-    seen: Vec<String>,
-}
-
-impl Proc {
-    fn spawn(mut cmd: Command) -> Proc {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let (tx, rx) = mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines() {
-                    let Ok(line) = line else { return };
-                    if tx.send(line).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-        Proc {
-            child,
-            lines: rx,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits (bounded) for a line containing `needle`.
-    fn wait(&mut self, needle: &str) -> String {
-        if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
-            return l.clone();
-        }
-        let deadline = Instant::now() + IO_TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("no line containing {needle:?}; saw {:#?}", self.seen),
-            }
-        }
-    }
-
-    /// Every line so far, without waiting.
-    fn drain(&mut self) -> &[String] {
-        while let Ok(line) = self.lines.try_recv() {
-            self.seen.push(line);
-        }
-        &self.seen
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn stoke(root: &TempDir, listen: &str) -> (Proc, SocketAddr) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_stoke"));
     cmd.arg(root.path())
         .args(["--listen", listen, "--proxy-protocol", "--trusted-proxy"])
         .arg(HAPROXY_SOURCE)
-        .env("RUST_LOG", "info");
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null());
     let mut p = Proc::spawn(cmd);
     let line = p.wait("on http://");
-    let addr = line
-        .split("on http://")
-        .nth(1)
-        .unwrap()
-        .trim()
-        .trim_end_matches('/')
-        .parse()
-        .unwrap();
-    (p, addr)
+    (p, listening_addr(&line, "http"))
 }
 
 fn free_port() -> u16 {
@@ -272,7 +182,7 @@ fn haproxy_spreads_load_and_survives_a_stopped_and_a_killed_backend() {
     let dir = TempDir::new("haproxy-cfg");
     let cfg = dir.write("haproxy.cfg", &config);
     let mut cmd = Command::new("haproxy");
-    cmd.arg("-db").arg("-f").arg(&cfg);
+    cmd.arg("-db").arg("-f").arg(&cfg).stdin(Stdio::null());
     let mut lb = Proc::spawn(cmd);
     // Both backends pass their health checks (made with PROXY headers).
     s1.wait("\"GET /health.txt HTTP/1.1\" 200");

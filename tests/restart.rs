@@ -6,14 +6,14 @@
 //! steady keep-alive and new-connection load sees no failed request and no
 //! reset.
 mod common;
+use common::child::{listening_addr, Proc};
 use common::*;
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,81 +25,10 @@ const LOAD_LIMIT: Duration = Duration::from_secs(90);
 
 const BODY: &str = "still here\n";
 
-/// A stoke child and its stderr lines; killed on drop.
-struct Proc {
-    child: Child,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Proc {
-    fn spawn(mut cmd: Command) -> Proc {
-        let mut child = cmd
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Proc {
-            child,
-            lines: rx,
-            seen: Vec::new(),
-        }
-    }
-
-    fn wait(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + IO_TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("no line containing {needle:?}; saw {:#?}", self.seen),
-            }
-        }
-    }
-
-    fn term(&self) {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-    }
-
-    /// Waits (bounded) for the exit; true if it exited successfully.
-    fn exit_ok(&mut self) -> bool {
-        let deadline = Instant::now() + IO_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.success();
-            }
-            assert!(Instant::now() < deadline, "did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Spawns `cmd` (a stoke) logging at info, its lines captured.
+fn spawn(mut cmd: Command) -> Proc {
+    cmd.env("RUST_LOG", "info");
+    Proc::spawn(cmd)
 }
 
 /// `stoke ROOT ARGS` with `listener` as descriptor 3 and the socket
@@ -117,7 +46,7 @@ fn socket_activated(root: &TempDir, listener: &TcpListener, name: &str, args: &[
         .arg(root.path())
         .args(args)
         .stdin(Stdio::from(fd));
-    Proc::spawn(cmd)
+    spawn(cmd)
 }
 
 fn site() -> TempDir {
@@ -155,7 +84,7 @@ fn socket_activation_serves_the_passed_socket_instead_of_binding() {
 #[test]
 fn socket_activation_for_another_pid_is_ignored() {
     let root = site();
-    let mut p = Proc::spawn({
+    let mut p = spawn({
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_stoke"));
         cmd.arg(root.path())
             .args(["--listen", "127.0.0.1:0"])
@@ -164,14 +93,7 @@ fn socket_activation_for_another_pid_is_ignored() {
         cmd
     });
     let line = p.wait("on http://");
-    let addr: SocketAddr = line
-        .split("on http://")
-        .nth(1)
-        .unwrap()
-        .trim()
-        .trim_end_matches('/')
-        .parse()
-        .unwrap();
+    let addr = listening_addr(&line, "http");
     assert_eq!(get(addr, "/index.html", &[]).status, 200);
 }
 
@@ -417,7 +339,7 @@ fn reuse_port_restart_scenario() {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_stoke"));
         cmd.arg(root.path())
             .args(["--reuse-port", "--listen", &addr.to_string()]);
-        let mut p = Proc::spawn(cmd);
+        let mut p = spawn(cmd);
         p.wait("on http://");
         p
     };
@@ -426,7 +348,7 @@ fn reuse_port_restart_scenario() {
     load.more(PHASE_REQUESTS);
     let new = start(&root);
     load.more(PHASE_REQUESTS);
-    old.term();
+    old.signal("-TERM");
     assert!(old.exit_ok(), "old process exit status");
     load.more(PHASE_REQUESTS);
     assert_clean(load);
@@ -448,7 +370,7 @@ fn socket_activated_handover_under_load_fails_no_request() {
     let mut new = socket_activated(&root, &listener, "http", &[]);
     new.wait("on http://");
     load.more(PHASE_REQUESTS);
-    old.term();
+    old.signal("-TERM");
     assert!(old.exit_ok(), "old process exit status");
     load.more(PHASE_REQUESTS);
     assert_clean(load);

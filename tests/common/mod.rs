@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod child;
 
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
