@@ -8,7 +8,7 @@
 //! compression counter confirms it from the other side. Without Chromium
 //! the test is skipped, except under CI (env `CI` set), where it must run.
 mod common;
-use common::browser::{chromium, run_chromium};
+use common::browser::{chromium_or_skip, run_chromium};
 use common::*;
 
 /// Filler that makes a file worth compressing (well above `MIN_SIZE`).
@@ -23,11 +23,7 @@ fn filler(comment_open: &str, comment_close: &str) -> String {
 
 #[test]
 fn chromium_renders_a_compressed_page() {
-    let Some(bin) = chromium() else {
-        if std::env::var_os("CI").is_some() {
-            panic!("chromium must be installed in CI");
-        }
-        println!("SKIPPED: chromium not installed");
+    let Some(bin) = chromium_or_skip() else {
         return;
     };
     let root = TempDir::new("cmp-browser");
