@@ -8,13 +8,12 @@
 //! Without HAProxy the test is skipped, except under CI.
 mod common;
 use common::child::{listening_addr, Proc};
+use common::load::{Client, Load, Outcome, Tally};
 use common::*;
 
 use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// HAProxy connects to the backends from this loopback address, and only it
@@ -80,75 +79,6 @@ fn request(front: SocketAddr, conn: &mut Option<BufReader<TcpStream>>) -> Result
     }
 }
 
-/// Steady load: one client on a keep-alive connection, one opening a new
-/// connection per request. Counts successes; records every failure.
-struct Load {
-    ok: Arc<AtomicUsize>,
-    failures: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(front: SocketAddr) -> Load {
-        let ok = Arc::new(AtomicUsize::new(0));
-        let failures = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let started = Instant::now();
-        let threads = [true, false]
-            .into_iter()
-            .map(|keep_alive| {
-                let (ok, failures, stop) = (ok.clone(), failures.clone(), stop.clone());
-                std::thread::spawn(move || {
-                    let mut conn = None;
-                    while !stop.load(Ordering::Relaxed) && started.elapsed() < LOAD_LIMIT {
-                        if !keep_alive {
-                            conn = None;
-                        }
-                        match request(front, &mut conn) {
-                            Ok(200) => {
-                                ok.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Ok(status) => failures.lock().unwrap().push(format!("status {status}")),
-                            Err(e) => failures.lock().unwrap().push(e),
-                        }
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
-                })
-            })
-            .collect();
-        Load {
-            ok,
-            failures,
-            stop,
-            threads,
-        }
-    }
-
-    /// Waits (bounded) until `n` more requests succeeded.
-    fn more(&self, n: usize) {
-        let target = self.ok.load(Ordering::Relaxed) + n;
-        let deadline = Instant::now() + IO_TIMEOUT;
-        while self.ok.load(Ordering::Relaxed) < target {
-            assert!(
-                Instant::now() < deadline,
-                "load stalled; failures: {:?}",
-                self.failures.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn finish(self) -> (usize, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
-            t.join().unwrap();
-        }
-        let failures = self.failures.lock().unwrap().clone();
-        (self.ok.load(Ordering::Relaxed), failures)
-    }
-}
-
 fn access_lines(p: &mut Proc) -> Vec<String> {
     p.drain()
         .iter()
@@ -209,7 +139,21 @@ fn haproxy_spreads_load_and_survives_a_stopped_and_a_killed_backend() {
     }
 
     // 2. Under steady load: stop s1 gracefully, bring it back, kill s2.
-    let load = Load::start(front);
+    let load = Load::start(LOAD_LIMIT, |client| {
+        let mut conn = None;
+        move || {
+            if client == Client::NewConnectionEachRequest {
+                conn = None;
+            }
+            let outcome = match request(front, &mut conn) {
+                Ok(200) => Outcome::Ok,
+                Ok(status) => Outcome::Failed(format!("status {status}")),
+                Err(e) => Outcome::Failed(e),
+            };
+            std::thread::sleep(Duration::from_millis(2));
+            outcome
+        }
+    });
     load.more(PHASE_REQUESTS);
     s1.signal("-TERM");
     lb.wait("stoke/s1 is DOWN");
@@ -221,7 +165,7 @@ fn haproxy_spreads_load_and_survives_a_stopped_and_a_killed_backend() {
     s2.signal("-KILL");
     lb.wait("stoke/s2 is DOWN");
     load.more(PHASE_REQUESTS);
-    let (ok, failures) = load.finish();
+    let Tally { ok, failures, .. } = load.finish();
     assert!(ok >= 4 * PHASE_REQUESTS);
     assert!(
         failures.is_empty(),

@@ -10,6 +10,7 @@
 
 pub mod browser;
 pub mod child;
+pub mod load;
 
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
