@@ -68,7 +68,10 @@ window.addEventListener('load', function () {{
     root.write("index.html", &html);
     root.write("style.css", &css);
     root.write("app.js", &js);
-    let server = TestServer::start(root.path());
+    // Chromium fetches the three files at once; at most half the workers
+    // compress at a time (past that a request gets the identity body), so
+    // give the pool enough workers that all three are compressed.
+    let server = TestServer::with(root.path(), |c| c.threads = 8);
     let work = TempDir::new("cmp-browser-profile");
     let url = format!("http://{}/", server.addr);
     let out = run_chromium(&bin, work.path(), &["--dump-dom".into(), url]);
