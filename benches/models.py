@@ -455,7 +455,7 @@ def main() -> int:
                                    "commands": b.commands}, indent=1))
         text = table(b, header)
         footer = (f"{m['nproc']} CPUs, {m['cpu']}, kernel {m['kernel']}; pool size "
-                  f"--threads {THREADS}; {SECONDS} s per point; `{cmd}`")
+                  f"--threads {THREADS} (pool model: {POOL_THREADS}); {SECONDS} s per point; `{cmd}`")
         try:
             written = charts(b, footer)
         except Exception as e:  # noqa: BLE001 - report it, keep the table
