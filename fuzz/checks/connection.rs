@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use stoke::conn::{Action, Connection, Cx, Limits, Transport, MAX_DISCARDED_BODY};
 use stoke::http::chunked::{ChunkedDecoder, ChunkedError, Decoded};
 use stoke::http::request::{self, BodyFraming, Method, Parsed, RequestHead};
-use stoke::http::response::{Chunk, HeadBuilder, Response, Status};
+use stoke::http::response::{Chunk, HeadBuilder, Persistence, Response, Status};
 
 const MAX_HEAD: usize = 8192;
 const SCRATCH: usize = 16 * 1024;
@@ -292,7 +292,12 @@ impl Driver<'_> {
         let mut b = HeadBuilder::new(Status::OK);
         b.header("Content-Type", "text/plain");
         b.content_length(body.len() as u64);
-        let head_bytes = b.finish(keep_alive, head.minor_version == 0);
+        let persistence = if keep_alive {
+            Persistence::for_request(&head)
+        } else {
+            Persistence::Close
+        };
+        let head_bytes = b.finish(persistence);
         // Split the body in two chunks (one possibly empty) to exercise
         // vectored writes across chunk boundaries.
         let (a, z) = body.split_at(body.len() / 2);

@@ -38,8 +38,10 @@ use std::time::{Duration, Instant};
 
 use crate::access_log;
 use crate::http::chunked::{ChunkedDecoder, ChunkedError, Decoded};
-use crate::http::request::{self, BodyFraming, HeadScanner, Method, Parsed, RequestHead};
-use crate::http::response::{error_response, rewrite_head_to_close, Chunk, Response, Status};
+use crate::http::request::{self, BodyFraming, HeadScanner, Parsed, RequestHead};
+use crate::http::response::{
+    error_response, rewrite_head_to_close, Body, Chunk, ReplyTo, Response, Status,
+};
 use crate::trace::{self, ConnTrace};
 
 /// The socket operations a connection needs. Implemented for
@@ -388,11 +390,9 @@ impl<T: Transport> Connection<T> {
             _ => return Action::Wait,
         }
         // An answer to HEAD has no body, even an error (RFC 9110 §9.3.2).
-        let (what, head_only) = match &self.state {
-            State::ReadingHead { .. } => {
-                ("request head", request::starts_with_head_method(&self.buf))
-            }
-            State::ReadingBody { head, .. } => ("request body", head.method == Method::Head),
+        let (what, body) = match &self.state {
+            State::ReadingHead { .. } => ("request head", refused_body(&self.buf)),
+            State::ReadingBody { head, .. } => ("request body", Body::for_method(head.method)),
             _ => {
                 self.state = State::Closed;
                 return Action::Close;
@@ -403,7 +403,7 @@ impl<T: Transport> Connection<T> {
             t.stage(format_args!("{what} not complete in time"));
         }
         self.buf = Vec::new();
-        let response = error_response(Status::REQUEST_TIMEOUT, false, false, head_only, &[]);
+        let response = error_response(Status::REQUEST_TIMEOUT, ReplyTo::refusal(body), &[]);
         self.start_error(response, "-", cx.now);
         self.resume(cx)
     }
@@ -527,9 +527,8 @@ impl<T: Transport> Connection<T> {
         match head.body {
             BodyFraming::None => {}
             BodyFraming::Length(n) if n > MAX_DISCARDED_BODY => {
-                let head_only = head.method == Method::Head;
-                let response =
-                    error_response(Status::CONTENT_TOO_LARGE, false, false, head_only, &[]);
+                let reply = ReplyTo::refusal(Body::for_method(head.method));
+                let response = error_response(Status::CONTENT_TOO_LARGE, reply, &[]);
                 self.start_error(response, &head.request_line(), cx.now);
                 return None;
             }
@@ -575,14 +574,10 @@ impl<T: Transport> Connection<T> {
         if let Some(t) = &mut self.trace {
             t.stage(format_args!("head refused ({e:?}) → {}", status.0));
         }
-        let head_only = request::starts_with_head_method(&self.buf);
+        let reply = ReplyTo::refusal(refused_body(&self.buf));
         self.buf = Vec::new();
         self.scan = HeadScanner::default();
-        self.start_error(
-            error_response(status, false, false, head_only, &[]),
-            "-",
-            cx.now,
-        );
+        self.start_error(error_response(status, reply, &[]), "-", cx.now);
     }
 
     /// ReadingBody: feed the decoder what is buffered, else read more; at
@@ -642,7 +637,7 @@ impl<T: Transport> Connection<T> {
                 };
                 log::info!("{}: bad chunked body ({e:?}) → {}", self.peer(), status.0);
                 self.buf = Vec::new();
-                let response = error_response(status, false, false, false, &[]);
+                let response = error_response(status, ReplyTo::refusal(Body::Full), &[]);
                 self.start_error(response, &line, cx.now);
                 None
             }
@@ -833,6 +828,16 @@ impl<T: Transport> Connection<T> {
     }
 }
 
+/// Whether the answer to a head we could not parse carries a body: not if
+/// the bytes start like a HEAD request (RFC 9110 §9.3.2).
+fn refused_body(buf: &[u8]) -> Body {
+    if request::starts_with_head_method(buf) {
+        Body::HeadOnly
+    } else {
+        Body::Full
+    }
+}
+
 /// How a write attempt ended without error.
 enum Written {
     All,
@@ -908,7 +913,7 @@ fn advance(out: &mut Outgoing, mut n: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::response::HeadBuilder;
+    use crate::http::response::{HeadBuilder, Persistence};
     use std::collections::VecDeque;
     use std::net::Ipv4Addr;
 
@@ -1030,7 +1035,7 @@ mod tests {
         fn answer(&mut self, head: &RequestHead) -> Action {
             let mut b = HeadBuilder::new(Status::OK);
             b.content_length(2);
-            let mut bytes = b.finish(head.keep_alive, head.minor_version == 0);
+            let mut bytes = b.finish(Persistence::for_request(head));
             bytes.extend_from_slice(b"ok");
             let response = Response {
                 status: Status::OK,

@@ -11,7 +11,7 @@ use std::fs::File;
 use std::sync::Arc;
 
 use super::date;
-use super::request::ParseError;
+use super::request::{Method, ParseError, RequestHead};
 
 /// An HTTP status code with its reason phrase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,6 +135,92 @@ pub struct Response {
     pub log: Option<Box<crate::access_log::AccessRecord>>,
 }
 
+/// What a response head says about the connection after it: the
+/// keep-alive decision (see `conn`'s `After`) as the head spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Persistence {
+    /// `Connection: close`: the connection ends after this response.
+    Close,
+    /// Kept open; HTTP/1.1's default, so the head says nothing.
+    KeepAlive,
+    /// Kept open for an HTTP/1.0 client, which needs it spelled out:
+    /// `Connection: keep-alive`.
+    KeepAliveHttp10,
+}
+
+impl Persistence {
+    /// What `head` asks for. By the time a worker sees a head, the
+    /// connection has already folded its own decision into
+    /// `head.keep_alive` (see `conn`'s `dispatch`), so this is the answer.
+    pub fn for_request(head: &RequestHead) -> Persistence {
+        match (head.keep_alive, head.minor_version) {
+            (false, _) => Persistence::Close,
+            (true, 0) => Persistence::KeepAliveHttp10,
+            (true, _) => Persistence::KeepAlive,
+        }
+    }
+
+    /// The connection ends after the response.
+    pub fn closes(self) -> bool {
+        self == Persistence::Close
+    }
+}
+
+/// Whether a response carries its body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Body {
+    Full,
+    /// An answer to HEAD: the head of the answer GET would get, with its
+    /// `Content-Length`, and no body (RFC 9110 §9.3.2), even for an error.
+    HeadOnly,
+}
+
+impl Body {
+    pub fn for_method(method: Method) -> Body {
+        if method == Method::Head {
+            Body::HeadOnly
+        } else {
+            Body::Full
+        }
+    }
+}
+
+/// Whom a response answers: the two facts about the request that shape
+/// every response, taken from a [`RequestHead`] in one place
+/// ([`ReplyTo::request`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplyTo {
+    pub persistence: Persistence,
+    pub body: Body,
+}
+
+impl ReplyTo {
+    pub fn request(head: &RequestHead) -> ReplyTo {
+        ReplyTo {
+            persistence: Persistence::for_request(head),
+            body: Body::for_method(head.method),
+        }
+    }
+
+    /// The same answer, but the connection closes after it.
+    pub fn closing(self) -> ReplyTo {
+        ReplyTo {
+            persistence: Persistence::Close,
+            ..self
+        }
+    }
+
+    /// The connection's own refusals (a bad head, a timeout): the request
+    /// is not trusted, so it closes; `body` still follows the method when it
+    /// could be read.
+    pub fn refusal(body: Body) -> ReplyTo {
+        ReplyTo {
+            persistence: Persistence::Close,
+            body,
+        }
+    }
+}
+
 /// Builds a response head line by line.
 pub struct HeadBuilder {
     buf: Vec<u8>,
@@ -165,13 +251,14 @@ impl HeadBuilder {
         self.header("Content-Length", &len.to_string())
     }
 
-    /// Ends the head. `keep_alive` says what happens to the connection
-    /// afterwards; `http10` clients need it spelled out to keep it open.
-    pub fn finish(mut self, keep_alive: bool, http10: bool) -> Vec<u8> {
-        if !keep_alive {
-            self.buf.extend_from_slice(b"Connection: close\r\n");
-        } else if http10 {
-            self.buf.extend_from_slice(b"Connection: keep-alive\r\n");
+    /// Ends the head with what `persistence` says about the connection.
+    pub fn finish(mut self, persistence: Persistence) -> Vec<u8> {
+        match persistence {
+            Persistence::Close => self.buf.extend_from_slice(b"Connection: close\r\n"),
+            Persistence::KeepAlive => {}
+            Persistence::KeepAliveHttp10 => {
+                self.buf.extend_from_slice(b"Connection: keep-alive\r\n")
+            }
         }
         self.buf.extend_from_slice(b"\r\n");
         self.buf
@@ -205,16 +292,9 @@ fn itoa3(code: u16) -> String {
     format!("{code:03}")
 }
 
-/// A small HTML error page, complete with head. `extra` adds headers
-/// (`Allow`, `Location`, ...); `head_only` omits the body but keeps its
-/// length; `http10` announces keep-alive explicitly, as 1.0 clients need.
-pub fn error_response(
-    status: Status,
-    keep_alive: bool,
-    http10: bool,
-    head_only: bool,
-    extra: &[(&str, &str)],
-) -> Response {
+/// A small HTML error page, complete with head, for `reply`. `extra` adds
+/// headers (`Allow`, `Location`, ...).
+pub fn error_response(status: Status, reply: ReplyTo, extra: &[(&str, &str)]) -> Response {
     let body = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{code} {reason}</title></head>\n<body><h1>{code} {reason}</h1><hr><p>stoke</p></body></html>\n",
         code = status.0,
@@ -226,14 +306,14 @@ pub fn error_response(
         head.header(name, value);
     }
     head.content_length(body.len() as u64);
-    let mut bytes = head.finish(keep_alive, http10);
-    if !head_only {
+    let mut bytes = head.finish(reply.persistence);
+    if reply.body == Body::Full {
         bytes.extend_from_slice(body.as_bytes());
     }
     Response {
         status,
         chunks: vec![Chunk::Bytes(bytes)],
-        close: !keep_alive,
+        close: reply.persistence.closes(),
         log: None,
     }
 }
@@ -246,14 +326,14 @@ mod tests {
     fn head_shape() {
         let mut b = HeadBuilder::new(Status::NOT_FOUND);
         b.content_length(3);
-        let head = String::from_utf8(b.finish(false, false)).unwrap();
+        let head = String::from_utf8(b.finish(Persistence::Close)).unwrap();
         assert!(head.starts_with("HTTP/1.1 404 Not Found\r\nServer: stoke\r\nDate: "));
         assert!(head.ends_with("Content-Length: 3\r\nConnection: close\r\n\r\n"));
     }
 
     #[test]
     fn error_pages_have_exact_lengths() {
-        let r = error_response(Status::BAD_REQUEST, false, false, false, &[]);
+        let r = error_response(Status::BAD_REQUEST, ReplyTo::refusal(Body::Full), &[]);
         let Chunk::Bytes(bytes) = &r.chunks[0] else {
             panic!()
         };
@@ -271,10 +351,10 @@ mod tests {
 
     #[test]
     fn a_kept_head_is_rewritten_to_close() {
-        for http10 in [false, true] {
+        for kept in [Persistence::KeepAlive, Persistence::KeepAliveHttp10] {
             let mut b = HeadBuilder::new(Status::OK);
             b.content_length(4);
-            let mut bytes = b.finish(true, http10);
+            let mut bytes = b.finish(kept);
             bytes.extend_from_slice(b"body");
             rewrite_head_to_close(&mut bytes);
             let text = String::from_utf8(bytes.clone()).unwrap();

@@ -38,7 +38,9 @@ use crate::http::date;
 use crate::http::encoding::{AcceptEncoding, Coding};
 use crate::http::range::{self, ByteRange, RangeOutcome};
 use crate::http::request::{Method, RequestHead};
-use crate::http::response::{error_response, Chunk, HeadBuilder, Response, Status};
+use crate::http::response::{
+    error_response, Body, Chunk, HeadBuilder, Persistence, ReplyTo, Response, Status,
+};
 use crate::sys::{self, FileStamp};
 use cache::FileCache;
 use compress::Compressor;
@@ -97,13 +99,8 @@ pub fn handle(site: &Site, req: &RequestHead, peer: IpAddr) -> Response {
             "internal error answering {:?}; responded 500",
             req.request_line()
         );
-        error_response(
-            Status::INTERNAL_SERVER_ERROR,
-            false,
-            false,
-            req.method == Method::Head,
-            &[],
-        )
+        let reply = ReplyTo::request(req).closing();
+        error_response(Status::INTERNAL_SERVER_ERROR, reply, &[])
     });
     // Check first: with the log off, not even the request line is formatted.
     if access_log::enabled() {
@@ -131,22 +128,14 @@ fn respond(site: &Site, req: &RequestHead) -> Response {
 }
 
 fn error(req: &RequestHead, status: Status, extra: &[(&str, &str)]) -> Response {
-    error_response(
-        status,
-        req.keep_alive,
-        req.minor_version == 0,
-        req.method == Method::Head,
-        extra,
-    )
+    error_response(status, ReplyTo::request(req), extra)
 }
 
 /// A response that is only a head.
 fn plain(status: Status, head: HeadBuilder, req: &RequestHead) -> Response {
     Response {
         status,
-        chunks: vec![Chunk::Bytes(
-            head.finish(req.keep_alive, req.minor_version == 0),
-        )],
+        chunks: vec![Chunk::Bytes(head.finish(Persistence::for_request(req)))],
         close: !req.keep_alive,
         log: None,
     }
@@ -278,15 +267,8 @@ fn open_error(req: &RequestHead, relative: &Path, e: &io::Error) -> Response {
         // may retry, and closing its connection frees a descriptor.
         Some(libc::EMFILE | libc::ENFILE) => {
             log::warn!("out of descriptors opening {}: {e}", relative.display());
-            let head_only = req.method == Method::Head;
-            let retry = [("Retry-After", "1")];
-            error_response(
-                Status::SERVICE_UNAVAILABLE,
-                false,
-                req.minor_version == 0,
-                head_only,
-                &retry,
-            )
+            let reply = ReplyTo::request(req).closing();
+            error_response(Status::SERVICE_UNAVAILABLE, reply, &[("Retry-After", "1")])
         }
         _ => {
             log::error!("cannot open {}: {e}", relative.display());
@@ -636,7 +618,7 @@ fn serve_file(
         _ => RangeOutcome::Full,
     };
 
-    let head_only = req.method == Method::Head;
+    let body = Body::for_method(req.method);
     match ranges {
         RangeOutcome::Unsatisfiable => {
             let unsatisfied = range::unsatisfied_range(len);
@@ -652,16 +634,7 @@ fn serve_file(
             }
             common(&mut head);
             head.content_length(len);
-            single_body(
-                Status::OK,
-                head,
-                req,
-                variant.source,
-                0,
-                len,
-                head_only,
-                vary,
-            )
+            single_body(Status::OK, head, req, variant.source, 0, len, body, vary)
         }
         RangeOutcome::Partial(parts) if parts.len() == 1 => {
             let part = parts[0];
@@ -680,12 +653,12 @@ fn serve_file(
                 variant.source,
                 part.start,
                 part.len(),
-                head_only,
+                body,
                 vary,
             )
         }
         RangeOutcome::Partial(parts) => {
-            multipart(req, variant, &ty, &etag, &parts, len, head_only, common)
+            multipart(req, variant, &ty, &etag, &parts, len, body, common)
         }
     }
 }
@@ -700,10 +673,11 @@ fn single_body(
     source: Source,
     offset: u64,
     len: u64,
-    head_only: bool,
+    body: Body,
     vary: &[(&str, &str)],
 ) -> Response {
-    let mut bytes = head.finish(req.keep_alive, req.minor_version == 0);
+    let head_only = body == Body::HeadOnly;
+    let mut bytes = head.finish(Persistence::for_request(req));
     let mut chunks = Vec::with_capacity(2);
     let file = match source {
         Source::Memory { data, .. } => {
@@ -767,7 +741,7 @@ fn multipart(
     etag: &str,
     parts: &[ByteRange],
     len: u64,
-    head_only: bool,
+    body_wanted: Body,
     common: impl Fn(&mut HeadBuilder),
 ) -> Response {
     // The boundary must not occur in the parts; deriving it from the ETag
@@ -813,10 +787,8 @@ fn multipart(
     );
     common(&mut head);
     head.content_length(body_len);
-    let mut chunks = vec![Chunk::Bytes(
-        head.finish(req.keep_alive, req.minor_version == 0),
-    )];
-    if !head_only {
+    let mut chunks = vec![Chunk::Bytes(head.finish(Persistence::for_request(req)))];
+    if body_wanted == Body::Full {
         chunks.extend(body);
     }
     Response {
@@ -882,10 +854,8 @@ fn serve_listing(
         head.header(name, value);
     }
     head.content_length(body.len() as u64);
-    let mut chunks = vec![Chunk::Bytes(
-        head.finish(req.keep_alive, req.minor_version == 0),
-    )];
-    if req.method != Method::Head {
+    let mut chunks = vec![Chunk::Bytes(head.finish(Persistence::for_request(req)))];
+    if Body::for_method(req.method) == Body::Full {
         // Shared, not copied: a client that does not read pins no page of
         // its own.
         chunks.push(Chunk::Shared(body));
@@ -950,7 +920,7 @@ mod tests {
             Source::File(moved()),
             0,
             200,
-            false,
+            Body::Full,
             &[],
         );
         let Some(Chunk::Bytes(bytes)) = r.chunks.first() else {
