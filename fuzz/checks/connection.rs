@@ -614,7 +614,7 @@ fn reference(input: &[u8]) -> Reference {
             }
             Ok(Parsed::Partial) => break,
             Err(e) => {
-                let mut fair = vec![Status::for_parse_error(e).0];
+                let mut fair = vec![stoke::http::errors::for_parse_error(e).0];
                 if super::ignored("version-prefix") && fair.iter().any(|&s| s == 400 || s == 505) {
                     fair.extend([400, 505]);
                 }

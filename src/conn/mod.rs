@@ -37,11 +37,10 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use crate::access_log;
-use crate::http::chunked::{ChunkedDecoder, ChunkedError, Decoded};
+use crate::http::chunked::{ChunkedDecoder, Decoded};
+use crate::http::errors::{self, error_response};
 use crate::http::request::{self, BodyFraming, HeadScanner, Parsed, RequestHead};
-use crate::http::response::{
-    error_response, rewrite_head_to_close, Body, Chunk, ReplyTo, Response, Status,
-};
+use crate::http::response::{rewrite_head_to_close, Body, Chunk, ReplyTo, Response, Status};
 use crate::trace::{self, ConnTrace};
 
 /// The socket operations a connection needs. Implemented for
@@ -569,7 +568,7 @@ impl<T: Transport> Connection<T> {
     /// A head we refuse: answer with its status code and close, since the
     /// rest of the byte stream can't be trusted.
     fn refuse_head(&mut self, e: request::ParseError, cx: &mut Cx<'_>) {
-        let status = Status::for_parse_error(e);
+        let status = errors::for_parse_error(e);
         log::info!("{}: bad request head ({e:?}) → {}", self.peer(), status.0);
         if let Some(t) = &mut self.trace {
             t.stage(format_args!("head refused ({e:?}) → {}", status.0));
@@ -627,10 +626,7 @@ impl<T: Transport> Connection<T> {
                 Some(self.dispatch(head, after))
             }
             Err(e) => {
-                let status = match e {
-                    ChunkedError::Malformed => Status::BAD_REQUEST,
-                    ChunkedError::TooLarge => Status::CONTENT_TOO_LARGE,
-                };
+                let status = errors::for_chunked_error(e);
                 let line = match &self.state {
                     State::ReadingBody { head, .. } => head.request_line(),
                     _ => "-".to_owned(),

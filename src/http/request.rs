@@ -122,7 +122,7 @@ impl RequestHead {
 }
 
 /// Why a head was refused. Each variant maps to exactly one status code in
-/// [`crate::http::response::Status::for_parse_error`].
+/// [`crate::http::errors::for_parse_error`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ParseError {
     /// The request line or a header field breaks the grammar (includes

@@ -2,8 +2,9 @@
 //! [`Chunk`]s that the reactor writes out (bytes with `writev`, file ranges
 //! with `sendfile`).
 //!
-//! Also the one place where errors become status codes
-//! ([`Status::for_parse_error`]) and where error pages are built.
+//! Also the two facts about a request that shape every response
+//! ([`ReplyTo`]: does the connection persist, does the body go out). Error
+//! pages, and which error earns which code, live in `http::errors`.
 //!
 //! Runs on: workers (file responses) and the reactor (parse errors).
 
@@ -11,7 +12,7 @@ use std::fs::File;
 use std::sync::Arc;
 
 use super::date;
-use super::request::{Method, ParseError, RequestHead};
+use super::request::{Method, RequestHead};
 
 /// An HTTP status code with its reason phrase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,23 +63,6 @@ impl Status {
             503 => "Service Unavailable",
             505 => "HTTP Version Not Supported",
             _ => "Unknown",
-        }
-    }
-
-    /// Every way a request head can be refused, and the code it earns.
-    pub fn for_parse_error(e: ParseError) -> Status {
-        match e {
-            ParseError::Malformed
-            | ParseError::BadHost
-            | ParseError::BadTarget
-            | ParseError::BadContentLength
-            | ParseError::AmbiguousFraming => Status::BAD_REQUEST,
-            ParseError::TargetTooLong => Status::URI_TOO_LONG,
-            ParseError::HeadTooLarge => Status::HEADER_FIELDS_TOO_LARGE,
-            ParseError::UnsupportedVersion => Status::VERSION_NOT_SUPPORTED,
-            ParseError::UnknownMethod | ParseError::UnknownTransferCoding => {
-                Status::NOT_IMPLEMENTED
-            }
         }
     }
 }
@@ -292,32 +276,6 @@ fn itoa3(code: u16) -> String {
     format!("{code:03}")
 }
 
-/// A small HTML error page, complete with head, for `reply`. `extra` adds
-/// headers (`Allow`, `Location`, ...).
-pub fn error_response(status: Status, reply: ReplyTo, extra: &[(&str, &str)]) -> Response {
-    let body = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{code} {reason}</title></head>\n<body><h1>{code} {reason}</h1><hr><p>stoke</p></body></html>\n",
-        code = status.0,
-        reason = status.reason()
-    );
-    let mut head = HeadBuilder::new(status);
-    head.header("Content-Type", "text/html; charset=utf-8");
-    for (name, value) in extra {
-        head.header(name, value);
-    }
-    head.content_length(body.len() as u64);
-    let mut bytes = head.finish(reply.persistence);
-    if reply.body == Body::Full {
-        bytes.extend_from_slice(body.as_bytes());
-    }
-    Response {
-        status,
-        chunks: vec![Chunk::Bytes(bytes)],
-        close: reply.persistence.closes(),
-        log: None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,24 +287,6 @@ mod tests {
         let head = String::from_utf8(b.finish(Persistence::Close)).unwrap();
         assert!(head.starts_with("HTTP/1.1 404 Not Found\r\nServer: stoke\r\nDate: "));
         assert!(head.ends_with("Content-Length: 3\r\nConnection: close\r\n\r\n"));
-    }
-
-    #[test]
-    fn error_pages_have_exact_lengths() {
-        let r = error_response(Status::BAD_REQUEST, ReplyTo::refusal(Body::Full), &[]);
-        let Chunk::Bytes(bytes) = &r.chunks[0] else {
-            panic!()
-        };
-        let text = String::from_utf8(bytes.clone()).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        let len: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("Content-Length: "))
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert_eq!(len, body.len());
-        assert!(r.close);
     }
 
     #[test]

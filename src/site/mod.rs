@@ -36,16 +36,14 @@ use crate::config::Config;
 use crate::http::conditional::{self, Conditions, Precondition, Validators};
 use crate::http::date;
 use crate::http::encoding::{AcceptEncoding, Coding};
+use crate::http::errors::{self, error_response, OpenFailure};
 use crate::http::range::{self, ByteRange, RangeOutcome};
 use crate::http::request::{Method, RequestHead};
-use crate::http::response::{
-    error_response, Body, Chunk, HeadBuilder, Persistence, ReplyTo, Response, Status,
-};
+use crate::http::response::{Body, Chunk, HeadBuilder, Persistence, ReplyTo, Response, Status};
 use crate::sys::{self, FileStamp};
 use cache::FileCache;
 use compress::Compressor;
 use listing_cache::{Format, OverBudget, PageCache, PageKey};
-use url_path::PathError;
 
 /// Files up to this size are read into memory by the worker and leave in the
 /// same `writev` as the head: one syscall on the reactor instead of two, and
@@ -153,12 +151,7 @@ fn serve(site: &Site, req: &RequestHead) -> Response {
     }
     let url = match url_path::decode(&req.path, site.config.hidden) {
         Ok(url) => url,
-        Err(PathError::BadEncoding | PathError::NotAbsolute) => {
-            return error(req, Status::BAD_REQUEST, &[])
-        }
-        Err(PathError::EncodedSlash | PathError::Hidden) => {
-            return error(req, Status::NOT_FOUND, &[])
-        }
+        Err(e) => return error(req, errors::for_path_error(e), &[]),
     };
     // A directory's index is asked for far more often than the directory.
     let index = url.relative.join("index.html");
@@ -251,30 +244,19 @@ fn open(site: &Site, relative: &Path) -> io::Result<(File, Metadata)> {
     Ok((opened.file, meta))
 }
 
-/// Why a file could not be opened, as a status code.
+/// Why a file could not be opened, logged with its path and answered as
+/// `http::errors` says.
 fn open_error(req: &RequestHead, relative: &Path, e: &io::Error) -> Response {
-    match e.raw_os_error() {
-        // Missing, a file used as a directory, a name too long, or a path
-        // that leaves the root through a symlink: all simply "not here".
-        Some(libc::ENOENT | libc::ENOTDIR | libc::ENAMETOOLONG | libc::EXDEV | libc::ELOOP) => {
-            error(req, Status::NOT_FOUND, &[])
+    let failure = OpenFailure::of(e);
+    match failure {
+        OpenFailure::NotHere => {}
+        OpenFailure::Denied => log::warn!("permission denied: {}", relative.display()),
+        OpenFailure::OutOfDescriptors => {
+            log::warn!("out of descriptors opening {}: {e}", relative.display())
         }
-        Some(libc::EACCES | libc::EPERM) => {
-            log::warn!("permission denied: {}", relative.display());
-            error(req, Status::FORBIDDEN, &[])
-        }
-        // Out of descriptors: a moment's overload, not a fault. The client
-        // may retry, and closing its connection frees a descriptor.
-        Some(libc::EMFILE | libc::ENFILE) => {
-            log::warn!("out of descriptors opening {}: {e}", relative.display());
-            let reply = ReplyTo::request(req).closing();
-            error_response(Status::SERVICE_UNAVAILABLE, reply, &[("Retry-After", "1")])
-        }
-        _ => {
-            log::error!("cannot open {}: {e}", relative.display());
-            error(req, Status::INTERNAL_SERVER_ERROR, &[])
-        }
+        OpenFailure::Other => log::error!("cannot open {}: {e}", relative.display()),
     }
+    failure.response(ReplyTo::request(req))
 }
 
 /// Content type from the extension: the user's `--mime` table first, then
@@ -842,7 +824,7 @@ fn serve_listing(
                         relative.display(),
                         site.listings.held_bytes()
                     );
-                    return error(req, Status::SERVICE_UNAVAILABLE, &[("Retry-After", "1")]);
+                    return errors::retry_later(ReplyTo::request(req));
                 }
             }
         }

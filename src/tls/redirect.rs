@@ -7,8 +7,9 @@
 use std::net::IpAddr;
 
 use crate::access_log;
+use crate::http::errors::error_response;
 use crate::http::request::RequestHead;
-use crate::http::response::{error_response, ReplyTo, Status};
+use crate::http::response::{ReplyTo, Status};
 
 /// The redirect for `head`, to the HTTPS listener on `https_port`. A
 /// missing or odd Host gets a 400: it would end up in the Location header.
