@@ -174,6 +174,27 @@ pub struct Outgoing {
 
 /// What follows the response being prepared or written.
 ///
+/// `close` is THE keep-alive decision: whether the connection persists
+/// after this response. Everything else consults it. Its inputs, each
+/// named where it is applied:
+///
+/// - the client's wish, read from its head by `http::request::parse`
+///   (`RequestHead::keep_alive`: HTTP/1.1 unless `Connection: close`,
+///   HTTP/1.0 only with `Connection: keep-alive`) → [`After::for_request`];
+/// - a shutdown under way (`Cx::draining`) → [`After::for_request`], and
+///   again when the answer arrives ([`Connection::complete`]) or before its
+///   first byte is written (`write_response`);
+/// - `Expect: 100-continue` with no body byte yet (`accept_head`);
+/// - a refusal by the connection itself (bad head or body, timeout):
+///   always closes (`start_error`);
+/// - the worker's answer says close (`Response::close`: it closes when the
+///   request did, or for its own reasons, e.g. out of descriptors) →
+///   [`Connection::complete`].
+///
+/// The worker learns the decision through the head it receives
+/// (`dispatch` writes it into `RequestHead::keep_alive`) and spells it in
+/// the response head with `http::response::Persistence::for_request`.
+///
 /// Invariant once the response is `Writing`: `close` is true exactly when
 /// its head says `Connection: close` (see [`Connection::start_writing`]).
 #[derive(Clone, Copy, Debug)]
@@ -181,6 +202,25 @@ struct After {
     close: bool,
     /// Request-body bytes still to skip before the next head.
     skip_body: u64,
+}
+
+impl After {
+    /// The decision for a request whose head (and body, if read) is in:
+    /// the client's wish, unless the server is shutting down.
+    fn for_request(head: &RequestHead, draining: bool) -> After {
+        After {
+            close: !head.keep_alive || draining,
+            skip_body: 0,
+        }
+    }
+
+    /// A response after which the connection closes whatever was asked.
+    fn closing() -> After {
+        After {
+            close: true,
+            skip_body: 0,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -515,10 +555,7 @@ impl<T: Transport> Connection<T> {
         if let Some(t) = &mut self.trace {
             t.stage(format_args!("head complete: {}", head.request_line()));
         }
-        let mut after = After {
-            close: !head.keep_alive || cx.draining,
-            skip_body: 0,
-        };
+        let mut after = After::for_request(&head, cx.draining);
         // Bytes that follow the head before we have answered anything can
         // only be its body: a client may send it without waiting for
         // "100 Continue", but it cannot know yet whether to skip it.
@@ -619,10 +656,7 @@ impl<T: Transport> Connection<T> {
                 else {
                     return None;
                 };
-                let after = After {
-                    close: !head.keep_alive || cx.draining,
-                    skip_body: 0,
-                };
+                let after = After::for_request(&head, cx.draining);
                 Some(self.dispatch(head, after))
             }
             Err(e) => {
@@ -642,11 +676,7 @@ impl<T: Transport> Connection<T> {
 
     fn start_error(&mut self, mut response: Response, request_line: &str, now: Instant) {
         response.log = access_log::record(self.peer(), request_line, response.status, None, None);
-        let after = After {
-            close: true,
-            skip_body: 0,
-        };
-        self.start_writing(response, after, now);
+        self.start_writing(response, After::closing(), now);
     }
 
     /// Establishes the invariant of [`After`]: a response after which the

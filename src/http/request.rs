@@ -101,7 +101,9 @@ pub struct RequestHead {
     pub query: Option<String>,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor_version: u8,
-    /// Whether the client lets us keep the connection open afterwards.
+    /// Whether the client lets us keep the connection open afterwards. The
+    /// connection overwrites it with its own decision before a worker sees
+    /// the head (see `conn`'s `After`), so a worker reads the final word.
     pub keep_alive: bool,
     /// `Expect: 100-continue` was sent.
     pub expect_continue: bool,

@@ -134,7 +134,7 @@ fn plain(status: Status, head: HeadBuilder, req: &RequestHead) -> Response {
     Response {
         status,
         chunks: vec![Chunk::Bytes(head.finish(Persistence::for_request(req)))],
-        close: !req.keep_alive,
+        close: Persistence::for_request(req).closes(),
         log: None,
     }
 }
@@ -678,7 +678,7 @@ fn single_body(
             return Response {
                 status,
                 chunks,
-                close: !req.keep_alive,
+                close: Persistence::for_request(req).closes(),
                 log: None,
             };
         }
@@ -708,7 +708,7 @@ fn single_body(
     Response {
         status,
         chunks,
-        close: !req.keep_alive,
+        close: Persistence::for_request(req).closes(),
         log: None,
     }
 }
@@ -776,7 +776,7 @@ fn multipart(
     Response {
         status: Status::PARTIAL_CONTENT,
         chunks,
-        close: !req.keep_alive,
+        close: Persistence::for_request(req).closes(),
         log: None,
     }
 }
@@ -845,7 +845,7 @@ fn serve_listing(
     Response {
         status: Status::OK,
         chunks,
-        close: !req.keep_alive,
+        close: Persistence::for_request(req).closes(),
         log: None,
     }
 }
