@@ -38,6 +38,7 @@ pub mod access_log;
 pub mod config;
 pub mod conn;
 pub mod http;
+pub mod limits;
 pub mod models;
 pub mod net;
 pub mod server;

@@ -37,10 +37,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use stoke::conn::{Action, Connection, Cx, Limits, Transport, MAX_DISCARDED_BODY};
+use stoke::conn::{Action, Connection, Cx, Limits, Transport};
 use stoke::http::chunked::{ChunkedDecoder, ChunkedError, Decoded};
 use stoke::http::request::{self, BodyFraming, Method, Parsed, RequestHead};
 use stoke::http::response::{Chunk, HeadBuilder, Persistence, Response, Status};
+use stoke::limits::MAX_DISCARDED_BODY;
 
 const MAX_HEAD: usize = 8192;
 const SCRATCH: usize = 16 * 1024;

@@ -41,6 +41,9 @@ use crate::http::chunked::{ChunkedDecoder, Decoded};
 use crate::http::errors::{self, error_response};
 use crate::http::request::{self, BodyFraming, HeadScanner, Parsed, RequestHead};
 use crate::http::response::{rewrite_head_to_close, Body, Chunk, ReplyTo, Response, Status};
+use crate::limits::{
+    LINGER_READ_BUDGET, LINGER_TIMEOUT, MAX_DISCARDED_BODY, SEND_TIMEOUT, WRITE_BUDGET,
+};
 use crate::trace::{self, ConnTrace};
 
 /// The socket operations a connection needs. Implemented for
@@ -103,30 +106,6 @@ pub struct Limits {
     /// How long an idle keep-alive connection is kept.
     pub keepalive_timeout: Duration,
 }
-
-/// A request body we skip (a GET with a body) is read and thrown away up to
-/// this much content, chunked or not; beyond it we answer 413 and close
-/// rather than spend bandwidth.
-pub const MAX_DISCARDED_BODY: u64 = 1024 * 1024;
-
-/// A client that reads nothing of a response for this long is gone (nginx's
-/// `send_timeout` default).
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// After a response that ends the connection we half-close and read what the
-/// client still sends for at most this long, so that an unread request body
-/// in our receive buffer does not make the kernel reset the connection and
-/// destroy the response before the client has read it.
-pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Bytes written for one connection per readiness event before it yields to
-/// the others: one fast reader of a large file must not starve the rest.
-pub const WRITE_BUDGET: u64 = 1024 * 1024;
-
-/// Bytes a lingering connection reads (and throws away) per readiness event
-/// before it yields: it serves nobody, so a client flooding it must not
-/// hold the reactor.
-pub const LINGER_READ_BUDGET: usize = 64 * 1024;
 
 /// What the reactor must do for this connection next.
 #[derive(Debug)]

@@ -11,9 +11,7 @@
 
 use std::str;
 
-/// How many header fields one request may carry. Browsers send about 15;
-/// 64 leaves room for proxies while bounding the work per head.
-pub const MAX_HEADERS: usize = 64;
+use crate::limits::MAX_HEADERS;
 
 /// Request methods stoke knows. Unknown tokens are [`ParseError::UnknownMethod`] (501).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -20,9 +20,9 @@ use std::io;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::config::ListenKind;
+use crate::limits::{ACCEPT_BACKOFF, SCRATCH_SIZE};
 use crate::site::Site;
 use crate::tls::Tls;
 
@@ -85,16 +85,6 @@ pub struct Summary {
     /// Workers still inside a job at exit (not waited for).
     pub busy_workers: usize,
 }
-
-/// Size of the read scratch buffer (one per reactor, one per blocking
-/// connection thread). Enough for a large head or a burst of pipelined ones
-/// in one `read`.
-pub(crate) const SCRATCH_SIZE: usize = 16 * 1024;
-
-/// When `accept` fails for lack of descriptors or memory, we stop accepting
-/// for this long instead of retrying in a hot loop (the pending connection
-/// stays in the backlog, so the listener would report ready forever).
-pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// `accept` errors that mean "no descriptors or memory right now".
 pub(crate) fn is_resource_exhaustion(e: &io::Error) -> bool {

@@ -40,15 +40,11 @@ use crate::http::errors::{self, error_response, OpenFailure};
 use crate::http::range::{self, ByteRange, RangeOutcome};
 use crate::http::request::{Method, RequestHead};
 use crate::http::response::{Body, Chunk, HeadBuilder, Persistence, ReplyTo, Response, Status};
+use crate::limits::{SIDECAR_MEMO_SETTLE, SMALL_FILE};
 use crate::sys::{self, FileStamp};
 use cache::FileCache;
 use compress::Compressor;
 use listing_cache::{Format, OverBudget, PageCache, PageKey};
-
-/// Files up to this size are read into memory by the worker and leave in the
-/// same `writev` as the head: one syscall on the reactor instead of two, and
-/// no descriptor held open. Above it, `sendfile` wins.
-pub const SMALL_FILE: u64 = 16 * 1024;
 
 /// The methods we answer, for `Allow` (405 and OPTIONS).
 const ALLOW: &str = "GET, HEAD, OPTIONS";
@@ -425,12 +421,6 @@ fn classify_missing_sidecar(e: &io::Error, absent: impl FnOnce() -> bool) -> Sid
     }
     Sidecar::NotUsable
 }
-
-/// A directory modified this recently may be modified again within the same
-/// timestamp tick without its stamp changing (file-system clocks are
-/// coarse: a jiffy on Linux, 2 s on FAT), so "no sidecar" is not remembered
-/// against it.
-const SIDECAR_MEMO_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// May "no sidecar" be remembered against a directory last modified at
 /// `dir_mtime`, now? Not when it is recent (see [`SIDECAR_MEMO_SETTLE`]) or
@@ -942,7 +932,7 @@ mod tests {
     fn many_empty_files_and_alias_paths_keep_the_file_cache_bounded() {
         let dir = scratch("bounded");
         std::os::unix::fs::symlink(".", dir.join("l")).unwrap();
-        const FILES: usize = cache::MAX_CACHED_PATHS + 100;
+        const FILES: usize = crate::limits::MAX_CACHED_PATHS + 100;
         const ALIASED: usize = 50;
         const DEPTH: usize = 30; // below the kernel's 40 symlinks per lookup
         for n in 0..FILES {
@@ -954,8 +944,8 @@ mod tests {
             assert_eq!(request(&site, &path).status, Status::OK, "{path}");
         }
         let full = site.cache.stats();
-        assert_eq!(full.paths, cache::MAX_CACHED_PATHS, "{full:?}");
-        assert!(full.bytes <= cache::MAX_CACHED_BYTES, "{full:?}");
+        assert_eq!(full.paths, crate::limits::MAX_CACHED_PATHS, "{full:?}");
+        assert!(full.bytes <= crate::limits::MAX_CACHED_BYTES, "{full:?}");
         for depth in 1..DEPTH {
             for n in 0..ALIASED {
                 let path = format!("/{}e{n}", "l/".repeat(depth));
