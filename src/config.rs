@@ -1,8 +1,10 @@
 //! Configuration: the command line (parsed by clap) and the validated,
 //! immutable [`Config`] that every thread shares through an `Arc`.
 //!
-//! Every limit has a default here with one sentence of why. Validation
-//! turns a CLI mistake into one [`ConfigError`] line, never a panic.
+//! The defaults come from `limits`, each with one sentence of why; the
+//! `--model` choice ([`Model`]) is defined here too, so that `config`
+//! needs nothing from the models it configures. Validation turns a CLI
+//! mistake into one [`ConfigError`] line, never a panic.
 //!
 //! Runs on: the main thread, once, before the server starts.
 
@@ -18,9 +20,47 @@ use crate::limits::{
     DEFAULT_HEADER_TIMEOUT_SECS, DEFAULT_KEEPALIVE_TIMEOUT_SECS, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_HEAD, DEFAULT_POOL_THREADS, DEFAULT_SHUTDOWN_TIMEOUT_SECS, MAX_MAX_HEAD,
 };
-use crate::models::Model;
 use crate::net::Cidr;
 pub use crate::tls::TlsFiles;
+
+/// How the server runs its connections (`--model`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Model {
+    /// One event-loop thread owns every socket; a work-stealing pool does the file work.
+    #[default]
+    Reactor,
+    /// The same event loop doing the file work itself, with no pool (the control).
+    ReactorInline,
+    /// --threads pre-created threads, each serving one client at a time, accept to close.
+    Pool,
+    /// A new thread for every client, ended when it closes (at most --max-connections).
+    ThreadPerConnection,
+}
+
+impl Model {
+    pub const ALL: [Model; 4] = [
+        Model::Reactor,
+        Model::ReactorInline,
+        Model::Pool,
+        Model::ThreadPerConnection,
+    ];
+
+    /// The name `--model` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Model::Reactor => "reactor",
+            Model::ReactorInline => "reactor-inline",
+            Model::Pool => "pool",
+            Model::ThreadPerConnection => "thread-per-connection",
+        }
+    }
+}
+
+impl fmt::Display for Model {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// Types compressed on the fly: text and the text-like formats of the web,
 /// which shrink to a third or less; images, audio, video, fonts and

@@ -1,13 +1,31 @@
 //! stoke: a static-file HTTP/1.1 server on a hand-rolled reactor.
 //!
-//! The folders show the architecture. Arrows point one way:
+//! The folders show the architecture. Arrows point one way, with no
+//! cycles:
 //!
 //! ```text
-//! main → server → models/ ──drives──▶ conn/ ──▶ http/
-//!                    │                           ▲
-//!                    └──calls──▶ site/ ──────────┘
+//! main → server → models/ ──drives──▶ conn/ ──────────────┬──▶ http/ ──▶ limits
+//!                    │                  ▲                  │     ▲
+//!                    │                 tls/ (a Transport)  ▼     │
+//!                    │                               access_log ─┤
+//!                    └──calls──▶ site/ ───────────────────┴──────┘
 //!                                  └──▶ sys/
 //! ```
+//!
+//! Exactly, module by module (`use crate::…`):
+//!
+//! | module | uses |
+//! |---|---|
+//! | [`server`] | `models`, `site`, `config`, `tls`, `sys`, `trace`, `limits` |
+//! | [`models`] | `conn`, `site`, `tls`, `net`, `config`, `http`, `sys`, `trace`, `limits` |
+//! | [`site`] | `config`, `access_log`, `http`, `sys`, `trace`, `limits` |
+//! | [`config`] | `tls`, `net`, `limits` |
+//! | [`tls`] | `conn`, `access_log`, `http`, `limits` |
+//! | [`conn`] | `access_log`, `http`, `sys`, `trace`, `limits` |
+//! | [`access_log`] | `http` |
+//! | [`http`] | `limits` |
+//! | [`sys`] | `limits` |
+//! | [`net`], [`trace`], [`limits`] | nothing |
 //!
 //! - [`http`]: pure HTTP/1.1, sans-IO (bytes and field values in, decisions out).
 //! - [`conn`]: one connection as a sans-IO state machine, shared by every model.
@@ -15,6 +33,7 @@
 //! - [`models`]: ways to run `conn` + `site` on threads and sockets
 //!   (`--model`; docs/MODELS.md compares them).
 //! - [`sys`]: every `unsafe` and OS-specific call.
+//! - [`limits`]: every limit and default, each with its reason.
 //! - [`tls`]: HTTPS (rustls sessions as a `conn::Transport`, certificates
 //!   and their reload); [`net`]: the PROXY protocol and trusted-proxy blocks.
 //!

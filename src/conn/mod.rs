@@ -40,7 +40,9 @@ use crate::access_log;
 use crate::http::chunked::{ChunkedDecoder, Decoded};
 use crate::http::errors::{self, error_response};
 use crate::http::request::{self, BodyFraming, HeadScanner, Parsed, RequestHead};
-use crate::http::response::{rewrite_head_to_close, Body, Chunk, ReplyTo, Response, Status};
+use crate::http::response::{
+    rewrite_head_to_close, AccessRecord, Body, Chunk, ReplyTo, Response, Status,
+};
 use crate::limits::{
     LINGER_READ_BUDGET, LINGER_TIMEOUT, MAX_DISCARDED_BODY, SEND_TIMEOUT, WRITE_BUDGET,
 };
@@ -148,7 +150,7 @@ pub struct Outgoing {
     offset: u64,
     /// Bytes written in total (for the access log).
     sent: u64,
-    log: Option<Box<access_log::AccessRecord>>,
+    log: Option<Box<AccessRecord>>,
 }
 
 /// What follows the response being prepared or written.

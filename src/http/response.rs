@@ -116,7 +116,20 @@ pub struct Response {
     /// The connection must close after this response.
     pub close: bool,
     /// The access-log line, minus the byte count, when access logging is on.
-    pub log: Option<Box<crate::access_log::AccessRecord>>,
+    pub log: Option<Box<AccessRecord>>,
+}
+
+/// An access-log line waiting for its byte count: built by
+/// `access_log::record` with the response, written by `access_log::write`
+/// after its last byte. Defined here, not in `access_log`, so that `http`
+/// depends on nothing outside it (`access_log` uses `http`, not the
+/// reverse).
+#[derive(Debug)]
+pub struct AccessRecord {
+    /// `host - - [time] "request line" status `
+    pub prefix: String,
+    /// ` "referer" "user-agent"`
+    pub suffix: String,
 }
 
 /// What a response head says about the connection after it: the
