@@ -1,17 +1,39 @@
-//! One client connection as an explicit state machine.
+//! One client connection as an explicit state machine: `State`, driven
+//! by [`Connection::resume`] (readiness), [`Connection::complete`] (the
+//! worker's answer), [`Connection::on_timeout`] and the shutdown calls.
 //!
 //! ```text
-//!            bytes arrive                 head complete
-//!   Idle ─────────────────▶ ReadingHead ─────────────────────────▶ Dispatched
-//!    ▲                          │ chunked body          body read   ▲      │ worker's
-//!    │                          └──────────▶ ReadingBody ───────────┘      │ Completion
-//!    │                                                                     ▼
-//!    │◀── body skipped ── DiscardingBody ◀───────────────────────────── Writing
-//!    │◀──────────────────────────── keep-alive ────────────────────────────┤
-//!                                                                          │ close after it
-//!   A bad head or body, or a timeout, is answered by the                   ▼
-//!   connection itself (Writing, then close).              Lingering ──▶ Closed
+//!                  some bytes, not a whole head
+//!   ┌──▶ Idle ─────────────────────────────────▶ ReadingHead
+//!   │     │ a whole head                              │ a whole head
+//!   │     └───────────────┬───────────────────────────┘
+//!   │                     ├─ chunked body ─▶ ReadingBody
+//!   │                     │                       │ body read to its end
+//!   │                     ▼ no body, or a length  │
+//!   │                 Dispatched ◀────────────────┘
+//!   │                     │ the worker's answer (complete)
+//!   │                     ▼
+//!   │                  Writing ◀── refused (bad head, 413, bad chunked body,
+//!   │                     │        408) from Idle, ReadingHead, ReadingBody
+//!   │    ┌────────────────┼──────────────────────┐
+//!   │    │ kept           │ kept, a Content-     │ closes after it:
+//!   │    │                ▼ Length body to skip  ▼ half-close
+//!   ├────┘          DiscardingBody           Lingering ── EOF, error or ──▶ Closed
+//!   │                     │ skipped              ▲        LINGER_TIMEOUT
+//!   └─────────────────────┘                      │
+//!                           Idle, when shutdown begins (on_shutdown_lingering)
 //! ```
+//!
+//! Writing and Lingering may also yield (their budget for the turn used)
+//! and go on where they were at the next `resume`. Back in Idle, bytes
+//! already buffered (pipelined requests) are parsed before reading again.
+//! Straight to `Closed`, from the state named: EOF or a socket error
+//! while reading or writing; a timeout in Idle (keep-alive), Writing (`SEND_TIMEOUT`) or
+//! DiscardingBody; Idle when shutdown begins (`on_shutdown`), or while
+//! draining once the client has sent nothing more. A refusal always
+//! closes after its answer: the rest of the byte stream can't be trusted.
+//! Whether a response closes the connection is decided in one place,
+//! `After`.
 //!
 //! The machine is sans-IO in the sense that matters: it talks to its socket
 //! only through the small [`Transport`] trait, so the reactor drives it with

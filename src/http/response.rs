@@ -6,7 +6,8 @@
 //! ([`ReplyTo`]: does the connection persist, does the body go out). Error
 //! pages, and which error earns which code, live in `http::errors`.
 //!
-//! Runs on: workers (file responses) and the reactor (parse errors).
+//! Runs on: workers (file responses) and the thread driving a connection
+//! (its own refusals).
 
 use std::fs::File;
 use std::sync::Arc;
