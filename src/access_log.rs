@@ -6,7 +6,7 @@
 //! only appends the number of body bytes it actually sent, once the write is
 //! over (or has failed).
 //!
-//! Runs on: workers ([`record`]) and the reactor ([`write`]).
+//! Runs on: workers ([`record`]) and the reactor ([`write`](fn@write)).
 
 use std::fmt::Write as _;
 use std::net::IpAddr;

@@ -44,12 +44,16 @@
 //! | start: bind, spawn workers | [`server`] | main |
 //! | the event loop: accept, readiness, timers | [`models::reactor::event_loop`], [`models::reactor::timer`] | reactor |
 //! | PROXY header, TLS session around the socket | [`models::reactor::stream`], [`net::proxy_protocol`], [`tls::stream`] | reactor |
-//! | read, parse, write: the connection state machine | [`conn`], [`http::request`] | reactor |
+//! | read, parse, write: the connection state machine; keep-alive | [`conn`], [`http::request`], [`http::chunked`] | reactor |
 //! | dispatch to the pool | [`models::reactor::pool`] | reactor → workers |
-//! | resolve the path, open, stat, build the answer | [`site`], [`site::url_path`], [`site::cache`], [`site::compress`], [`site::variants`], [`site::listing`], [`http`] | worker |
+//! | the panic guard, the method, the access-log record | [`site`] (`handle`) | worker |
+//! | URL → what to open: decode, cache, open beneath the root, index, listing | `site/resolve.rs`, [`site::url_path`], [`site::cache`], [`site::listing`] | worker |
+//! | the variant, validators, ranges → 200/206/304/412/416 | `site/file.rs`, [`site::compress`], [`site::variants`], [`http::conditional`], [`http::range`] | worker |
+//! | the body as chunks; error pages and their codes | `site/body.rs`, [`http::response`], [`http::errors`] | worker |
 //! | hand the answer back | [`models::reactor::completion`] | worker → reactor |
 //! | or, `--model pool` / `thread-per-connection`: all of the above on one blocking thread per client | [`models::blocking`], [`models::blocking_pool`], [`models::thread_per_conn`] | the client's thread |
 //! | `sendfile`, `openat2` | [`sys`] | both |
+//! | every limit and default, with its reason | [`limits`] | all |
 //! | one log line per request | [`access_log`] | both |
 //! | `--trace`: each request's stages, timed | [`trace`] | all |
 
