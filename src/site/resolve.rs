@@ -4,7 +4,7 @@
 //! is reached by name, so every alternate file, index, sidecar or listed
 //! directory, goes through the same check). Here are decided: dotfiles
 //! (also when a symlink leads to one), a trailing slash on a file (404),
-//! FIFOs, sockets and devices (never opened for reading: 404), a
+//! FIFOs, sockets and devices (never read: 404), a
 //! directory without its slash (301), its `index.html`, else its listing
 //! or 403; and an open that failed, through `http::errors`.
 //!
@@ -22,6 +22,8 @@ use crate::http::request::RequestHead;
 use crate::http::response::{ReplyTo, Response, Status};
 use crate::sys;
 
+/// GET and HEAD: what the URL names (a file, a directory's index or its
+/// listing), or the status that says why not.
 pub(super) fn serve(site: &Site, req: &RequestHead) -> Response {
     if req.path == "*" {
         return error(req, Status::BAD_REQUEST, &[]);
