@@ -11,7 +11,7 @@ mod common;
 use common::browser::{chromium_or_skip, run_chromium};
 use common::*;
 
-/// Filler that makes a file worth compressing (well above `MIN_SIZE`).
+/// Filler that makes a file worth compressing (well above `COMPRESS_MIN_SIZE`).
 fn filler(comment_open: &str, comment_close: &str) -> String {
     let line = "stoke compresses text on the fly; the browser decodes it.";
     let mut s = String::new();

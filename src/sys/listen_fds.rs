@@ -11,14 +11,10 @@ use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 
+use crate::limits::{LISTEN_BACKLOG, MAX_INHERITED};
+
 /// The first inherited descriptor (`SD_LISTEN_FDS_START`).
 const LISTEN_FDS_START: RawFd = 3;
-
-/// More inherited sockets than this is a misconfiguration, not a service.
-const MAX_INHERITED: usize = 64;
-
-/// Queue length for sockets we bind ourselves (mio and std use the same).
-const BACKLOG: libc::c_int = 1024;
 
 /// One socket passed by the service manager, with its name
 /// (`FileDescriptorName=`; `"unknown"` when none was given).
@@ -186,7 +182,7 @@ pub fn bind_reuse_port(addr: SocketAddr) -> io::Result<TcpListener> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: plain listen(2) on our socket.
-    if unsafe { libc::listen(listener.as_raw_fd(), BACKLOG) } != 0 {
+    if unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(listener)

@@ -46,6 +46,7 @@ use crate::config::ListenKind;
 use crate::conn::{Action, Connection, Cx, Limits, Transport};
 use crate::http::request::RequestHead;
 use crate::http::response::Response;
+use crate::limits::{EVENTS_CAPACITY, WORKER_EXIT_GRACE};
 use crate::models::reactor::completion::{Completion, CompletionQueue};
 use crate::models::reactor::pool::Pool;
 use crate::models::reactor::stream::{ProxyHeader, Socket, Stream};
@@ -62,15 +63,6 @@ use crate::trace;
 pub const WAKER: Token = Token(usize::MAX);
 pub const SIGNALS: Token = Token(usize::MAX - 1);
 pub const LISTENER_BASE: usize = usize::MAX - 1024;
-
-/// How long a shutdown gives the workers to exit once no connection is
-/// left: idle ones only have to wake up, one finishing a job for a client
-/// already gone gets this long; one stuck longer (a hung mount) is left
-/// behind and dies with the process.
-const WORKER_EXIT_GRACE: Duration = Duration::from_millis(500);
-
-/// Events taken from the kernel per `poll`.
-const EVENTS_CAPACITY: usize = 1024;
 
 impl Transport for TcpStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
