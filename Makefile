@@ -78,9 +78,12 @@ bench-quick: release
 compare-models: release
 	PYTHONDONTWRITEBYTECODE=1 SKIP_BUILD=1 python3 benches/models.py
 
-## Idle CPU and memory per idle connection (the older, lighter harness).
-bench-idle:
-	./benches/setup.sh && ./benches/idle.sh
+## Idle CPU and memory per idle keep-alive connection: bench.py's idle section
+## alone -> bench-results/idle.md (~1 min; BENCH_IDLE_CONNS, BENCH_SERVERS).
+bench-idle: release
+	mkdir -p bench-results
+	PYTHONDONTWRITEBYTECODE=1 SKIP_BUILD=1 BENCH_SECTIONS=idle BENCH_OUT=bench-results/idle.md \
+		BENCH_SVG=bench-results/idle.svg python3 benches/bench.py
 
 ## Every fuzz target for FUZZ_SECONDS each (make fuzz SANITIZER=address for ASan).
 fuzz:

@@ -27,7 +27,7 @@ in the report and the run goes on. Knobs (defaults; BENCH_QUICK=1 in []):
   BENCH_SECONDS 5 [2]   BENCH_WARMUP 1 [1]   BENCH_ROUNDS 3 [1]
   BENCH_WORKERS 2       BENCH_SERVERS "stoke nginx lighttpd h2o"
   BENCH_LOADS "ka1k-1 ka1k-64 ka1k-512 close1k-64 1m-16 100m-4"
-  BENCH_IDLE_CONNS 10000 [1000]   BENCH_SEQ_REQUESTS 2000 [200]
+  BENCH_IDLE_CONNS 9000 [1000]   BENCH_SEQ_REQUESTS 2000 [200]
   BENCH_COLD_MIB 300 [32]  BENCH_COLD_SECONDS 10 [3]
   BENCH_COLD_EVICT drop (global drop_caches, else fadvise) | fadvise
   BENCH_OUT BENCHMARKS.md   BENCH_SVG docs/bench.svg
@@ -62,7 +62,11 @@ WORKERS = bl.env_int("BENCH_WORKERS", 2)
 SERVERS = bl.env_list("BENCH_SERVERS", "stoke nginx lighttpd h2o")
 LOAD_KEYS = bl.env_list("BENCH_LOADS", "ka1k-1 ka1k-64 ka1k-512 close1k-64 1m-16 100m-4")
 SECTIONS = bl.env_list("BENCH_SECTIONS", "loads idle syscalls instructions cold")
-IDLE_CONNS = bl.env_int("BENCH_IDLE_CONNS", 1000 if QUICK else 10_000)
+# 9,000, not 10,000: stoke keeps two descriptors per connection in reserve
+# (its socket and a file being sent), so under this machine's hard limit of
+# 20,000 descriptors it accepts at most ~9,990 connections; 9,000 fits every
+# server and leaves the client its own 9,000.
+IDLE_CONNS = bl.env_int("BENCH_IDLE_CONNS", 1000 if QUICK else 9_000)
 SEQ_N = bl.env_int("BENCH_SEQ_REQUESTS", 200 if QUICK else 2000)
 COLD_MIB = bl.env_int("BENCH_COLD_MIB", 32 if QUICK else 300)
 COLD_SECONDS = bl.env_int("BENCH_COLD_SECONDS", 3 if QUICK else 10)

@@ -1,8 +1,8 @@
 """Shared helpers for stoke's benchmark harnesses.
 
-Used by benches/bench.py (`make bench`: stoke vs nginx/lighttpd/h2o),
-benches/models.py (`make compare-models`: stoke's concurrency models) and
-the older benches/compare.py and benches/idle.py. Python 3 stdlib only;
+Used by benches/bench.py (`make bench`, `make bench-idle`: stoke vs
+nginx/lighttpd/h2o) and benches/models.py (`make compare-models`: stoke's
+concurrency models). Python 3 stdlib only;
 matplotlib is imported lazily by the chart code in the harnesses.
 
 What lives here:
@@ -285,13 +285,6 @@ def loadavg() -> str:
         return "?"
 
 
-def loadavg1() -> float:
-    try:
-        return float(loadavg().split()[0])
-    except (ValueError, IndexError):
-        return 0.0
-
-
 # --------------------------------------------------------------------------
 # the machine
 # --------------------------------------------------------------------------
@@ -368,15 +361,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-# compare.py / idle.py docroot: name -> size in bytes. "small" files are
-# benchmarked for requests/CPU-s, the large one for bytes/CPU-s.
-DOCROOT_FILES = {
-    "small.bin": 1024,
-    "1k.html": 1024,
-    "large.bin": 16 * 1024 * 1024,
-}
-SMALL_LIMIT = 64 * 1024  # files below this are judged on requests/CPU-s
-
 KIB, MIB = 1024, 1024 * 1024
 
 # Files are written in blocks of this size; each block gets its own index
@@ -415,11 +399,6 @@ def make_tree(base: Path, files: dict[str, int]) -> Path:
         path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         write_file(path, size, html=name.endswith(".html"))
     return root
-
-
-def make_docroot(base: Path) -> Path:
-    """The compare.py / idle.py docroot."""
-    return make_tree(base, DOCROOT_FILES)
 
 
 def render_template(template: str, dest: Path, **values: object) -> Path:

@@ -32,7 +32,8 @@ Knobs (defaults; MODELS_QUICK=1 in []):
   MODELS "reactor reactor-inline pool thread-per-connection"
   MODELS_LEVELS "1 4 16 64 256 1024 4096 10000" ["1 64 1024"]
   MODELS_WORKLOADS "cached idle cold"
-  MODELS_SECONDS 4 [2]   MODELS_WARMUP 1   MODELS_THREADS 2 (pool size: --threads)
+  MODELS_SECONDS 4 [2]   MODELS_WARMUP 1   MODELS_THREADS 2 (file workers: --threads)
+  MODELS_POOL_THREADS 128 (connection threads of --model pool)
   MODELS_WRK_TIMEOUT 10 (s; slower responses count as timeouts)
   MODELS_COLD_MIB 1024 [128] (data set)  MODELS_COLD_FILE_KIB 256
   MODELS_COLD_EVICT drop|fadvise   MODELS_COLD_EVICT_INTERVAL 0.25
@@ -65,6 +66,10 @@ WORKLOADS = bl.env_list("MODELS_WORKLOADS", "cached idle cold")
 SECONDS = bl.env_int("MODELS_SECONDS", 2 if QUICK else 4)
 WARMUP = bl.env_int("MODELS_WARMUP", 1)
 THREADS = bl.env_int("MODELS_THREADS", bl.env_int("BENCH_WORKERS", 2))
+# The `pool` model's --threads are connection threads, not file workers:
+# give it its own default (128) so that its keep-alive levels measure the
+# pool, not its backlog.
+POOL_THREADS = bl.env_int("MODELS_POOL_THREADS", 128)
 WRK_TIMEOUT = bl.env_float("MODELS_WRK_TIMEOUT", 10.0)
 COLD_MIB = bl.env_int("MODELS_COLD_MIB", 128 if QUICK else 1024)
 COLD_FILE_KIB = bl.env_int("MODELS_COLD_FILE_KIB", 256)
@@ -138,7 +143,8 @@ class Bench:
     def start(self, model: str, workload: str) -> bl.Server:
         self._n += 1
         port = bl.free_port()
-        srv = bl.stoke_server(self.root, port, THREADS,
+        threads = POOL_THREADS if model == "pool" else THREADS
+        srv = bl.stoke_server(self.root, port, threads,
                               self.tmp / f"{self._n:04d}-{model}",
                               self.stoke_argv_extra(model))
         if workload == "cold" and use_systemd_memcg():
@@ -426,7 +432,8 @@ def main() -> int:
             + (" — MODELS_QUICK=1 smoke run, not figures to quote." if QUICK else "."), "",
             f"- machine: `nproc` {m['nproc']}, {m['cpu']}, {m['memory']}, kernel {m['kernel']}; "
             f"load average before {load_before}, after {bl.loadavg()}",
-            f"- stoke: {bl.stoke_version()}; pool size `--threads {THREADS}`; "
+            f"- stoke: {bl.stoke_version()}; `--threads {THREADS}` (file workers; "
+            f"`--threads {POOL_THREADS}` connection threads for `pool`); "
             f"`RUST_LOG=warn --max-connections {MAX_CONNECTIONS} --keepalive-timeout "
             f"{KEEPALIVE_S}`" + ("" if b.has_model_flag else
                                  "; this binary has no `--model`, so `reactor` ran "
@@ -448,7 +455,7 @@ def main() -> int:
                                    "commands": b.commands}, indent=1))
         text = table(b, header)
         footer = (f"{m['nproc']} CPUs, {m['cpu']}, kernel {m['kernel']}; pool size "
-                  f"--threads {THREADS}; {SECONDS} s per point; `{cmd}`")
+                  f"--threads {THREADS} (pool model: {POOL_THREADS}); {SECONDS} s per point; `{cmd}`")
         try:
             written = charts(b, footer)
         except Exception as e:  # noqa: BLE001 - report it, keep the table

@@ -6,26 +6,17 @@
 //! only appends the number of body bytes it actually sent, once the write is
 //! over (or has failed).
 //!
-//! Runs on: workers ([`record`]) and the reactor ([`write`]).
+//! Runs on: workers ([`record`]) and the reactor ([`write`](fn@write)).
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::SystemTime;
 
 use crate::http::date::clf_time;
-use crate::http::response::Status;
+use crate::http::response::{AccessRecord, Status};
 
 /// The log target; `RUST_LOG` filters on it.
 pub const TARGET: &str = "access";
-
-/// An access-log line waiting for its byte count.
-#[derive(Debug)]
-pub struct AccessRecord {
-    /// `host - - [time] "request line" status `
-    prefix: String,
-    /// ` "referer" "user-agent"`
-    suffix: String,
-}
 
 /// Is the access log on? (`RUST_LOG` decides.)
 pub fn enabled() -> bool {

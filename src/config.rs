@@ -1,8 +1,10 @@
 //! Configuration: the command line (parsed by clap) and the validated,
 //! immutable [`Config`] that every thread shares through an `Arc`.
 //!
-//! Every limit has a default here with one sentence of why. Validation
-//! turns a CLI mistake into one [`ConfigError`] line, never a panic.
+//! The defaults come from `limits`, each with one sentence of why; the
+//! `--model` choice ([`Model`]) is defined here too, so that `config`
+//! needs nothing from the models it configures. Validation turns a CLI
+//! mistake into one [`ConfigError`] line, never a panic.
 //!
 //! Runs on: the main thread, once, before the server starts.
 
@@ -14,44 +16,52 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::models::Model;
+use crate::limits::{
+    DEFAULT_HEADER_TIMEOUT_SECS, DEFAULT_KEEPALIVE_TIMEOUT_SECS, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_HEAD, DEFAULT_POOL_THREADS, DEFAULT_SHUTDOWN_TIMEOUT_SECS, MAX_MAX_HEAD,
+    MAX_REACTORS,
+};
 use crate::net::Cidr;
 pub use crate::tls::TlsFiles;
 
-/// Longest request head (request line + fields) we buffer. nginx and most
-/// servers use 8 KiB; real browser heads are under 2 KiB.
-pub const DEFAULT_MAX_HEAD: usize = 8 * 1024;
+/// How the server runs its connections (`--model`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Model {
+    /// One event-loop thread owns every socket; a work-stealing pool does the file work.
+    #[default]
+    Reactor,
+    /// The same event loop doing the file work itself, with no pool (the control).
+    ReactorInline,
+    /// --threads pre-created threads, each serving one client at a time, accept to close.
+    Pool,
+    /// A new thread for every client, ended when it closes (at most --max-connections).
+    ThreadPerConnection,
+}
 
-/// Bounds `--max-head-size`: each connection may buffer a head this long
-/// plus one read, so with thousands of connections a larger limit is a
-/// memory hazard, and no real client needs it (browser heads with large
-/// cookies stay under 16 KiB).
-pub const MAX_MAX_HEAD: usize = 64 * 1024;
+impl Model {
+    pub const ALL: [Model; 4] = [
+        Model::Reactor,
+        Model::ReactorInline,
+        Model::Pool,
+        Model::ThreadPerConnection,
+    ];
 
-/// Connections served at once. Each idle one costs a few hundred bytes here
-/// and a socket in the kernel; past this we stop accepting and let the
-/// kernel's backlog hold the rest.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+    /// The name `--model` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Model::Reactor => "reactor",
+            Model::ReactorInline => "reactor-inline",
+            Model::Pool => "pool",
+            Model::ThreadPerConnection => "thread-per-connection",
+        }
+    }
+}
 
-/// Whole time allowed for one request head (slowloris defence).
-pub const DEFAULT_HEADER_TIMEOUT_SECS: f64 = 10.0;
-
-/// How long an idle keep-alive connection is kept (nginx: 75 s; we are
-/// stingier, since an idle connection serves nobody).
-pub const DEFAULT_KEEPALIVE_TIMEOUT_SECS: f64 = 5.0;
-
-/// Most `--reactors`: each loop is a thread that spins on its own sockets;
-/// more than the machine's cores only adds switching.
-pub const MAX_REACTORS: usize = 256;
-
-/// Threads of `--model pool` when `--threads` is not given. A pool thread
-/// holds one client from accept to close, idle keep-alive time included, so
-/// this is also how many clients are served at once: a few dozen browsers
-/// (each opens up to 6 connections), at ~25 KiB of memory per thread.
-pub const DEFAULT_POOL_THREADS: usize = 128;
-
-/// How long a graceful shutdown waits for responses in flight.
-pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: f64 = 10.0;
+impl fmt::Display for Model {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// Types compressed on the fly: text and the text-like formats of the web,
 /// which shrink to a third or less; images, audio, video, fonts and

@@ -12,26 +12,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::config::{Config, ListenKind};
+use crate::limits::{
+    FD_PER_BLOCKING_CONNECTION, FD_PER_CONNECTION, FD_PER_WORKER, FD_RESERVE_BASE,
+};
 use crate::models::{Bound, Listeners, Model, Shutdown, Summary};
 use crate::site::Site;
 use crate::tls::Tls;
-
-/// Descriptors kept out of the connection cap for the server itself: stdio,
-/// the poller and its waker, the signal pipe, the root directory, and room
-/// to spare (the listeners come on top).
-const FD_RESERVE_BASE: u64 = 16;
-
-/// Descriptors one worker may hold at once while answering: a directory,
-/// its index file and two precompressed sidecars.
-const FD_PER_WORKER: u64 = 4;
-
-/// Descriptors one connection may hold when workers do the file work (the
-/// reactor models): its socket, and the file a large response is sent from.
-const FD_PER_CONNECTION: u64 = 2;
-
-/// Descriptors one connection may hold in a blocking model, where its own
-/// thread does the file work: its socket and what a worker may hold.
-const FD_PER_BLOCKING_CONNECTION: u64 = 1 + FD_PER_WORKER;
 
 /// Descriptors a connection of `model` may need.
 fn fds_per_connection(model: Model) -> u64 {

@@ -39,18 +39,6 @@ fn site() -> (TempDir, Vec<DemoFile>) {
     (root, files)
 }
 
-/// True when `tool` can be used; in CI a missing tool is a failure.
-fn available(tool: &str) -> bool {
-    if have(tool) {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("{tool} is required in CI but not installed");
-    }
-    println!("SKIPPED: {tool} not installed");
-    false
-}
-
 /// Runs a client with no proxy settings from the environment.
 fn run(program: &str, args: &[&str]) -> Output {
     let out = Command::new(program)

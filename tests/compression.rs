@@ -11,7 +11,7 @@ use std::io::{BufReader, Read, Write};
 use std::process::Command;
 use std::sync::Barrier;
 
-use stoke::site::compress::{MAX_SIZE, MIN_SIZE};
+use stoke::limits::{COMPRESS_MAX_SIZE, COMPRESS_MIN_SIZE};
 
 /// Text that compresses like real markup (about 4:1), deterministic.
 fn prose(len: usize, seed: u64) -> Vec<u8> {
@@ -432,9 +432,9 @@ fn compressed_content_is_never_compressed_again() {
 #[test]
 fn files_too_small_or_too_large_are_sent_as_they_are() {
     let root = TempDir::new("cmp-size");
-    let below = prose(MIN_SIZE as usize - 1, 13);
-    let at_min = prose(MIN_SIZE as usize, 14);
-    let above = prose(MAX_SIZE as usize + 1, 15);
+    let below = prose(COMPRESS_MIN_SIZE as usize - 1, 13);
+    let at_min = prose(COMPRESS_MIN_SIZE as usize, 14);
+    let above = prose(COMPRESS_MAX_SIZE as usize + 1, 15);
     root.write("below.txt", &below);
     root.write("at-min.txt", &at_min);
     root.write("above.txt", &above);

@@ -45,7 +45,7 @@ fn served_at_once() -> usize {
         _ => cap(),
     }
 }
-/// Larger than `site::SMALL_FILE`: sent with sendfile, its descriptor held
+/// Larger than `limits::SMALL_FILE`: sent with sendfile, its descriptor held
 /// while the response is written.
 const BIG: usize = 256 * 1024;
 

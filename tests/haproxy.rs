@@ -7,14 +7,13 @@
 //!
 //! Without HAProxy the test is skipped, except under CI.
 mod common;
+use common::child::{listening_addr, Proc};
+use common::load::{Client, Load, Outcome, Tally};
 use common::*;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// HAProxy connects to the backends from this loopback address, and only it
@@ -27,106 +26,16 @@ const PHASE_REQUESTS: usize = 60;
 /// Upper bound on the whole load run.
 const LOAD_LIMIT: Duration = Duration::from_secs(90);
 
-/// A child process and its output lines; killed on drop.
-struct Proc {
-    child: Child,
-    lines: Receiver<String>,
-    /// Every line seen so far (kept by `wait`).
-    seen: Vec<String>,
-}
-
-impl Proc {
-    fn spawn(mut cmd: Command) -> Proc {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let (tx, rx) = mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines() {
-                    let Ok(line) = line else { return };
-                    if tx.send(line).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-        Proc {
-            child,
-            lines: rx,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits (bounded) for a line containing `needle`.
-    fn wait(&mut self, needle: &str) -> String {
-        if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
-            return l.clone();
-        }
-        let deadline = Instant::now() + IO_TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("no line containing {needle:?}; saw {:#?}", self.seen),
-            }
-        }
-    }
-
-    /// Every line so far, without waiting.
-    fn drain(&mut self) -> &[String] {
-        while let Ok(line) = self.lines.try_recv() {
-            self.seen.push(line);
-        }
-        &self.seen
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn stoke(root: &TempDir, listen: &str) -> (Proc, SocketAddr) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_stoke"));
     cmd.arg(root.path())
         .args(["--listen", listen, "--proxy-protocol", "--trusted-proxy"])
         .arg(HAPROXY_SOURCE)
-        .env("RUST_LOG", "info");
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null());
     let mut p = Proc::spawn(cmd);
     let line = p.wait("on http://");
-    let addr = line
-        .split("on http://")
-        .nth(1)
-        .unwrap()
-        .trim()
-        .trim_end_matches('/')
-        .parse()
-        .unwrap();
-    (p, addr)
+    (p, listening_addr(&line, "http"))
 }
 
 fn free_port() -> u16 {
@@ -170,75 +79,6 @@ fn request(front: SocketAddr, conn: &mut Option<BufReader<TcpStream>>) -> Result
     }
 }
 
-/// Steady load: one client on a keep-alive connection, one opening a new
-/// connection per request. Counts successes; records every failure.
-struct Load {
-    ok: Arc<AtomicUsize>,
-    failures: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(front: SocketAddr) -> Load {
-        let ok = Arc::new(AtomicUsize::new(0));
-        let failures = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let started = Instant::now();
-        let threads = [true, false]
-            .into_iter()
-            .map(|keep_alive| {
-                let (ok, failures, stop) = (ok.clone(), failures.clone(), stop.clone());
-                std::thread::spawn(move || {
-                    let mut conn = None;
-                    while !stop.load(Ordering::Relaxed) && started.elapsed() < LOAD_LIMIT {
-                        if !keep_alive {
-                            conn = None;
-                        }
-                        match request(front, &mut conn) {
-                            Ok(200) => {
-                                ok.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Ok(status) => failures.lock().unwrap().push(format!("status {status}")),
-                            Err(e) => failures.lock().unwrap().push(e),
-                        }
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
-                })
-            })
-            .collect();
-        Load {
-            ok,
-            failures,
-            stop,
-            threads,
-        }
-    }
-
-    /// Waits (bounded) until `n` more requests succeeded.
-    fn more(&self, n: usize) {
-        let target = self.ok.load(Ordering::Relaxed) + n;
-        let deadline = Instant::now() + IO_TIMEOUT;
-        while self.ok.load(Ordering::Relaxed) < target {
-            assert!(
-                Instant::now() < deadline,
-                "load stalled; failures: {:?}",
-                self.failures.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn finish(self) -> (usize, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
-            t.join().unwrap();
-        }
-        let failures = self.failures.lock().unwrap().clone();
-        (self.ok.load(Ordering::Relaxed), failures)
-    }
-}
-
 fn access_lines(p: &mut Proc) -> Vec<String> {
     p.drain()
         .iter()
@@ -272,7 +112,7 @@ fn haproxy_spreads_load_and_survives_a_stopped_and_a_killed_backend() {
     let dir = TempDir::new("haproxy-cfg");
     let cfg = dir.write("haproxy.cfg", &config);
     let mut cmd = Command::new("haproxy");
-    cmd.arg("-db").arg("-f").arg(&cfg);
+    cmd.arg("-db").arg("-f").arg(&cfg).stdin(Stdio::null());
     let mut lb = Proc::spawn(cmd);
     // Both backends pass their health checks (made with PROXY headers).
     s1.wait("\"GET /health.txt HTTP/1.1\" 200");
@@ -299,7 +139,21 @@ fn haproxy_spreads_load_and_survives_a_stopped_and_a_killed_backend() {
     }
 
     // 2. Under steady load: stop s1 gracefully, bring it back, kill s2.
-    let load = Load::start(front);
+    let load = Load::start(LOAD_LIMIT, |client| {
+        let mut conn = None;
+        move || {
+            if client == Client::NewConnectionEachRequest {
+                conn = None;
+            }
+            let outcome = match request(front, &mut conn) {
+                Ok(200) => Outcome::Ok,
+                Ok(status) => Outcome::Failed(format!("status {status}")),
+                Err(e) => Outcome::Failed(e),
+            };
+            std::thread::sleep(Duration::from_millis(2));
+            outcome
+        }
+    });
     load.more(PHASE_REQUESTS);
     s1.signal("-TERM");
     lb.wait("stoke/s1 is DOWN");
@@ -311,7 +165,7 @@ fn haproxy_spreads_load_and_survives_a_stopped_and_a_killed_backend() {
     s2.signal("-KILL");
     lb.wait("stoke/s2 is DOWN");
     load.more(PHASE_REQUESTS);
-    let (ok, failures) = load.finish();
+    let Tally { ok, failures, .. } = load.finish();
     assert!(ok >= 4 * PHASE_REQUESTS);
     assert!(
         failures.is_empty(),

@@ -293,7 +293,7 @@ fn hidden_flag_lists_dotfiles() {
 /// page now stops at `MAX_PAGE_BYTES` and says it was truncated.
 #[test]
 fn a_directory_of_many_long_names_gives_a_capped_page_that_says_truncated() {
-    use stoke::site::listing::MAX_PAGE_BYTES;
+    use stoke::limits::MAX_PAGE_BYTES;
     let root = TempDir::new("long-names");
     // 254-byte names of '&': 750 bytes as a link, 1250 as text.
     const FILES: usize = 1_500;
@@ -329,7 +329,7 @@ fn a_directory_of_many_long_names_gives_a_capped_page_that_says_truncated() {
 /// truncated, and JSON carries `"truncated": true`.
 #[test]
 fn a_directory_of_more_than_max_entries_says_truncated() {
-    use stoke::site::listing::{MAX_ENTRIES, MAX_PAGE_BYTES};
+    use stoke::limits::{MAX_ENTRIES, MAX_PAGE_BYTES};
     let root = TempDir::new("many-entries");
     std::fs::create_dir_all(root.path().join("big")).unwrap();
     for n in 0..=MAX_ENTRIES {

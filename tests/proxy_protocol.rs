@@ -5,32 +5,15 @@
 mod common;
 mod tls_support;
 
+use common::child::listening_addr;
 use common::*;
 use tls_support::*;
 
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Ipv6Addr, SocketAddr, TcpStream};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// The child's stderr, line by line, on a channel (so waits can time out).
-fn lines(server: &mut ChildServer) -> Receiver<String> {
-    let mut stderr = server.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || loop {
-        let mut line = String::new();
-        match stderr.read_line(&mut line) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        }
-    });
-    rx
-}
 
 /// Waits (bounded) for a line containing `needle`.
 fn wait_line(rx: &Receiver<String>, needle: &str) -> String {
@@ -81,7 +64,7 @@ fn proxied_server(root: &TempDir, extra: &[&str]) -> (ChildServer, Receiver<Stri
     let mut args = vec!["--proxy-protocol", "--trusted-proxy", "127.0.0.0/8"];
     args.extend_from_slice(extra);
     let mut server = ChildServer::start(root.path(), &args);
-    let rx = lines(&mut server);
+    let rx = server.stderr_lines();
     (server, rx)
 }
 
@@ -182,7 +165,7 @@ fn untrusted_peer_is_closed_with_a_log_line() {
         root.path(),
         &["--proxy-protocol", "--trusted-proxy", "10.0.0.0/8"],
     );
-    let rx = lines(&mut server);
+    let rx = server.stderr_lines();
     let mut bytes = b"PROXY TCP4 203.0.113.7 127.0.0.1 5555 80\r\n".to_vec();
     bytes.extend_from_slice(GET);
     assert!(exchange(server.addr, &bytes).is_empty());
@@ -211,14 +194,7 @@ fn proxy_header_in_front_of_tls() {
         ],
     );
     let line = wait_line(&rx, "on https://");
-    let tls_addr: SocketAddr = line
-        .split("on https://")
-        .nth(1)
-        .unwrap()
-        .trim()
-        .trim_end_matches('/')
-        .parse()
-        .unwrap();
+    let tls_addr = listening_addr(&line, "https");
     let _ = server.addr;
     let mut tcp = TcpStream::connect(tls_addr).unwrap();
     tcp.set_read_timeout(Some(IO_TIMEOUT)).unwrap();

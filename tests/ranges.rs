@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 
 const SMALL_LEN: usize = 1000;
-/// Well above site::SMALL_FILE (16 KiB), so bodies go out via sendfile.
+/// Well above limits::SMALL_FILE (16 KiB), so bodies go out via sendfile.
 const BIG_LEN: usize = 100 * 1024 + 7;
 
 struct Site {

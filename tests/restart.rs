@@ -6,16 +6,15 @@
 //! steady keep-alive and new-connection load sees no failed request and no
 //! reset.
 mod common;
+use common::child::{listening_addr, Proc};
+use common::load::{Client, Load, Outcome, Tally};
 use common::*;
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 /// Successful requests each load phase must see before the next step.
 const PHASE_REQUESTS: usize = 200;
@@ -25,81 +24,10 @@ const LOAD_LIMIT: Duration = Duration::from_secs(90);
 
 const BODY: &str = "still here\n";
 
-/// A stoke child and its stderr lines; killed on drop.
-struct Proc {
-    child: Child,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Proc {
-    fn spawn(mut cmd: Command) -> Proc {
-        let mut child = cmd
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Proc {
-            child,
-            lines: rx,
-            seen: Vec::new(),
-        }
-    }
-
-    fn wait(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + IO_TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("no line containing {needle:?}; saw {:#?}", self.seen),
-            }
-        }
-    }
-
-    fn term(&self) {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-    }
-
-    /// Waits (bounded) for the exit; true if it exited successfully.
-    fn exit_ok(&mut self) -> bool {
-        let deadline = Instant::now() + IO_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.success();
-            }
-            assert!(Instant::now() < deadline, "did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Spawns `cmd` (a stoke) logging at info, its lines captured.
+fn spawn(mut cmd: Command) -> Proc {
+    cmd.env("RUST_LOG", "info");
+    Proc::spawn(cmd)
 }
 
 /// `stoke ROOT ARGS` with `listener` as descriptor 3 and the socket
@@ -117,7 +45,7 @@ fn socket_activated(root: &TempDir, listener: &TcpListener, name: &str, args: &[
         .arg(root.path())
         .args(args)
         .stdin(Stdio::from(fd));
-    Proc::spawn(cmd)
+    spawn(cmd)
 }
 
 fn site() -> TempDir {
@@ -155,7 +83,7 @@ fn socket_activation_serves_the_passed_socket_instead_of_binding() {
 #[test]
 fn socket_activation_for_another_pid_is_ignored() {
     let root = site();
-    let mut p = Proc::spawn({
+    let mut p = spawn({
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_stoke"));
         cmd.arg(root.path())
             .args(["--listen", "127.0.0.1:0"])
@@ -164,14 +92,7 @@ fn socket_activation_for_another_pid_is_ignored() {
         cmd
     });
     let line = p.wait("on http://");
-    let addr: SocketAddr = line
-        .split("on http://")
-        .nth(1)
-        .unwrap()
-        .trim()
-        .trim_end_matches('/')
-        .parse()
-        .unwrap();
+    let addr = listening_addr(&line, "http");
     assert_eq!(get(addr, "/index.html", &[]).status, 200);
 }
 
@@ -241,116 +162,58 @@ fn one_request(conn: &mut BufReader<TcpStream>) -> io::Result<RawResponse> {
 /// do (RFC 9112 §9.3.1); those retries are counted apart. Anything else
 /// (an error on a new connection, a reset mid-response, a wrong answer)
 /// is a failure.
-struct Load {
-    ok: Arc<AtomicUsize>,
-    retried: Arc<AtomicUsize>,
-    failures: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(addr: SocketAddr) -> Load {
-        let ok = Arc::new(AtomicUsize::new(0));
-        let retried = Arc::new(AtomicUsize::new(0));
-        let failures = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let started = Instant::now();
-        let threads = [true, false]
-            .into_iter()
-            .map(|keep_alive| {
-                let (ok, retried, failures, stop) =
-                    (ok.clone(), retried.clone(), failures.clone(), stop.clone());
-                std::thread::spawn(move || {
-                    let mut conn: Option<BufReader<TcpStream>> = None;
-                    while !stop.load(Ordering::Relaxed) && started.elapsed() < LOAD_LIMIT {
-                        let reused = conn.is_some();
-                        if conn.is_none() {
-                            match TcpStream::connect(addr) {
-                                Ok(s) => {
-                                    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-                                    conn = Some(BufReader::new(s));
-                                }
-                                Err(e) => {
-                                    failures.lock().unwrap().push(format!("connect: {e}"));
-                                    continue;
-                                }
-                            }
-                        }
-                        let result = one_request(conn.as_mut().unwrap());
-                        let stale = reused
-                            && matches!(&result, Err(e) if e.kind() == io::ErrorKind::UnexpectedEof
-                                && e.to_string().contains("eof in head: \"\""));
-                        match result {
-                            Ok(r) if r.status == 200 && r.text() == BODY => {
-                                ok.fetch_add(1, Ordering::Relaxed);
-                                let close = r.header("connection") == Some("close");
-                                if close || !keep_alive {
-                                    conn = None;
-                                }
-                            }
-                            Ok(r) => {
-                                failures.lock().unwrap().push(format!(
-                                    "{} {:?}",
-                                    r.status,
-                                    r.text()
-                                ));
-                                conn = None;
-                            }
-                            Err(_) if stale => {
-                                retried.fetch_add(1, Ordering::Relaxed);
-                                conn = None;
-                            }
-                            Err(e) => {
-                                failures.lock().unwrap().push(format!(
-                                    "{} connection: {e}",
-                                    if reused { "reused" } else { "new" }
-                                ));
-                                conn = None;
-                            }
-                        }
+fn start_load(addr: SocketAddr) -> Load {
+    Load::start(LOAD_LIMIT, |client| {
+        let mut conn: Option<BufReader<TcpStream>> = None;
+        move || {
+            let reused = conn.is_some();
+            if conn.is_none() {
+                match TcpStream::connect(addr) {
+                    Ok(s) => {
+                        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+                        conn = Some(BufReader::new(s));
                     }
-                })
-            })
-            .collect();
-        Load {
-            ok,
-            retried,
-            failures,
-            stop,
-            threads,
+                    Err(e) => return Outcome::Failed(format!("connect: {e}")),
+                }
+            }
+            let result = one_request(conn.as_mut().unwrap());
+            let stale = reused
+                && matches!(&result, Err(e) if e.kind() == io::ErrorKind::UnexpectedEof
+                    && e.to_string().contains("eof in head: \"\""));
+            match result {
+                Ok(r) if r.status == 200 && r.text() == BODY => {
+                    let close = r.header("connection") == Some("close");
+                    if close || client == Client::NewConnectionEachRequest {
+                        conn = None;
+                    }
+                    Outcome::Ok
+                }
+                Ok(r) => {
+                    conn = None;
+                    Outcome::Failed(format!("{} {:?}", r.status, r.text()))
+                }
+                Err(_) if stale => {
+                    conn = None;
+                    Outcome::Retried
+                }
+                Err(e) => {
+                    conn = None;
+                    Outcome::Failed(format!(
+                        "{} connection: {e}",
+                        if reused { "reused" } else { "new" }
+                    ))
+                }
+            }
         }
-    }
-
-    fn more(&self, n: usize) {
-        let target = self.ok.load(Ordering::Relaxed) + n;
-        let deadline = Instant::now() + IO_TIMEOUT;
-        while self.ok.load(Ordering::Relaxed) < target {
-            assert!(
-                Instant::now() < deadline,
-                "load stalled; failures: {:?}",
-                self.failures.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    fn finish(self) -> (usize, usize, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
-            t.join().unwrap();
-        }
-        let failures = self.failures.lock().unwrap().clone();
-        (
-            self.ok.load(Ordering::Relaxed),
-            self.retried.load(Ordering::Relaxed),
-            failures,
-        )
-    }
+    })
 }
 
 fn assert_clean(load: Load) {
-    let (ok, retried, failures) = load.finish();
+    let Tally {
+        ok,
+        retried,
+        failures,
+    } = load.finish();
     println!("{ok} requests answered, {retried} retried after an idle keep-alive close");
     assert!(ok >= 3 * PHASE_REQUESTS);
     assert!(
@@ -417,16 +280,16 @@ fn reuse_port_restart_scenario() {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_stoke"));
         cmd.arg(root.path())
             .args(["--reuse-port", "--listen", &addr.to_string()]);
-        let mut p = Proc::spawn(cmd);
+        let mut p = spawn(cmd);
         p.wait("on http://");
         p
     };
     let mut old = start(&root);
-    let load = Load::start(addr);
+    let load = start_load(addr);
     load.more(PHASE_REQUESTS);
     let new = start(&root);
     load.more(PHASE_REQUESTS);
-    old.term();
+    old.signal("-TERM");
     assert!(old.exit_ok(), "old process exit status");
     load.more(PHASE_REQUESTS);
     assert_clean(load);
@@ -443,12 +306,12 @@ fn socket_activated_handover_under_load_fails_no_request() {
     let addr = listener.local_addr().unwrap();
     let mut old = socket_activated(&root, &listener, "http", &[]);
     old.wait("on http://");
-    let load = Load::start(addr);
+    let load = start_load(addr);
     load.more(PHASE_REQUESTS);
     let mut new = socket_activated(&root, &listener, "http", &[]);
     new.wait("on http://");
     load.more(PHASE_REQUESTS);
-    old.term();
+    old.signal("-TERM");
     assert!(old.exit_ok(), "old process exit status");
     load.more(PHASE_REQUESTS);
     assert_clean(load);

@@ -11,29 +11,11 @@ use common::*;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 const BIG: usize = 64 * 1024 * 1024;
 const CHUNK: usize = 64 * 1024;
-
-/// Forwards the child's remaining stderr, line by line, to a channel.
-fn stderr_lines(server: &mut ChildServer) -> Receiver<String> {
-    let mut stderr = server.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || loop {
-        let mut line = String::new();
-        match stderr.read_line(&mut line) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        }
-    });
-    rx
-}
 
 /// Collects lines until one contains `needle` (returned last) or `limit` passes.
 fn wait_for_line(rx: &Receiver<String>, needle: &str, limit: Duration, seen: &mut Vec<String>) {
@@ -112,7 +94,7 @@ fn sigterm_finishes_the_download_in_flight_then_exits_zero() {
     root.write("big.bin", &big);
     // A long shutdown deadline: the test checks completion, not speed.
     let mut server = ChildServer::start(root.path(), &["--shutdown-timeout", "120"]);
-    let lines = stderr_lines(&mut server);
+    let lines = server.stderr_lines();
     let mut seen = Vec::new();
 
     let mut s = connect(server.addr);
@@ -204,7 +186,7 @@ fn response_in_flight_at_sigterm_says_connection_close() {
     let root = TempDir::new("shutdown-inflight");
     root.write("__stoke_test_hang", "released");
     let mut server = ChildServer::start(root.path(), &["--shutdown-timeout", "120"]);
-    let lines = stderr_lines(&mut server);
+    let lines = server.stderr_lines();
     let mut seen = Vec::new();
     let s = hang_a_worker(&server, &lines, &mut seen);
 
@@ -232,7 +214,7 @@ fn worker_stuck_at_sigterm_does_not_keep_the_process_past_the_timeout() {
     }
     let root = TempDir::new("shutdown-stuck");
     let mut server = ChildServer::start(root.path(), &["--shutdown-timeout", "1"]);
-    let lines = stderr_lines(&mut server);
+    let lines = server.stderr_lines();
     let mut seen = Vec::new();
     let _s = hang_a_worker(&server, &lines, &mut seen);
 
@@ -260,7 +242,7 @@ fn second_signal_during_shutdown_exits_at_once() {
     }
     let root = TempDir::new("shutdown-twice");
     let mut server = ChildServer::start(root.path(), &["--shutdown-timeout", "600"]);
-    let lines = stderr_lines(&mut server);
+    let lines = server.stderr_lines();
     let mut seen = Vec::new();
     let _s = hang_a_worker(&server, &lines, &mut seen);
 
@@ -282,7 +264,7 @@ fn second_signal_during_shutdown_exits_at_once() {
 fn sigint_stops_an_idle_server_with_exit_zero() {
     let root = TempDir::new("shutdown-int");
     let mut server = ChildServer::start(root.path(), &[]);
-    let lines = stderr_lines(&mut server);
+    let lines = server.stderr_lines();
     server.signal(libc::SIGINT);
     let status = wait_exit(&mut server.child, Duration::from_secs(10));
     assert!(status.success(), "exit status {status}");

@@ -6,28 +6,17 @@
 mod common;
 mod tls_support;
 
+use common::child::{listening_addr, Proc};
 use common::*;
 use tls_support::*;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use stoke::server::StartError;
 use stoke::Server;
-
-/// True when `tool` can be used; in CI a missing tool is a failure.
-fn available(tool: &str) -> bool {
-    if have(tool) {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("{tool} is required in CI but not installed");
-    }
-    println!("SKIPPED: {tool} not installed");
-    false
-}
 
 fn run(program: &str, args: &[&str], stdin: &[u8]) -> Output {
     let mut child = Command::new(program)
@@ -439,20 +428,6 @@ fn binary_exits_nonzero_with_one_line_for_an_expired_certificate() {
     );
 }
 
-/// Reads the child's stderr until a line containing `needle`.
-fn wait_for_line(stderr: &mut impl BufRead, needle: &str) -> String {
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if stderr.read_line(&mut line).unwrap() == 0 {
-            panic!("stoke exited before logging {needle:?}");
-        }
-        if line.contains(needle) {
-            return line;
-        }
-    }
-}
-
 #[test]
 fn sighup_reloads_the_certificate_without_dropping_connections() {
     let fx = TlsFixture::new("tls-reload");
@@ -462,44 +437,17 @@ fn sighup_reloads_the_certificate_without_dropping_connections() {
     let key = fx.certs.path().join("live.key");
     std::fs::copy(&fx.issued.cert, &cert).unwrap();
     std::fs::copy(&fx.issued.key, &key).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stoke"))
-        .arg(fx.root.path())
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stoke"));
+    cmd.arg(fx.root.path())
         .args(["--listen-tls", "127.0.0.1:0", "--tls-cert"])
         .arg(&cert)
         .arg("--tls-key")
         .arg(&key)
         .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let child = Kill(child);
-    let line = wait_for_line(&mut stderr, "on https://");
-    let addr: SocketAddr = line
-        .split("on https://")
-        .nth(1)
-        .unwrap()
-        .trim()
-        .trim_end_matches('/')
-        .parse()
-        .unwrap();
-    let hup = || {
-        let ok = Command::new("kill")
-            .args(["-HUP", &child.0.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-    };
+        .stdin(Stdio::null());
+    let mut child = Proc::spawn(cmd);
+    let line = child.wait("on https://");
+    let addr = listening_addr(&line, "https");
     // A fresh client configuration per connection: a resumed session
     // would not show the server's current certificate.
     let connect = || tls_connect(addr, &client_config(&fx.ca, &[b"http/1.1"]));
@@ -512,8 +460,8 @@ fn sighup_reloads_the_certificate_without_dropping_connections() {
     let next = fx.ca.issue(fx.certs.path(), "next", |_| {});
     std::fs::copy(&next.cert, &cert).unwrap();
     std::fs::copy(&next.key, &key).unwrap();
-    hup();
-    wait_for_line(&mut stderr, "reloaded the TLS certificate");
+    child.signal("-HUP");
+    child.wait("reloaded the TLS certificate");
     let mut fresh = connect();
     assert_eq!(presented(&fresh), next.der);
     assert_eq!(tls_get(&mut fresh, "/a.txt").status, 200);
@@ -522,8 +470,8 @@ fn sighup_reloads_the_certificate_without_dropping_connections() {
     // A bad pair (key of another certificate) is refused; the last good one stays.
     let stray = fx.ca.issue(fx.certs.path(), "stray", |_| {});
     std::fs::copy(&stray.key, &key).unwrap();
-    hup();
-    let line = wait_for_line(&mut stderr, "TLS reload refused");
+    child.signal("-HUP");
+    let line = child.wait("TLS reload refused");
     assert!(line.contains("does not match"), "{line}");
     let mut third = connect();
     assert_eq!(presented(&third), next.der);

@@ -6,23 +6,12 @@
 mod common;
 mod tls_support;
 
+use common::browser::{chromium_or_skip, run_chromium};
 use common::*;
 use tls_support::*;
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// How long one Chromium run may take before it is killed.
-const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn chromium() -> Option<PathBuf> {
-    ["chromium", "chromium-browser", "google-chrome"]
-        .into_iter()
-        .find(|c| have(c))
-        .map(PathBuf::from)
-}
 
 /// base64(sha256(SPKI)), the form Chromium's SPKI allow-list takes.
 fn spki_hash(spki: &[u8]) -> String {
@@ -40,11 +29,7 @@ fn spki_hash(spki: &[u8]) -> String {
 
 #[test]
 fn chromium_loads_a_page_over_https() {
-    let Some(bin) = chromium() else {
-        if std::env::var_os("CI").is_some() {
-            panic!("chromium must be installed in CI");
-        }
-        println!("SKIPPED: chromium not installed");
+    let Some(bin) = chromium_or_skip() else {
         return;
     };
     let fx = TlsFixture::new("tls-browser");
@@ -61,48 +46,21 @@ fn chromium_loads_a_page_over_https() {
     let server = TestServer::with_config(fx.config());
     let url = format!("https://localhost:{}/index.html", server.addr.port());
     let work = TempDir::new("tls-browser-profile");
-    let stdout = work.path().join("stdout");
-    let stderr = work.path().join("stderr");
-    let mut child = Command::new(&bin)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-        ])
-        .arg(format!(
-            "--user-data-dir={}",
-            work.path().join("profile").display()
-        ))
-        .arg(format!(
-            "--ignore-certificate-errors-spki-list={}",
-            spki_hash(&fx.issued.spki)
-        ))
-        .arg("--dump-dom")
-        .arg(&url)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&stdout).unwrap())
-        .stderr(std::fs::File::create(&stderr).unwrap())
-        .spawn()
-        .expect("spawn chromium");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > CHROMIUM_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chromium did not finish within {CHROMIUM_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let dom = std::fs::read_to_string(&stdout).unwrap();
-    let log = std::fs::read_to_string(&stderr).unwrap_or_default();
+    let out = run_chromium(
+        &bin,
+        work.path(),
+        &[
+            format!(
+                "--ignore-certificate-errors-spki-list={}",
+                spki_hash(&fx.issued.spki)
+            ),
+            "--dump-dom".into(),
+            url,
+        ],
+    );
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    let status = out.status;
     assert!(status.success(), "chromium failed: {log}");
     assert!(
         dom.contains("<title>secure page</title>"),

@@ -37,10 +37,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use stoke::conn::{Action, Connection, Cx, Limits, Transport, MAX_DISCARDED_BODY};
+use stoke::conn::{Action, Connection, Cx, Limits, Transport};
 use stoke::http::chunked::{ChunkedDecoder, ChunkedError, Decoded};
 use stoke::http::request::{self, BodyFraming, Method, Parsed, RequestHead};
-use stoke::http::response::{Chunk, HeadBuilder, Response, Status};
+use stoke::http::response::{Chunk, HeadBuilder, Persistence, Response, Status};
+use stoke::limits::MAX_DISCARDED_BODY;
 
 const MAX_HEAD: usize = 8192;
 const SCRATCH: usize = 16 * 1024;
@@ -296,7 +297,12 @@ impl Driver<'_> {
         let mut b = HeadBuilder::new(Status::OK);
         b.header("Content-Type", "text/plain");
         b.content_length(body.len() as u64);
-        let head_bytes = b.finish(keep_alive, head.minor_version == 0);
+        let persistence = if keep_alive {
+            Persistence::for_request(&head)
+        } else {
+            Persistence::Close
+        };
+        let head_bytes = b.finish(persistence);
         // Split the body in two chunks (one possibly empty) to exercise
         // vectored writes across chunk boundaries.
         let (a, z) = body.split_at(body.len() / 2);
@@ -613,7 +619,7 @@ fn reference(input: &[u8]) -> Reference {
             }
             Ok(Parsed::Partial) => break,
             Err(e) => {
-                let mut fair = vec![Status::for_parse_error(e).0];
+                let mut fair = vec![stoke::http::errors::for_parse_error(e).0];
                 if super::ignored("version-prefix") && fair.iter().any(|&s| s == 400 || s == 505) {
                     fair.extend([400, 505]);
                 }

@@ -8,7 +8,8 @@
 //! returns them unchanged. For small files, the returned ranges cover
 //! exactly the bytes a straightforward reading of RFC 9110 selects.
 
-use stoke::http::range::{content_range, evaluate, ByteRange, RangeOutcome, MAX_RANGES};
+use stoke::http::range::{content_range, evaluate, ByteRange, RangeOutcome};
+use stoke::limits::MAX_RANGES;
 
 pub fn check(data: &[u8]) -> Result<(), String> {
     let (len_bytes, rest) = data.split_at(data.len().min(8));

@@ -1,17 +1,39 @@
-//! One client connection as an explicit state machine.
+//! One client connection as an explicit state machine: `State`, driven
+//! by [`Connection::resume`] (readiness), [`Connection::complete`] (the
+//! worker's answer), [`Connection::on_timeout`] and the shutdown calls.
 //!
 //! ```text
-//!            bytes arrive                 head complete
-//!   Idle ─────────────────▶ ReadingHead ─────────────────────────▶ Dispatched
-//!    ▲                          │ chunked body          body read   ▲      │ worker's
-//!    │                          └──────────▶ ReadingBody ───────────┘      │ Completion
-//!    │                                                                     ▼
-//!    │◀── body skipped ── DiscardingBody ◀───────────────────────────── Writing
-//!    │◀──────────────────────────── keep-alive ────────────────────────────┤
-//!                                                                          │ close after it
-//!   A bad head or body, or a timeout, is answered by the                   ▼
-//!   connection itself (Writing, then close).              Lingering ──▶ Closed
+//!                  some bytes, not a whole head
+//!   ┌──▶ Idle ─────────────────────────────────▶ ReadingHead
+//!   │     │ a whole head                              │ a whole head
+//!   │     └───────────────┬───────────────────────────┘
+//!   │                     ├─ chunked body ─▶ ReadingBody
+//!   │                     │                       │ body read to its end
+//!   │                     ▼ no body, or a length  │
+//!   │                 Dispatched ◀────────────────┘
+//!   │                     │ the worker's answer (complete)
+//!   │                     ▼
+//!   │                  Writing ◀── refused (bad head, 413, bad chunked body,
+//!   │                     │        408) from Idle, ReadingHead, ReadingBody
+//!   │    ┌────────────────┼──────────────────────┐
+//!   │    │ kept           │ kept, a Content-     │ closes after it:
+//!   │    │                ▼ Length body to skip  ▼ half-close
+//!   ├────┘          DiscardingBody           Lingering ── EOF, error or ──▶ Closed
+//!   │                     │ skipped              ▲        LINGER_TIMEOUT
+//!   └─────────────────────┘                      │
+//!                           Idle, when shutdown begins (on_shutdown_lingering)
 //! ```
+//!
+//! Writing and Lingering may also yield (their budget for the turn used)
+//! and go on where they were at the next `resume`. Back in Idle, bytes
+//! already buffered (pipelined requests) are parsed before reading again.
+//! Straight to `Closed`, from the state named: EOF or a socket error
+//! while reading or writing; a timeout in Idle (keep-alive), Writing (`SEND_TIMEOUT`) or
+//! DiscardingBody; Idle when shutdown begins (`on_shutdown`), or while
+//! draining once the client has sent nothing more. A refusal always
+//! closes after its answer: the rest of the byte stream can't be trusted.
+//! Whether a response closes the connection is decided in one place,
+//! `After`.
 //!
 //! The machine is sans-IO in the sense that matters: it talks to its socket
 //! only through the small [`Transport`] trait, so the reactor drives it with
@@ -38,9 +60,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::access_log;
-use crate::http::chunked::{ChunkedDecoder, ChunkedError, Decoded};
-use crate::http::request::{self, BodyFraming, HeadScanner, Method, Parsed, RequestHead};
-use crate::http::response::{error_response, rewrite_head_to_close, Chunk, Response, Status};
+use crate::http::chunked::{ChunkedDecoder, Decoded};
+use crate::http::errors::{self, error_response};
+use crate::http::request::{self, BodyFraming, HeadScanner, Parsed, RequestHead};
+use crate::http::response::{
+    rewrite_head_to_close, AccessRecord, Body, Chunk, ReplyTo, Response, Status,
+};
+use crate::limits::{
+    LINGER_READ_BUDGET, LINGER_TIMEOUT, MAX_DISCARDED_BODY, SEND_TIMEOUT, WRITE_BUDGET,
+};
 use crate::trace::{self, ConnTrace};
 
 /// The socket operations a connection needs. Implemented for
@@ -112,30 +140,6 @@ pub struct Limits {
     pub keepalive_timeout: Duration,
 }
 
-/// A request body we skip (a GET with a body) is read and thrown away up to
-/// this much content, chunked or not; beyond it we answer 413 and close
-/// rather than spend bandwidth.
-pub const MAX_DISCARDED_BODY: u64 = 1024 * 1024;
-
-/// A client that reads nothing of a response for this long is gone (nginx's
-/// `send_timeout` default).
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// After a response that ends the connection we half-close and read what the
-/// client still sends for at most this long, so that an unread request body
-/// in our receive buffer does not make the kernel reset the connection and
-/// destroy the response before the client has read it.
-pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Bytes written for one connection per readiness event before it yields to
-/// the others: one fast reader of a large file must not starve the rest.
-pub const WRITE_BUDGET: u64 = 1024 * 1024;
-
-/// Bytes a lingering connection reads (and throws away) per readiness event
-/// before it yields: it serves nobody, so a client flooding it must not
-/// hold the reactor.
-pub const LINGER_READ_BUDGET: usize = 64 * 1024;
-
 /// What the reactor must do for this connection next.
 #[derive(Debug)]
 pub enum Action {
@@ -189,12 +193,33 @@ pub struct Outgoing {
     offset: u64,
     /// Bytes written in total (for the access log).
     sent: u64,
-    log: Option<Box<access_log::AccessRecord>>,
+    log: Option<Box<AccessRecord>>,
     /// An [`Action::Warm`] is out: send nothing until [`Connection::warmed`].
     warming: bool,
 }
 
 /// What follows the response being prepared or written.
+///
+/// `close` is THE keep-alive decision: whether the connection persists
+/// after this response. Everything else consults it. Its inputs, each
+/// named where it is applied:
+///
+/// - the client's wish, read from its head by `http::request::parse`
+///   (`RequestHead::keep_alive`: HTTP/1.1 unless `Connection: close`,
+///   HTTP/1.0 only with `Connection: keep-alive`) → [`After::for_request`];
+/// - a shutdown under way (`Cx::draining`) → [`After::for_request`], and
+///   again when the answer arrives ([`Connection::complete`]) or before its
+///   first byte is written (`write_response`);
+/// - `Expect: 100-continue` with no body byte yet (`accept_head`);
+/// - a refusal by the connection itself (bad head or body, timeout):
+///   always closes (`start_error`);
+/// - the worker's answer says close (`Response::close`: it closes when the
+///   request did, or for its own reasons, e.g. out of descriptors) →
+///   [`Connection::complete`].
+///
+/// The worker learns the decision through the head it receives
+/// (`dispatch` writes it into `RequestHead::keep_alive`) and spells it in
+/// the response head with `http::response::Persistence::for_request`.
 ///
 /// Invariant once the response is `Writing`: `close` is true exactly when
 /// its head says `Connection: close` (see [`Connection::start_writing`]).
@@ -203,6 +228,25 @@ struct After {
     close: bool,
     /// Request-body bytes still to skip before the next head.
     skip_body: u64,
+}
+
+impl After {
+    /// The decision for a request whose head (and body, if read) is in:
+    /// the client's wish, unless the server is shutting down.
+    fn for_request(head: &RequestHead, draining: bool) -> After {
+        After {
+            close: !head.keep_alive || draining,
+            skip_body: 0,
+        }
+    }
+
+    /// A response after which the connection closes whatever was asked.
+    fn closing() -> After {
+        After {
+            close: true,
+            skip_body: 0,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -319,7 +363,8 @@ impl<T: Transport> Connection<T> {
         matches!(self.state, State::Closed)
     }
 
-    /// Between requests with nothing buffered: what a shutdown closes at once.
+    /// Between requests with nothing buffered (what a shutdown lets go at
+    /// once, and where a blocking driver waits for the next request).
     pub fn is_idle(&self) -> bool {
         matches!(self.state, State::Idle { .. })
     }
@@ -420,11 +465,9 @@ impl<T: Transport> Connection<T> {
             _ => return Action::Wait,
         }
         // An answer to HEAD has no body, even an error (RFC 9110 §9.3.2).
-        let (what, head_only) = match &self.state {
-            State::ReadingHead { .. } => {
-                ("request head", request::starts_with_head_method(&self.buf))
-            }
-            State::ReadingBody { head, .. } => ("request body", head.method == Method::Head),
+        let (what, body) = match &self.state {
+            State::ReadingHead { .. } => ("request head", refused_body(&self.buf)),
+            State::ReadingBody { head, .. } => ("request body", Body::for_method(head.method)),
             _ => {
                 self.state = State::Closed;
                 return Action::Close;
@@ -435,7 +478,7 @@ impl<T: Transport> Connection<T> {
             t.stage(format_args!("{what} not complete in time"));
         }
         self.buf = Vec::new();
-        let response = error_response(Status::REQUEST_TIMEOUT, false, false, head_only, &[]);
+        let response = error_response(Status::REQUEST_TIMEOUT, ReplyTo::refusal(body), &[]);
         self.start_error(response, "-", cx.now);
         self.resume(cx)
     }
@@ -548,10 +591,7 @@ impl<T: Transport> Connection<T> {
         if let Some(t) = &mut self.trace {
             t.stage(format_args!("head complete: {}", head.request_line()));
         }
-        let mut after = After {
-            close: !head.keep_alive || cx.draining,
-            skip_body: 0,
-        };
+        let mut after = After::for_request(&head, cx.draining);
         // Bytes that follow the head before we have answered anything can
         // only be its body: a client may send it without waiting for
         // "100 Continue", but it cannot know yet whether to skip it.
@@ -559,9 +599,8 @@ impl<T: Transport> Connection<T> {
         match head.body {
             BodyFraming::None => {}
             BodyFraming::Length(n) if n > MAX_DISCARDED_BODY => {
-                let head_only = head.method == Method::Head;
-                let response =
-                    error_response(Status::CONTENT_TOO_LARGE, false, false, head_only, &[]);
+                let reply = ReplyTo::refusal(Body::for_method(head.method));
+                let response = error_response(Status::CONTENT_TOO_LARGE, reply, &[]);
                 self.start_error(response, &head.request_line(), cx.now);
                 return None;
             }
@@ -602,19 +641,15 @@ impl<T: Transport> Connection<T> {
     /// A head we refuse: answer with its status code and close, since the
     /// rest of the byte stream can't be trusted.
     fn refuse_head(&mut self, e: request::ParseError, cx: &mut Cx<'_>) {
-        let status = Status::for_parse_error(e);
+        let status = errors::for_parse_error(e);
         log::info!("{}: bad request head ({e:?}) → {}", self.peer(), status.0);
         if let Some(t) = &mut self.trace {
             t.stage(format_args!("head refused ({e:?}) → {}", status.0));
         }
-        let head_only = request::starts_with_head_method(&self.buf);
+        let reply = ReplyTo::refusal(refused_body(&self.buf));
         self.buf = Vec::new();
         self.scan = HeadScanner::default();
-        self.start_error(
-            error_response(status, false, false, head_only, &[]),
-            "-",
-            cx.now,
-        );
+        self.start_error(error_response(status, reply, &[]), "-", cx.now);
     }
 
     /// ReadingBody: feed the decoder what is buffered, else read more; at
@@ -657,24 +692,18 @@ impl<T: Transport> Connection<T> {
                 else {
                     return None;
                 };
-                let after = After {
-                    close: !head.keep_alive || cx.draining,
-                    skip_body: 0,
-                };
+                let after = After::for_request(&head, cx.draining);
                 Some(self.dispatch(head, after))
             }
             Err(e) => {
-                let status = match e {
-                    ChunkedError::Malformed => Status::BAD_REQUEST,
-                    ChunkedError::TooLarge => Status::CONTENT_TOO_LARGE,
-                };
+                let status = errors::for_chunked_error(e);
                 let line = match &self.state {
                     State::ReadingBody { head, .. } => head.request_line(),
                     _ => "-".to_owned(),
                 };
                 log::info!("{}: bad chunked body ({e:?}) → {}", self.peer(), status.0);
                 self.buf = Vec::new();
-                let response = error_response(status, false, false, false, &[]);
+                let response = error_response(status, ReplyTo::refusal(Body::Full), &[]);
                 self.start_error(response, &line, cx.now);
                 None
             }
@@ -683,11 +712,7 @@ impl<T: Transport> Connection<T> {
 
     fn start_error(&mut self, mut response: Response, request_line: &str, now: Instant) {
         response.log = access_log::record(self.peer(), request_line, response.status, None, None);
-        let after = After {
-            close: true,
-            skip_body: 0,
-        };
-        self.start_writing(response, after, now);
+        self.start_writing(response, After::closing(), now);
     }
 
     /// Establishes the invariant of [`After`]: a response after which the
@@ -869,6 +894,16 @@ impl<T: Transport> Connection<T> {
     }
 }
 
+/// Whether the answer to a head we could not parse carries a body: not if
+/// the bytes start like a HEAD request (RFC 9110 §9.3.2).
+fn refused_body(buf: &[u8]) -> Body {
+    if request::starts_with_head_method(buf) {
+        Body::HeadOnly
+    } else {
+        Body::Full
+    }
+}
+
 /// How a write attempt ended without error.
 enum Written {
     All,
@@ -964,7 +999,7 @@ fn advance(out: &mut Outgoing, mut n: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::response::HeadBuilder;
+    use crate::http::response::{HeadBuilder, Persistence};
     use std::collections::VecDeque;
     use std::net::Ipv4Addr;
 
@@ -1086,7 +1121,7 @@ mod tests {
         fn answer(&mut self, head: &RequestHead) -> Action {
             let mut b = HeadBuilder::new(Status::OK);
             b.content_length(2);
-            let mut bytes = b.finish(head.keep_alive, head.minor_version == 0);
+            let mut bytes = b.finish(Persistence::for_request(head));
             bytes.extend_from_slice(b"ok");
             let response = Response {
                 status: Status::OK,

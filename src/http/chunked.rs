@@ -15,11 +15,7 @@
 //!
 //! Runs on: the reactor thread, for each chunked request.
 
-/// Bytes of framing one body may carry: chunk-size lines with their
-/// extensions, the CRLFs, and the trailer section. A real client spends a
-/// few bytes per chunk; without this bound a client could send endless
-/// leading zeros, extensions or trailers that never count as content.
-pub const MAX_FRAMING: u64 = 64 * 1024;
+use crate::limits::MAX_FRAMING;
 
 /// Why a chunked body was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,6 +6,7 @@ pub mod chunked;
 pub mod conditional;
 pub mod date;
 pub mod encoding;
+pub mod errors;
 pub mod range;
 pub mod request;
 pub mod response;

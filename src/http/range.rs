@@ -11,14 +11,7 @@
 //! vector and strings, and no panics on any input, because the `Range`
 //! header is attacker-controlled and this module is fuzzed.
 
-/// The most range-specs we accept in a single `Range` header before
-/// ignoring it and serving the whole file with `200`.
-///
-/// Real clients (media players seeking, PDF viewers, download resumers) send
-/// one range, occasionally a handful; Apache's CVE-2011-3192 was exploited
-/// with hundreds of overlapping ranges that each cost a multipart part, so
-/// a small cap removes the amplification while never bothering real clients.
-pub const MAX_RANGES: usize = 16;
+use crate::limits::MAX_RANGES;
 
 /// The only range unit HTTP defines; other units are ignored (served `200`).
 const BYTES_UNIT: &str = "bytes";

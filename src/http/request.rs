@@ -11,9 +11,7 @@
 
 use std::str;
 
-/// How many header fields one request may carry. Browsers send about 15;
-/// 64 leaves room for proxies while bounding the work per head.
-pub const MAX_HEADERS: usize = 64;
+use crate::limits::MAX_HEADERS;
 
 /// Request methods stoke knows. Unknown tokens are [`ParseError::UnknownMethod`] (501).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,7 +99,9 @@ pub struct RequestHead {
     pub query: Option<String>,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor_version: u8,
-    /// Whether the client lets us keep the connection open afterwards.
+    /// Whether the client lets us keep the connection open afterwards. The
+    /// connection overwrites it with its own decision before a worker sees
+    /// the head (see `conn`'s `After`), so a worker reads the final word.
     pub keep_alive: bool,
     /// `Expect: 100-continue` was sent.
     pub expect_continue: bool,
@@ -122,7 +122,7 @@ impl RequestHead {
 }
 
 /// Why a head was refused. Each variant maps to exactly one status code in
-/// [`crate::http::response::Status::for_parse_error`].
+/// [`crate::http::errors::for_parse_error`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ParseError {
     /// The request line or a header field breaks the grammar (includes

@@ -2,16 +2,18 @@
 //! [`Chunk`]s that the reactor writes out (bytes with `writev`, file ranges
 //! with `sendfile`).
 //!
-//! Also the one place where errors become status codes
-//! ([`Status::for_parse_error`]) and where error pages are built.
+//! Also the two facts about a request that shape every response
+//! ([`ReplyTo`]: does the connection persist, does the body go out). Error
+//! pages, and which error earns which code, live in `http::errors`.
 //!
-//! Runs on: workers (file responses) and the reactor (parse errors).
+//! Runs on: workers (file responses) and the thread driving a connection
+//! (its own refusals).
 
 use std::fs::File;
 use std::sync::Arc;
 
 use super::date;
-use super::request::ParseError;
+use super::request::{Method, RequestHead};
 
 /// An HTTP status code with its reason phrase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,23 +64,6 @@ impl Status {
             503 => "Service Unavailable",
             505 => "HTTP Version Not Supported",
             _ => "Unknown",
-        }
-    }
-
-    /// Every way a request head can be refused, and the code it earns.
-    pub fn for_parse_error(e: ParseError) -> Status {
-        match e {
-            ParseError::Malformed
-            | ParseError::BadHost
-            | ParseError::BadTarget
-            | ParseError::BadContentLength
-            | ParseError::AmbiguousFraming => Status::BAD_REQUEST,
-            ParseError::TargetTooLong => Status::URI_TOO_LONG,
-            ParseError::HeadTooLarge => Status::HEADER_FIELDS_TOO_LARGE,
-            ParseError::UnsupportedVersion => Status::VERSION_NOT_SUPPORTED,
-            ParseError::UnknownMethod | ParseError::UnknownTransferCoding => {
-                Status::NOT_IMPLEMENTED
-            }
         }
     }
 }
@@ -132,7 +117,106 @@ pub struct Response {
     /// The connection must close after this response.
     pub close: bool,
     /// The access-log line, minus the byte count, when access logging is on.
-    pub log: Option<Box<crate::access_log::AccessRecord>>,
+    pub log: Option<Box<AccessRecord>>,
+}
+
+/// An access-log line waiting for its byte count: built by
+/// `access_log::record` with the response, written by `access_log::write`
+/// after its last byte. Defined here, not in `access_log`, so that `http`
+/// depends on nothing outside it (`access_log` uses `http`, not the
+/// reverse).
+#[derive(Debug)]
+pub struct AccessRecord {
+    /// `host - - [time] "request line" status `
+    pub prefix: String,
+    /// ` "referer" "user-agent"`
+    pub suffix: String,
+}
+
+/// What a response head says about the connection after it: the
+/// keep-alive decision (see `conn`'s `After`) as the head spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Persistence {
+    /// `Connection: close`: the connection ends after this response.
+    Close,
+    /// Kept open; HTTP/1.1's default, so the head says nothing.
+    KeepAlive,
+    /// Kept open for an HTTP/1.0 client, which needs it spelled out:
+    /// `Connection: keep-alive`.
+    KeepAliveHttp10,
+}
+
+impl Persistence {
+    /// What `head` asks for. By the time a worker sees a head, the
+    /// connection has already folded its own decision into
+    /// `head.keep_alive` (see `conn`'s `dispatch`), so this is the answer.
+    pub fn for_request(head: &RequestHead) -> Persistence {
+        match (head.keep_alive, head.minor_version) {
+            (false, _) => Persistence::Close,
+            (true, 0) => Persistence::KeepAliveHttp10,
+            (true, _) => Persistence::KeepAlive,
+        }
+    }
+
+    /// The connection ends after the response.
+    pub fn closes(self) -> bool {
+        self == Persistence::Close
+    }
+}
+
+/// Whether a response carries its body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Body {
+    Full,
+    /// An answer to HEAD: the head of the answer GET would get, with its
+    /// `Content-Length`, and no body (RFC 9110 §9.3.2), even for an error.
+    HeadOnly,
+}
+
+impl Body {
+    pub fn for_method(method: Method) -> Body {
+        if method == Method::Head {
+            Body::HeadOnly
+        } else {
+            Body::Full
+        }
+    }
+}
+
+/// Whom a response answers: the two facts about the request that shape
+/// every response, taken from a [`RequestHead`] in one place
+/// ([`ReplyTo::request`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplyTo {
+    pub persistence: Persistence,
+    pub body: Body,
+}
+
+impl ReplyTo {
+    pub fn request(head: &RequestHead) -> ReplyTo {
+        ReplyTo {
+            persistence: Persistence::for_request(head),
+            body: Body::for_method(head.method),
+        }
+    }
+
+    /// The same answer, but the connection closes after it.
+    pub fn closing(self) -> ReplyTo {
+        ReplyTo {
+            persistence: Persistence::Close,
+            ..self
+        }
+    }
+
+    /// The connection's own refusals (a bad head, a timeout): the request
+    /// is not trusted, so it closes; `body` still follows the method when it
+    /// could be read.
+    pub fn refusal(body: Body) -> ReplyTo {
+        ReplyTo {
+            persistence: Persistence::Close,
+            body,
+        }
+    }
 }
 
 /// Builds a response head line by line.
@@ -165,13 +249,14 @@ impl HeadBuilder {
         self.header("Content-Length", &len.to_string())
     }
 
-    /// Ends the head. `keep_alive` says what happens to the connection
-    /// afterwards; `http10` clients need it spelled out to keep it open.
-    pub fn finish(mut self, keep_alive: bool, http10: bool) -> Vec<u8> {
-        if !keep_alive {
-            self.buf.extend_from_slice(b"Connection: close\r\n");
-        } else if http10 {
-            self.buf.extend_from_slice(b"Connection: keep-alive\r\n");
+    /// Ends the head with what `persistence` says about the connection.
+    pub fn finish(mut self, persistence: Persistence) -> Vec<u8> {
+        match persistence {
+            Persistence::Close => self.buf.extend_from_slice(b"Connection: close\r\n"),
+            Persistence::KeepAlive => {}
+            Persistence::KeepAliveHttp10 => {
+                self.buf.extend_from_slice(b"Connection: keep-alive\r\n")
+            }
         }
         self.buf.extend_from_slice(b"\r\n");
         self.buf
@@ -205,39 +290,6 @@ fn itoa3(code: u16) -> String {
     format!("{code:03}")
 }
 
-/// A small HTML error page, complete with head. `extra` adds headers
-/// (`Allow`, `Location`, ...); `head_only` omits the body but keeps its
-/// length; `http10` announces keep-alive explicitly, as 1.0 clients need.
-pub fn error_response(
-    status: Status,
-    keep_alive: bool,
-    http10: bool,
-    head_only: bool,
-    extra: &[(&str, &str)],
-) -> Response {
-    let body = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{code} {reason}</title></head>\n<body><h1>{code} {reason}</h1><hr><p>stoke</p></body></html>\n",
-        code = status.0,
-        reason = status.reason()
-    );
-    let mut head = HeadBuilder::new(status);
-    head.header("Content-Type", "text/html; charset=utf-8");
-    for (name, value) in extra {
-        head.header(name, value);
-    }
-    head.content_length(body.len() as u64);
-    let mut bytes = head.finish(keep_alive, http10);
-    if !head_only {
-        bytes.extend_from_slice(body.as_bytes());
-    }
-    Response {
-        status,
-        chunks: vec![Chunk::Bytes(bytes)],
-        close: !keep_alive,
-        log: None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,35 +298,17 @@ mod tests {
     fn head_shape() {
         let mut b = HeadBuilder::new(Status::NOT_FOUND);
         b.content_length(3);
-        let head = String::from_utf8(b.finish(false, false)).unwrap();
+        let head = String::from_utf8(b.finish(Persistence::Close)).unwrap();
         assert!(head.starts_with("HTTP/1.1 404 Not Found\r\nServer: stoke\r\nDate: "));
         assert!(head.ends_with("Content-Length: 3\r\nConnection: close\r\n\r\n"));
     }
 
     #[test]
-    fn error_pages_have_exact_lengths() {
-        let r = error_response(Status::BAD_REQUEST, false, false, false, &[]);
-        let Chunk::Bytes(bytes) = &r.chunks[0] else {
-            panic!()
-        };
-        let text = String::from_utf8(bytes.clone()).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        let len: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("Content-Length: "))
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert_eq!(len, body.len());
-        assert!(r.close);
-    }
-
-    #[test]
     fn a_kept_head_is_rewritten_to_close() {
-        for http10 in [false, true] {
+        for kept in [Persistence::KeepAlive, Persistence::KeepAliveHttp10] {
             let mut b = HeadBuilder::new(Status::OK);
             b.content_length(4);
-            let mut bytes = b.finish(true, http10);
+            let mut bytes = b.finish(kept);
             bytes.extend_from_slice(b"body");
             rewrite_head_to_close(&mut bytes);
             let text = String::from_utf8(bytes.clone()).unwrap();

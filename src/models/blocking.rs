@@ -43,6 +43,7 @@ use slab::Slab;
 
 use crate::conn::{Action, Connection, Cx, Limits, Transport};
 use crate::http::request::RequestHead;
+use crate::limits::CUT_OFF_GRACE;
 use crate::models::{
     blocking_pool, is_resource_exhaustion, thread_per_conn, Shutdown, Summary, ACCEPT_BACKOFF,
     SCRATCH_SIZE,
@@ -50,12 +51,6 @@ use crate::models::{
 use crate::site::{self, Site};
 use crate::sys;
 use crate::trace;
-
-/// After the shutdown deadline has cut the last connections off, how long we
-/// still wait for their threads to notice. A thread blocked on the socket
-/// wakes at once; one stuck in the file system (a hung network mount) can't
-/// be woken, and is left behind rather than holding the process forever.
-const CUT_OFF_GRACE: Duration = Duration::from_secs(1);
 
 /// Who owns the threads: the one difference between the two blocking models.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -15,14 +15,13 @@
 //!
 //! Runs on: the threads each model starts.
 
-use std::fmt;
 use std::io;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::config::ListenKind;
+use crate::limits::{ACCEPT_BACKOFF, SCRATCH_SIZE};
 use crate::site::Site;
 use crate::tls::Tls;
 
@@ -31,44 +30,9 @@ pub mod blocking_pool;
 pub mod reactor;
 pub mod thread_per_conn;
 
-/// How the server runs its connections (`--model`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum Model {
-    /// One event-loop thread owns every socket; a work-stealing pool does the file work.
-    #[default]
-    Reactor,
-    /// The same event loop doing the file work itself, with no pool (the control).
-    ReactorInline,
-    /// --threads pre-created threads, each serving one client at a time, accept to close.
-    Pool,
-    /// A new thread for every client, ended when it closes (at most --max-connections).
-    ThreadPerConnection,
-}
-
-impl Model {
-    pub const ALL: [Model; 4] = [
-        Model::Reactor,
-        Model::ReactorInline,
-        Model::Pool,
-        Model::ThreadPerConnection,
-    ];
-
-    /// The name `--model` takes.
-    pub fn name(self) -> &'static str {
-        match self {
-            Model::Reactor => "reactor",
-            Model::ReactorInline => "reactor-inline",
-            Model::Pool => "pool",
-            Model::ThreadPerConnection => "thread-per-connection",
-        }
-    }
-}
-
-impl fmt::Display for Model {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+/// The `--model` choice. Defined with the configuration, which reads it,
+/// so that `config` does not depend on the models that it configures.
+pub use crate::config::Model;
 
 /// Counters for the shutdown summary, the same for every model.
 #[derive(Debug, Default, Clone, Copy)]
@@ -95,16 +59,6 @@ impl Summary {
         self.forced |= other.forced;
     }
 }
-
-/// Size of the read scratch buffer (one per reactor, one per blocking
-/// connection thread). Enough for a large head or a burst of pipelined ones
-/// in one `read`.
-pub(crate) const SCRATCH_SIZE: usize = 16 * 1024;
-
-/// When `accept` fails for lack of descriptors or memory, we stop accepting
-/// for this long instead of retrying in a hot loop (the pending connection
-/// stays in the backlog, so the listener would report ready forever).
-pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// `accept` errors that mean "no descriptors or memory right now".
 pub(crate) fn is_resource_exhaustion(e: &io::Error) -> bool {

@@ -44,18 +44,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use crate::limits::{MAX_CACHED_BYTES, MAX_CACHED_PATHS};
 use crate::sys::{self, FileStamp};
-
-/// Memory the cache may hold, data and paths together. Entries are small
-/// files (see `site::SMALL_FILE`), so this is a few hundred of them: the hot
-/// set of a typical site.
-pub const MAX_CACHED_BYTES: usize = 8 * 1024 * 1024;
-
-/// Paths the cache may index. Twice or more the hot set of a typical site,
-/// with room for a few aliases each; each costs its path's bytes (counted in
-/// [`MAX_CACHED_BYTES`]) plus a fixed few hundred bytes, so the index stays
-/// near a megabyte however many empty files or alias paths are requested.
-pub const MAX_CACHED_PATHS: usize = 4096;
 
 /// Bounds of one cache; [`FileCache::new`] uses the constants above.
 #[derive(Clone, Copy, Debug)]

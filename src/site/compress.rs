@@ -3,7 +3,7 @@
 //!
 //! A file is compressed when compression is on (`--compress`, the default),
 //! its type is compressible (`--compress-types`), its size is between
-//! [`MIN_SIZE`] and [`MAX_SIZE`], and the client's `Accept-Encoding` wants
+//! [`COMPRESS_MIN_SIZE`] and [`COMPRESS_MAX_SIZE`], and the client's `Accept-Encoding` wants
 //! zstd, br or gzip more than every precompressed sidecar (a tie goes to
 //! the sidecar: it was made with more effort, and costs no CPU). The bytes
 //! come from the bounded, single-flight [`VariantCache`]: a file compresses
@@ -26,30 +26,12 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::http::encoding::{AcceptEncoding, Coding};
+use crate::limits::{
+    COMPRESS_CACHE_BYTES, COMPRESS_MAX_SIZE, COMPRESS_MIN_SAVING_DIVISOR, COMPRESS_MIN_SIZE,
+};
 use crate::sys::FileStamp;
 
 use super::variants::{Body, Key, VariantCache};
-
-/// Files smaller than this are sent as they are: the saving would be a few
-/// hundred bytes at most, of which `Content-Encoding` and the codec's
-/// framing take a good part, and head and body fit in one TCP segment
-/// either way.
-pub const MIN_SIZE: u64 = 1024;
-
-/// Files larger than this are streamed as they are (sendfile): compressing
-/// means holding the whole file and its compressed copy in memory, and the
-/// largest real text assets (JavaScript bundles) stay under it.
-pub const MAX_SIZE: u64 = 4 * 1024 * 1024;
-
-/// Memory for compressed variants: every compressible asset of a typical
-/// site in all three codings, and room for eight variants of [`MAX_SIZE`]
-/// files (which shrink at least by [`MIN_SAVING_DIVISOR`]).
-pub const CACHE_BYTES: usize = 32 * 1024 * 1024;
-
-/// A variant must save at least an eighth of the bytes: less is what data
-/// that was already compressed (a gzip file under a text name) yields, and
-/// it would cost every client a decode for nothing.
-pub const MIN_SAVING_DIVISOR: u64 = 8;
 
 /// The codings we make, in our order of preference at equal q. A variant is
 /// made once and then served from the cache, so bytes on the wire count
@@ -66,11 +48,11 @@ const GZIP_LEVEL: u32 = 6;
 /// times gzip -9's speed; 10-11 are for precompressed sidecars.
 const BROTLI_QUALITY: i32 = 5;
 
-/// Brotli window (log2 bytes): 4 MiB covers [`MAX_SIZE`] files whole.
+/// Brotli window (log2 bytes): 4 MiB covers [`COMPRESS_MAX_SIZE`] files whole.
 const BROTLI_LGWIN: i32 = 22;
 
 /// zstd level: the library's default; its window for files up to
-/// [`MAX_SIZE`] stays under the 8 MiB that browsers accept (RFC 8878 §3).
+/// [`COMPRESS_MAX_SIZE`] stays under the 8 MiB that browsers accept (RFC 8878 §3).
 const ZSTD_LEVEL: i32 = 3;
 
 /// The ETag suffix of a variant made here: the coding and its level, so
@@ -130,7 +112,7 @@ impl Compressor {
         Compressor {
             enabled: config.compress,
             types: config.compress_types.clone(),
-            variants: VariantCache::new(CACHE_BYTES, max_busy(config.threads)),
+            variants: VariantCache::new(COMPRESS_CACHE_BYTES, max_busy(config.threads)),
             compressions: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -139,7 +121,7 @@ impl Compressor {
     /// empty when the file is never compressed on the fly. Non-empty means
     /// the response depends on `Accept-Encoding` (`Vary`).
     pub fn offers(&self, content_type: &str, meta: &Metadata) -> &'static [Coding] {
-        let size_fits = (MIN_SIZE..=MAX_SIZE).contains(&meta.len());
+        let size_fits = (COMPRESS_MIN_SIZE..=COMPRESS_MAX_SIZE).contains(&meta.len());
         if self.enabled && size_fits && self.compressible(content_type) {
             CODINGS
         } else {
@@ -213,7 +195,7 @@ impl Compressor {
             }
         };
         let len = data.len() as u64;
-        if out.len() as u64 > len - len / MIN_SAVING_DIVISOR {
+        if out.len() as u64 > len - len / COMPRESS_MIN_SAVING_DIVISOR {
             return Some(Body::NotWorthIt);
         }
         log::debug!(

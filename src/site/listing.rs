@@ -23,19 +23,9 @@ use std::io;
 use std::time::SystemTime;
 
 use crate::http::date;
+use crate::limits::{MAX_ENTRIES, MAX_PAGE_BYTES};
 use crate::site::url_path::{encode, is_hidden_name};
 use crate::sys::dir::DirReader;
-
-/// At most this many entries are read from one directory: it bounds the
-/// memory and time a single listing costs, and a longer listing is unusable
-/// in a browser anyway.
-pub const MAX_ENTRIES: usize = 10_000;
-
-/// At most this many bytes in one page (HTML or JSON). A typical row is under
-/// 200 bytes, so [`MAX_ENTRIES`] ordinary names fit; 255-byte names that
-/// escape to several times their length would otherwise make a page of tens
-/// of MB, built for every request.
-pub const MAX_PAGE_BYTES: usize = 2 * 1024 * 1024;
 
 /// Room kept for the "truncated" note, so that the note, the rows and the
 /// rest of the page stay within [`MAX_PAGE_BYTES`].

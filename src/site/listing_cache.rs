@@ -26,25 +26,9 @@ use std::collections::HashMap;
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use super::listing::MAX_PAGE_BYTES;
-
-/// All listing bodies alive at once, cached or still being sent, may hold
-/// this much: eight pages of the largest size, far more than the listings a
-/// static site serves at a time, and a small, fixed share of memory however
-/// many clients stall.
-pub const MAX_LISTING_MEMORY: usize = 8 * MAX_PAGE_BYTES;
-
-/// At most this many pages are cached: bounds the index, whose keys hold a
-/// URL path each; the bytes are bounded by [`MAX_LISTING_MEMORY`].
-pub const MAX_CACHED_PAGES: usize = 256;
-
-/// A cached page is rebuilt after this long even if its directory's stamp
-/// did not change, because an entry edited in place changes only its own
-/// stamp: long enough for a burst to share one rendering, short enough
-/// that a listing's sizes and times are never noticeably old.
-pub const PAGE_MAX_AGE: Duration = Duration::from_secs(1);
+use crate::limits::{MAX_CACHED_PAGES, MAX_LISTING_MEMORY, PAGE_MAX_AGE};
 
 /// The representation a listing is rendered in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -233,6 +217,7 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::MAX_PAGE_BYTES;
 
     fn key(n: u64, format: Format) -> PageKey {
         PageKey {

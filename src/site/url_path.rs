@@ -38,22 +38,8 @@ const KEEP_UNESCAPED: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~')
     .remove(b'/');
 
-/// Why a request path was refused. Each variant maps to one status code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PathError {
-    /// Malformed percent-encoding (a lone `%`, `%zz`), invalid or overlong
-    /// UTF-8 after decoding (e.g. `%c0%ae`), NUL (`%00` or raw), or any other
-    /// control byte → 400.
-    BadEncoding,
-    /// `%2f` / `%2F` inside a segment. It is never treated as a separator, and
-    /// no file name can contain '/', so nothing could match → 404.
-    EncodedSlash,
-    /// A segment starting with '.' while hidden files are not allowed; the only
-    /// exception is the first segment `.well-known` (RFC 8615) → 404.
-    Hidden,
-    /// Not origin-form: does not start with '/' → 400.
-    NotAbsolute,
-}
+/// Why a request path was refused; `http::errors` maps it to a status.
+pub use crate::http::errors::PathError;
 
 /// A decoded request path, safe to join under the server root.
 #[derive(Debug, Clone, PartialEq, Eq)]

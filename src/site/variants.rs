@@ -25,15 +25,10 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
 
 use crate::http::encoding::Coding;
+use crate::limits::COMPRESS_WAIT_LIMIT;
 use crate::sys::FileStamp;
-
-/// Longest wait for another worker's compression of the same variant
-/// before serving something else: a safety net only, since a `MAX_SIZE`
-/// file takes well under a second with any of our codecs.
-const WAIT_LIMIT: Duration = Duration::from_secs(10);
 
 /// What an entry costs besides its bytes (key, stamp, map slot, `Arc`
 /// header), counted so that "not worth it" entries are bounded too.
@@ -174,7 +169,7 @@ impl VariantCache {
         let in_flight = |inner: &mut Inner| matches!(inner.slots.get(&key), Some(Slot::Making { flight: f, .. }) if *f == flight);
         let (mut inner, _) = self
             .flight_over
-            .wait_timeout_while(inner, WAIT_LIMIT, in_flight)
+            .wait_timeout_while(inner, COMPRESS_WAIT_LIMIT, in_flight)
             .unwrap_or_else(|e| e.into_inner());
         inner.busy -= 1;
         inner.hit(key, stamp)
@@ -290,7 +285,7 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Barrier;
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
     fn key(ino: u64) -> Key {
         Key {

@@ -11,14 +11,10 @@ use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 
+use crate::limits::{LISTEN_BACKLOG, MAX_INHERITED};
+
 /// The first inherited descriptor (`SD_LISTEN_FDS_START`).
 const LISTEN_FDS_START: RawFd = 3;
-
-/// More inherited sockets than this is a misconfiguration, not a service.
-const MAX_INHERITED: usize = 64;
-
-/// Queue length for sockets we bind ourselves (mio and std use the same).
-const BACKLOG: libc::c_int = 1024;
 
 /// One socket passed by the service manager, with its name
 /// (`FileDescriptorName=`; `"unknown"` when none was given).
@@ -103,11 +99,32 @@ fn check_listening_tcp(fd: RawFd) -> io::Result<()> {
     if int_opt(libc::SOL_SOCKET, libc::SO_ACCEPTCONN)? == 0 {
         return Err(io::Error::other("not a listening socket"));
     }
-    let domain = int_opt(libc::SOL_SOCKET, libc::SO_DOMAIN)?;
+    let domain = socket_family(fd)?;
     if domain != libc::AF_INET && domain != libc::AF_INET6 {
         return Err(io::Error::other("not an IPv4 or IPv6 socket"));
     }
     Ok(())
+}
+
+/// The address family of socket `fd` (`getsockname`, which every system
+/// has; Linux's `SO_DOMAIN` would say the same).
+fn socket_family(fd: RawFd) -> io::Result<libc::c_int> {
+    // SAFETY: `sockaddr_storage` is plain data for which all-zero bytes are valid.
+    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `addr` is large enough for any address and `len` says so; both
+    // are valid, exclusive pointers for the call.
+    let rc = unsafe {
+        libc::getsockname(
+            fd,
+            (&mut addr as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(libc::c_int::from(addr.ss_family))
 }
 
 fn set_cloexec(fd: RawFd) -> io::Result<()> {
@@ -130,19 +147,17 @@ pub fn bind_reuse_port(addr: SocketAddr) -> io::Result<TcpListener> {
         libc::AF_INET6
     };
     // SAFETY: plain socket(2) call; the result is checked.
-    let fd = unsafe {
-        libc::socket(
-            domain,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
+    let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM, 0) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: the kernel just gave us `fd` and nothing else owns it; from
     // here on the listener closes it on every path.
     let listener = unsafe { TcpListener::from_raw_fd(fd) };
+    // Two fcntl calls rather than socket(2)'s SOCK_NONBLOCK | SOCK_CLOEXEC,
+    // which macOS lacks; nothing can fork between them and the bind.
+    set_cloexec(fd)?;
+    listener.set_nonblocking(true)?;
     let one: libc::c_int = 1;
     for option in [libc::SO_REUSEADDR, libc::SO_REUSEPORT] {
         // SAFETY: `one` is a valid c_int for the duration of the call and
@@ -167,7 +182,7 @@ pub fn bind_reuse_port(addr: SocketAddr) -> io::Result<TcpListener> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: plain listen(2) on our socket.
-    if unsafe { libc::listen(listener.as_raw_fd(), BACKLOG) } != 0 {
+    if unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(listener)

@@ -37,14 +37,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::FileStamp;
-
-/// Symlinks followed while resolving one path, at most: Linux's own limit
-/// (`MAXSYMLINKS`), so a link loop fails here as it would in the kernel.
-const MAX_SYMLINKS: usize = 40;
-
-/// Names one resolution may look up, at most: bounds what a crafted tree of
-/// links (each `..` costs a walk back down from the root) can cost a worker.
-const MAX_LOOKUPS: usize = 1024;
+use crate::limits::{MAX_LOOKUPS, MAX_SYMLINKS};
 
 /// Flags for the file finally opened. `O_NONBLOCK`: opening a FIFO would
 /// otherwise wait for a writer and hold a worker forever; it changes nothing

@@ -7,8 +7,9 @@
 use std::net::IpAddr;
 
 use crate::access_log;
-use crate::http::request::{Method, RequestHead};
-use crate::http::response::{error_response, Status};
+use crate::http::errors::error_response;
+use crate::http::request::RequestHead;
+use crate::http::response::{ReplyTo, Status};
 
 /// The redirect for `head`, to the HTTPS listener on `https_port`. A
 /// missing or odd Host gets a 400: it would end up in the Location header.
@@ -17,18 +18,14 @@ pub fn to_https(
     https_port: u16,
     peer: IpAddr,
 ) -> crate::http::response::Response {
-    let keep_alive = head.keep_alive;
-    let http10 = head.minor_version == 0;
-    let head_only = head.method == Method::Head;
+    let reply = ReplyTo::request(head);
     let mut response = match location(head, https_port) {
         Some(location) => error_response(
             Status::PERMANENT_REDIRECT,
-            keep_alive,
-            http10,
-            head_only,
+            reply,
             &[("Location", &location)],
         ),
-        None => error_response(Status::BAD_REQUEST, keep_alive, http10, head_only, &[]),
+        None => error_response(Status::BAD_REQUEST, reply, &[]),
     };
     response.log = access_log::record(
         peer,

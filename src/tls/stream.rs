@@ -15,7 +15,7 @@
 //!   socket, so the queue holds at most one write's worth (bounded by
 //!   rustls' buffer limit).
 //!
-//! Files go out by positioned reads of at most [`FILE_CHUNK`] bytes, each
+//! Files go out by positioned reads of at most [`TLS_FILE_CHUNK`] bytes, each
 //! encrypted into records: `sendfile` cannot encrypt. (Kernel TLS would
 //! allow it; it is not used: it needs the `tls` module, a handshake
 //! hand-off and per-kernel cipher support, for a gain only on large files.)
@@ -30,10 +30,7 @@ use std::os::unix::fs::FileExt;
 use rustls::ServerConnection;
 
 use crate::conn::Transport;
-
-/// Bytes of a file read and encrypted per `send_file` call: one full TLS
-/// record, so every record but a file's last is full-size.
-pub const FILE_CHUNK: usize = 16 * 1024;
+use crate::limits::TLS_FILE_CHUNK;
 
 /// Where the write side stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,8 +173,8 @@ impl<S: Transport> Transport for TlsStream<S> {
         }
         // Nothing is read from the file while the socket is still full.
         self.send_queued()?;
-        let mut chunk = [0u8; FILE_CHUNK];
-        let want = len.min(FILE_CHUNK);
+        let mut chunk = [0u8; TLS_FILE_CHUNK];
+        let want = len.min(TLS_FILE_CHUNK);
         let got = loop {
             match file.read_at(&mut chunk[..want], offset) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

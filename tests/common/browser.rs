@@ -10,6 +10,7 @@ use super::have;
 /// How long one Chromium run may take before it is killed.
 const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The Chromium binary on PATH, if any.
 pub fn chromium() -> Option<PathBuf> {
     for candidate in ["chromium", "chromium-browser", "google-chrome"] {
         if have(candidate) {
@@ -17,6 +18,19 @@ pub fn chromium() -> Option<PathBuf> {
         }
     }
     None
+}
+
+/// For a browser test: the Chromium binary, or `None` (the test returns)
+/// after printing a note; in CI (`CI` set) a missing Chromium is a failure.
+pub fn chromium_or_skip() -> Option<PathBuf> {
+    let bin = chromium();
+    if bin.is_none() {
+        if std::env::var_os("CI").is_some() {
+            panic!("chromium must be installed in CI");
+        }
+        println!("SKIPPED: chromium not installed");
+    }
+    bin
 }
 
 /// Runs Chromium headless with `args` and the given profile directory;

@@ -11,6 +11,8 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod child;
+pub mod load;
 
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -18,6 +20,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -287,6 +290,25 @@ impl ChildServer {
         }
     }
 
+    /// Forwards the rest of stderr, line by line (newline kept), to a
+    /// channel, so a test can wait for a line with a bound.
+    pub fn stderr_lines(&mut self) -> Receiver<String> {
+        let mut stderr = self.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || loop {
+            let mut line = String::new();
+            match stderr.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    if tx.send(line).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        rx
+    }
+
     /// Reads the rest of stderr (after the process exited).
     pub fn rest_of_stderr(&mut self) -> String {
         let mut s = String::new();
@@ -431,6 +453,20 @@ pub fn closed_by_server(s: &mut impl Read) -> bool {
             Err(_) => return false,
         }
     }
+}
+
+/// For a test that needs an outside client (curl, openssl, ...): true when
+/// `tool` is on PATH; otherwise prints a note and returns false, except in
+/// CI (`CI` set), where a missing tool is a failure.
+pub fn available(tool: &str) -> bool {
+    if have(tool) {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{tool} is required in CI but not installed");
+    }
+    println!("SKIPPED: {tool} not installed");
+    false
 }
 
 /// Is a program on PATH?

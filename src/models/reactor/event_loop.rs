@@ -58,6 +58,7 @@ use crate::config::ListenKind;
 use crate::conn::{Action, Connection, Cx, Limits, Transport, WarmUp, WARM_WINDOW};
 use crate::http::request::RequestHead;
 use crate::http::response::{Chunk, Response};
+use crate::limits::{EVENTS_CAPACITY, FAIR_SHARE_SLACK, WORKER_EXIT_GRACE};
 use crate::models::reactor::completion::{Completion, CompletionQueue, Done};
 use crate::models::reactor::pool::Pool;
 use crate::models::reactor::stream::{ProxyHeader, Socket, Stream};
@@ -76,17 +77,6 @@ pub const WAKER: Token = Token(usize::MAX);
 pub const SIGNALS: Token = Token(usize::MAX - 1);
 pub const LISTENER_BASE: usize = usize::MAX - 1024;
 
-/// How long a shutdown gives the workers to exit once no connection is
-/// left: idle ones only have to wake up, one finishing a job for a client
-/// already gone gets this long; one stuck longer (a hung mount) is left
-/// behind and dies with the process.
-const WORKER_EXIT_GRACE: Duration = Duration::from_millis(500);
-
-/// How far past an even split of the connections a loop still accepts on
-/// a listener event (`--reactors`): a little, so that a loop that is alone
-/// awake does not leave a client waiting for the others over a count of one.
-const FAIR_SHARE_SLACK: usize = 2;
-
 /// Whether a loop leaves new clients to the other loops once it holds its
 /// share of the connections (see `Reactor::accept`).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -96,9 +86,6 @@ enum Share {
     /// A slot freed up here, which no other loop heard of: take any.
     Any,
 }
-
-/// Events taken from the kernel per `poll`.
-const EVENTS_CAPACITY: usize = 1024;
 
 impl Transport for TcpStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
