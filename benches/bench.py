@@ -21,6 +21,16 @@ Sections (BENCH_SECTIONS, default all, in this order):
   cold          eight concurrent downloads of cold big files while wrk
                 measures a cached 1 KiB file's latency: stoke, nginx, and
                 nginx with `aio threads`.
+  compress      a 100 KiB HTML page, keep-alive, 16 connections, wrk with
+                `Accept-Encoding: gzip, br, zstd`: stoke (on-the-fly
+                compression, its cache), nginx (`gzip on`, level 6, every
+                response compressed again), lighttpd (mod_deflate with a
+                cache dir). req/s, req per CPU-second, bytes per response,
+                the Content-Encoding each chose.
+  https         stoke --listen-tls vs nginx `listen ... ssl`, the same ECDSA
+                P-256 certificate (openssl, temp dir): keep-alive 1 KiB at
+                64 connections, `Connection: close` at 64, and `openssl
+                s_time -new` (full handshakes) if openssl is there.
 
 Every point is bounded in time and wrapped so that one failure is recorded
 in the report and the run goes on. Knobs (defaults; BENCH_QUICK=1 in []):
@@ -61,7 +71,8 @@ ROUNDS = bl.env_int("BENCH_ROUNDS", 1 if QUICK else 3)
 WORKERS = bl.env_int("BENCH_WORKERS", 2)
 SERVERS = bl.env_list("BENCH_SERVERS", "stoke nginx lighttpd h2o")
 LOAD_KEYS = bl.env_list("BENCH_LOADS", "ka1k-1 ka1k-64 ka1k-512 close1k-64 1m-16 100m-4")
-SECTIONS = bl.env_list("BENCH_SECTIONS", "loads idle syscalls instructions cold")
+SECTIONS = bl.env_list("BENCH_SECTIONS",
+                       "loads idle syscalls instructions cold compress https")
 # 9,000, not 10,000: stoke keeps two descriptors per connection in reserve
 # (its socket and a file being sent), so under this machine's hard limit of
 # 20,000 descriptors it accepts at most ~9,990 connections; 9,000 fits every
@@ -88,6 +99,23 @@ MB = 1e6  # MB in the tables is 10^6 bytes
 
 FILES = {"index.html": 1024, "1k.bin": 1024, "1m.bin": bl.MIB, "100m.bin": 100 * bl.MIB}
 COLD_NAMES = [f"cold/cold-{i}.bin" for i in range(COLD_DOWNLOADS)]
+
+# compress: a 100 KiB page (text compresses ~4-5x, as real markup does), 16
+# keep-alive connections, the Accept-Encoding a current browser sends.
+COMPRESS_PATH = "/compress/page.html"
+COMPRESS_SIZE = 100 * bl.KIB
+COMPRESS_CONNS = 16
+ACCEPT = "gzip, br, zstd"
+# Requests per server before measuring, so stoke and lighttpd have their
+# compressed variant cached (nginx has no such cache: it compresses each time).
+COMPRESS_WARM = 5
+COMPRESS_SERVERS = ("stoke", "nginx", "lighttpd")
+# https: the same loads as the plain 1 KiB rows, and bounded s_time runs.
+HTTPS_SERVERS = ("stoke", "nginx")
+HTTPS_CONNS = 64
+# Parallel `openssl s_time -new` clients: each does one handshake at a time,
+# so one alone would leave the server mostly idle on two cores.
+S_TIME_CLIENTS = 2
 
 
 @dataclass
@@ -128,7 +156,64 @@ SETTINGS = {
 }
 
 
-def make_server(name: str, root: Path, port: int, workdir: Path) -> bl.Server:
+# mimetypes compressed by nginx and lighttpd in the compress section: the
+# text types stoke compresses by default.
+COMPRESS_TYPES = ("text/html", "text/plain", "text/css", "text/javascript",
+                  "application/javascript", "application/json", "image/svg+xml")
+
+
+def lighttpd_has(feature: str) -> bool:
+    """Whether `lighttpd -V` lists '+ <feature> support' (zlib, brotli, zstd)."""
+    exe = bl.which("lighttpd")
+    if not exe:
+        return False
+    out = subprocess.run([exe, "-V"], capture_output=True, text=True, timeout=10)
+    return f"+ {feature} support" in out.stdout + out.stderr
+
+
+def lighttpd_module_missing(module: str) -> str | None:
+    """Why lighttpd cannot load `module`, or None. Debian ships mod_deflate
+    in its own package (lighttpd-mod-deflate; make bench-deps installs it)."""
+    dirs = ["/usr/lib/lighttpd", "/usr/local/lib/lighttpd", "/usr/lib64/lighttpd"]
+    if any(Path(d, f"{module}.so").exists() for d in dirs):
+        return None
+    return f"{module}.so not found in {', '.join(dirs)} (Debian: lighttpd-{module.replace('_', '-')})"
+
+
+def lighttpd_encodings() -> tuple[str, ...]:
+    return ("br", "gzip") if lighttpd_has("brotli") else ("gzip",)
+
+
+def make_server(name: str, root: Path, port: int, workdir: Path,
+                variant: str = "", tls: tuple[Path, Path] | None = None) -> bl.Server:
+    """variant "compress": each server's on-the-fly compression on;
+    tls=(cert, key): HTTPS instead of HTTP (stoke and nginx)."""
+    if tls is not None:
+        if name == "stoke":
+            return bl.stoke_server(root, port, WORKERS, workdir, [
+                "--max-connections", str(bl.MAX_CONNECTIONS),
+                "--keepalive-timeout", str(KEEPALIVE_S), "--shutdown-timeout", "2"], tls=tls)
+        if name == "nginx":
+            return bl.nginx_server(root, port, WORKERS, workdir, KEEPALIVE_S,
+                                   listen_opts=" ssl", http_extra=(
+                                       f"ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]}; "
+                                       "ssl_protocols TLSv1.2 TLSv1.3;"))
+        raise ValueError(f"no HTTPS setup for {name!r}")
+    if variant == "compress":
+        if name == "nginx":
+            return bl.nginx_server(root, port, WORKERS, workdir, KEEPALIVE_S, http_extra=(
+                "gzip on; gzip_comp_level 6; gzip_vary on; gzip_types "
+                + " ".join(t for t in COMPRESS_TYPES if t != "text/html") + ";"))
+        if name == "lighttpd":
+            cache = workdir / "deflate-cache"
+            cache.mkdir(parents=True, exist_ok=True)
+            encs = ", ".join(f'"{e}"' for e in lighttpd_encodings())
+            types = ", ".join(f'"{t}"' for t in COMPRESS_TYPES)
+            return bl.lighttpd_server(root, port, WORKERS, workdir, KEEPALIVE_S, extra=(
+                'server.modules += ( "mod_deflate" )\n'
+                f'deflate.cache-dir = "{cache}"\n'
+                f"deflate.mimetypes = ( {types} )\n"
+                f"deflate.allowed-encodings = ( {encs} )\n"))
     if name == "stoke":
         return bl.stoke_server(root, port, WORKERS, workdir, [
             "--max-connections", str(bl.MAX_CONNECTIONS),
@@ -167,9 +252,10 @@ class Run:
         self.failures.append((section, what, msg))
 
     def start(self, name: str, wrap: list[str] | None = None,
-              timeout: float = 15.0) -> bl.Server:
+              timeout: float = 15.0, variant: str = "",
+              tls: tuple[Path, Path] | None = None) -> bl.Server:
         port = bl.free_port()
-        srv = make_server(name, self.root, port, self.workdir(name))
+        srv = make_server(name, self.root, port, self.workdir(name), variant, tls)
         if wrap:
             srv.wrap(wrap)
         return srv.start(port, timeout=timeout)
@@ -566,6 +652,182 @@ def section_cold(run: Run, servers: list[str]) -> None:
 
 
 # --------------------------------------------------------------------------
+# sections: compress and https (servers alternating over rounds, as loads)
+# --------------------------------------------------------------------------
+
+def alternate(run: Run, section: str, live: dict[str, bl.Server], loads: list[Load],
+              scheme: str = "http") -> dict[str, dict[str, list[dict]]]:
+    """ROUNDS rounds of each load against each live server (order rotated
+    each round, a WARMUP run before each); per load and server the wrk
+    results of each round."""
+    lua = lua_file(run)
+    res: dict[str, dict[str, list[dict]]] = {l.key: {s: [] for s in live} for l in loads}
+    for rnd in range(ROUNDS):
+        order = list(live)
+        order = order[rnd % max(1, len(order)):] + order[:rnd % max(1, len(order))]
+        for load in loads:
+            for name in order:
+                srv = live[name]
+                what = f"{load.key} {name} round {rnd + 1}"
+                if not srv.alive():
+                    run.fail(section, what, "server is not running")
+                    continue
+                argv = bl.wrk_argv(srv.port, load.path, load.conns, SECONDS, lua,
+                                   list(load.headers), scheme=scheme)
+                run.commands[f"{section} {load.key}"] = template_cmd(argv, srv.port, lua)
+                bl.log(f"{section}: {what} (load {bl.loadavg()})")
+                try:
+                    if WARMUP > 0:
+                        bl.run_wrk(bl.wrk_argv(srv.port, load.path, load.conns, WARMUP, lua,
+                                               list(load.headers), scheme=scheme), WARMUP)
+                    w = bl.measure(srv, argv, SECONDS)
+                    w["round"] = rnd + 1
+                    res[load.key][name].append(w)
+                except (OSError, RuntimeError, subprocess.TimeoutExpired) as e:
+                    run.fail(section, what, e)
+    return res
+
+
+COMPRESS_LOAD = Load("gz100k-16", f"100 KiB HTML, Accept-Encoding: {ACCEPT}, "
+                     f"{COMPRESS_CONNS} conns", COMPRESS_PATH, COMPRESS_CONNS,
+                     (f"Accept-Encoding: {ACCEPT}",))
+
+
+def section_compress(run: Run, servers: list[str]) -> None:
+    import gzip
+    page = run.root / COMPRESS_PATH.lstrip("/")
+    page.parent.mkdir(mode=0o755, exist_ok=True)
+    page.write_bytes(bl.html_text(COMPRESS_SIZE))
+    os.chmod(page, 0o644)
+    plain = page.read_bytes()
+    res = run.results.setdefault("compress", {"servers": {}})
+    res["identity_bytes"] = len(plain)
+    res["gzip6_bytes"] = len(gzip.compress(plain, 6))
+    res["lighttpd_encodings"] = list(lighttpd_encodings()) if "lighttpd" in servers else []
+    live: dict[str, bl.Server] = {}
+    try:
+        for name in COMPRESS_SERVERS:
+            if name not in servers:
+                continue
+            why = lighttpd_module_missing("mod_deflate") if name == "lighttpd" else None
+            if why:
+                run.skipped.append(("compress lighttpd", why))
+                continue
+            try:
+                srv = run.start(name, variant="compress")
+                live[name] = srv
+                # The identity body must be the file, the encoded one must
+                # decode to it (gzip checked here; br/zstd have no stdlib
+                # decoder, so only their size is recorded).
+                bl.check_serves(srv.port, run.root, [COMPRESS_PATH.lstrip("/")], name)
+                for _ in range(COMPRESS_WARM):
+                    status, enc, body = bl.encoded_get(srv.port, COMPRESS_PATH, ACCEPT)
+                if status != 200:
+                    raise RuntimeError(f"GET {COMPRESS_PATH} with Accept-Encoding -> {status}")
+                if enc == "gzip" and gzip.decompress(body) != plain:
+                    raise RuntimeError("gzip body does not decode to the file")
+                if enc == "identity":
+                    # Uncompressed answers would make a fast, meaningless row.
+                    raise RuntimeError("answered without compression (Content-Encoding "
+                                       "absent): its compression is not active")
+                res["servers"][name] = {"encoding": enc, "body_bytes": len(body)}
+                bl.log(f"compress: {name} up on {srv.port}: {enc}, {len(body)} B body")
+            except (bl.StartError, OSError, RuntimeError, ValueError) as e:
+                run.fail("compress", name, f"did not start or serve correctly: {e}")
+                live.pop(name, None)
+        rounds = alternate(run, "compress", live, [COMPRESS_LOAD])
+        for name, ws in rounds[COMPRESS_LOAD.key].items():
+            if ws:
+                s = load_summary(COMPRESS_LOAD, ws)
+                s["wire_per_resp"] = bl.median([w["bytes"] / w["requests"]
+                                                for w in ws if w["requests"]])
+                res["servers"][name]["summary"] = s
+    finally:
+        for srv in live.values():
+            srv.stop()
+
+
+HTTPS_LOADS = [
+    Load("tls-ka1k-64", f"HTTPS keep-alive 1 KiB, {HTTPS_CONNS} conns", "/index.html",
+         HTTPS_CONNS),
+    Load("tls-close1k-64", f"HTTPS Connection: close 1 KiB, {HTTPS_CONNS} conns",
+         "/index.html", HTTPS_CONNS, ("Connection: close",)),
+]
+
+
+def s_time(srv: bl.Server, seconds: int) -> dict:
+    """S_TIME_CLIENTS parallel `openssl s_time -new` (a full handshake per
+    connection, one GET /index.html each) for `seconds`; connections done
+    and the server tree's CPU meanwhile."""
+    argv = [bl.which("openssl"), "s_time", "-connect", f"127.0.0.1:{srv.port}", "-new",
+            "-time", str(seconds), "-www", "/index.html"]
+    cpu0, _ = bl.tree_cpu(srv.pid)
+    t0 = time.monotonic()
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+             for _ in range(S_TIME_CLIENTS)]
+    conns, outs = 0, []
+    try:
+        for pr in procs:
+            out, _ = pr.communicate(timeout=seconds + 30)
+            outs.append(out)
+    finally:
+        for pr in procs:
+            if pr.poll() is None:
+                pr.kill()
+                pr.wait()
+    wall = time.monotonic() - t0
+    cpu1, _ = bl.tree_cpu(srv.pid)
+    for out in outs:
+        # "1234 connections in 8 real seconds, 5678 bytes read per connection"
+        got = [int(l.split()[0]) for l in out.splitlines()
+               if "connections in" in l and "real seconds" in l]
+        if not got:
+            raise RuntimeError(f"s_time printed no count: {out.strip()[-300:]}")
+        conns += got[0]
+    return {"conns": conns, "secs": wall, "cpu_s": max(0.0, cpu1 - cpu0)}
+
+
+def section_https(run: Run, servers: list[str]) -> None:
+    res = run.results.setdefault("https", {"loads": {}, "s_time": {}})
+    wanted = [s for s in HTTPS_SERVERS if s in servers]
+    if not bl.which("openssl"):
+        run.skipped.append(("https", "openssl not installed (needed for the certificate)"))
+        return
+    tls = bl.make_cert(run.tmp / "tls")
+    live: dict[str, bl.Server] = {}
+    try:
+        for name in wanted:
+            try:
+                srv = run.start(name, tls=tls)
+                live[name] = srv
+                status, body = bl.https_get(srv.port, "/index.html")
+                if status != 200 or body != (run.root / "index.html").read_bytes():
+                    raise RuntimeError(f"GET /index.html over TLS -> {status}, {len(body)} B")
+                bl.log(f"https: {name} up on {srv.port}")
+            except (bl.StartError, OSError, RuntimeError, ValueError) as e:
+                run.fail("https", name, f"did not start or serve correctly: {e}")
+                live.pop(name, None)
+        rounds = alternate(run, "https", live, HTTPS_LOADS, scheme="https")
+        for load in HTTPS_LOADS:
+            res["loads"][load.key] = {n: load_summary(load, ws)
+                                      for n, ws in rounds[load.key].items() if ws}
+        run.commands["https s_time"] = (
+            f"{S_TIME_CLIENTS} x openssl s_time -connect 127.0.0.1:$PORT -new "
+            f"-time {SECONDS} -www /index.html (in parallel)")
+        for rnd in range(ROUNDS):
+            for name, srv in live.items():
+                try:
+                    bl.log(f"https: s_time {name} round {rnd + 1}")
+                    res["s_time"].setdefault(name, []).append(s_time(srv, SECONDS))
+                except (OSError, RuntimeError, subprocess.TimeoutExpired) as e:
+                    run.fail("https", f"s_time {name} round {rnd + 1}", e)
+    finally:
+        for srv in live.values():
+            srv.stop()
+
+
+# --------------------------------------------------------------------------
 # report
 # --------------------------------------------------------------------------
 
@@ -621,6 +883,99 @@ def load_tables(run: Run, servers: list[str]) -> tuple[list[str], dict]:
             lines += ["", f"stoke CPU by thread: {split}."]
         lines.append("")
     return lines, ratios
+
+
+def compress_report(run: Run) -> list[str]:
+    lines = ["## Compression on the fly", ""]
+    c = run.results.get("compress")
+    if not c or not c["servers"]:
+        return lines + ["(not run)", ""]
+    lenc = ", ".join(c.get("lighttpd_encodings") or ["gzip"])
+    lines += [f"A {c['identity_bytes'] / bl.KIB:.0f} KiB HTML page of varied prose and markup "
+              f"(gzip -6 makes it {c['gzip6_bytes']:,} bytes), keep-alive, {COMPRESS_CONNS} "
+              f"connections, `wrk -H 'Accept-Encoding: {ACCEPT}'`, {SECONDS} s per run after a "
+              f"{WARMUP} s warm-up, {ROUNDS} round(s), medians; each server got "
+              f"{COMPRESS_WARM} requests first so a cached variant exists. "
+              "stoke: its defaults (on-the-fly compression on, each variant compressed once "
+              "and cached; it picks br). nginx: `gzip on; gzip_comp_level 6; gzip_types "
+              "<text types>` (this build has no brotli module, so it sends gzip, and it "
+              "compresses every response again: nginx has no cache of compressed bodies). "
+              f"lighttpd: mod_deflate, `deflate.allowed-encodings = ({lenc})`, "
+              "`deflate.cache-dir` in the run's temp dir (compressed once, then sent from "
+              "the cache file). Bytes per response = wrk's bytes ÷ requests (headers "
+              "included); body = one GET's body with the same Accept-Encoding.", "",
+              "| server | Content-Encoding | body bytes | bytes/response | req/s | CPU | "
+              "req/CPU-s | errors | stoke ÷ it: req/s | stoke ÷ it: per CPU-s | "
+              "stoke ÷ it: bytes/response |", "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    st = (c["servers"].get("stoke") or {}).get("summary")
+    for name in COMPRESS_SERVERS:
+        r = c["servers"].get(name)
+        if not r:
+            continue
+        s = r.get("summary")
+        if not s:
+            lines.append(f"| {name} | {r['encoding']} | {r['body_bytes']:,} | failed | | | | "
+                         "| | | |")
+            continue
+        peer = st is not None and name != "stoke"
+        lines.append(
+            f"| {name} | {r['encoding']} | {r['body_bytes']:,} | {s['wire_per_resp']:,.0f} | "
+            f"{bl.fmt_num(s['rps'])} | {s['cpu_pct']:.0f}% | {rough(s)}"
+            f"{bl.fmt_num(s['req_per_cpu'])} | {s['errors']} | "
+            f"{fmt_ratio(ratio(st['rps'], s['rps'])) if peer else ''} | "
+            f"{fmt_ratio(ratio(st['req_per_cpu'], s['req_per_cpu'])) if peer else ''} | "
+            f"{fmt_ratio(ratio(st['wire_per_resp'], s['wire_per_resp'])) if peer else ''} |")
+    return lines + ["", "bytes/response below 1× means stoke sends fewer bytes.", ""]
+
+
+def https_report(run: Run) -> list[str]:
+    lines = ["## HTTPS", ""]
+    h = run.results.get("https")
+    if not h or not (h["loads"] or h["s_time"]):
+        return lines + ["(not run)", ""]
+    lines += ["stoke `--listen-tls` (`--tls-cert/--tls-key`, rustls) vs nginx `listen … ssl` "
+              "(OpenSSL, `ssl_protocols TLSv1.2 TLSv1.3`, other ssl settings at their "
+              "defaults), the same self-signed ECDSA P-256 certificate made by openssl for "
+              f"the run; {WORKERS} workers each, no access log. wrk over https ({SECONDS} s "
+              f"per run, {ROUNDS} round(s), medians); `openssl s_time -new`: "
+              f"{S_TIME_CLIENTS} clients in parallel, each a full handshake (no session "
+              "reuse) and one GET /index.html per connection.", "",
+              "| load | server | req/s (conn/s) | CPU | per CPU-s | errors | "
+              "stoke ÷ it: throughput | stoke ÷ it: per CPU-s |",
+              "|---|---|--:|--:|--:|--:|--:|--:|"]
+    for load in HTTPS_LOADS:
+        sums = h["loads"].get(load.key, {})
+        st = sums.get("stoke")
+        for name in HTTPS_SERVERS:
+            s = sums.get(name)
+            if not s:
+                continue
+            peer = st is not None and name != "stoke"
+            lines.append(
+                f"| {load.label} | {name} | {bl.fmt_num(s['rps'])} | {s['cpu_pct']:.0f}% | "
+                f"{rough(s)}{bl.fmt_num(s['req_per_cpu'])} | {s['errors']} | "
+                f"{fmt_ratio(ratio(st['rps'], s['rps'])) if peer else ''} | "
+                f"{fmt_ratio(ratio(st['req_per_cpu'], s['req_per_cpu'])) if peer else ''} |")
+    st_sum = {}
+    for name, runs in h["s_time"].items():
+        st_sum[name] = {"rps": bl.median([r["conns"] / r["secs"] for r in runs]),
+                        "cpu_pct": bl.median([100 * r["cpu_s"] / r["secs"] for r in runs]),
+                        "cpu_s": bl.median([r["cpu_s"] for r in runs]),
+                        "req_per_cpu": bl.median([r["conns"] / r["cpu_s"] for r in runs
+                                                  if r["cpu_s"] > 0])}
+    st = st_sum.get("stoke")
+    for name in HTTPS_SERVERS:
+        s = st_sum.get(name)
+        if not s:
+            continue
+        peer = st is not None and name != "stoke"
+        lines.append(
+            f"| full handshakes (`s_time -new`, {S_TIME_CLIENTS} clients) | {name} | "
+            f"{bl.fmt_num(s['rps'])} | {s['cpu_pct']:.0f}% | {rough(s)}"
+            f"{bl.fmt_num(s['req_per_cpu'])} | – | "
+            f"{fmt_ratio(ratio(st['rps'], s['rps'])) if peer else ''} | "
+            f"{fmt_ratio(ratio(st['req_per_cpu'], s['req_per_cpu'])) if peer else ''} |")
+    return lines + [""]
 
 
 def report(run: Run, servers: list[str], started: float, load_before: str) -> str:
@@ -750,6 +1105,9 @@ def report(run: Run, servers: list[str], started: float, load_before: str) -> st
     else:
         lines += ["(not run)", ""]
 
+    lines += compress_report(run)
+    lines += https_report(run)
+
     lines += ["## Skipped and failed", ""]
     if not run.skipped and not run.failures:
         lines.append("Nothing.")
@@ -849,7 +1207,8 @@ def main() -> int:
             run.skipped.append((s, f"{s} not installed (make bench-deps)"))
             servers.remove(s)
     if not bl.which("wrk"):
-        run.skipped.append(("loads and cold", "wrk not installed (make bench-deps)"))
+        run.skipped.append(("loads, cold, compress and https",
+                            "wrk not installed (make bench-deps)"))
     run.results["versions"] = bl.peer_versions()
     load_before = bl.loadavg()
     try:
@@ -861,11 +1220,12 @@ def main() -> int:
         sections = {
             "loads": section_loads, "idle": section_idle, "syscalls": section_syscalls,
             "instructions": section_instructions, "cold": section_cold,
+            "compress": section_compress, "https": section_https,
         }
         for name in SECTIONS:
             if name not in sections:
                 sys.exit(f"unknown section {name!r} in BENCH_SECTIONS")
-            if name in ("loads", "cold") and not bl.which("wrk"):
+            if name in ("loads", "cold", "compress", "https") and not bl.which("wrk"):
                 continue
             t0 = time.monotonic()
             bl.log(f"== section {name} ==")

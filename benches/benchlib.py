@@ -637,13 +637,16 @@ def _fd_budget() -> int:
 
 
 def stoke_server(root: Path, port: int, workers: int, workdir: Path,
-                 extra: list[str] | None = None) -> Server:
+                 extra: list[str] | None = None,
+                 tls: tuple[Path, Path] | None = None) -> Server:
+    """tls=(cert, key): serve HTTPS only (--listen-tls) instead of HTTP."""
     if not STOKE_BIN.exists():
         raise StartError(f"{STOKE_BIN} not found (cargo build --release first)")
     workdir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, RUST_LOG="warn")  # silence per-request access log
-    argv = [STOKE_BIN, root, "--listen", f"127.0.0.1:{port}",
-            "--threads", workers, *(extra or [])]
+    listen = (["--listen-tls", f"127.0.0.1:{port}", "--tls-cert", tls[0], "--tls-key", tls[1]]
+              if tls else ["--listen", f"127.0.0.1:{port}"])
+    argv = [STOKE_BIN, root, *listen, "--threads", workers, *(extra or [])]
     return Server("stoke", argv, workdir, env)
 
 
@@ -661,7 +664,10 @@ def stoke_has_flag(flag: str) -> bool:
 
 def nginx_server(root: Path, port: int, workers: int, workdir: Path,
                  keepalive_timeout: int = 65, aio_threads: bool = False,
-                 name: str = "nginx") -> Server:
+                 name: str = "nginx", http_extra: str = "",
+                 listen_opts: str = "") -> Server:
+    """http_extra: directives added to the http block (gzip, ssl_*);
+    listen_opts: appended to the listen address (" ssl")."""
     exe = which("nginx")
     if not exe:
         raise StartError("nginx not installed (run make bench-deps)")
@@ -675,14 +681,16 @@ def nginx_server(root: Path, port: int, workers: int, workdir: Path,
         KEEPALIVE_TIMEOUT=keepalive_timeout,
         WORKER_CONNECTIONS=MAX_CONNECTIONS, RLIMIT_NOFILE=_fd_budget(),
         AIO_DIRECTIVE="aio threads;  # reads and sendfile in nginx's thread pool"
-        if aio_threads else "# aio off (nginx default)")
+        if aio_threads else "# aio off (nginx default)",
+        HTTP_EXTRA=http_extra or "# (no section extras)", LISTEN_OPTS=listen_opts)
     # -p prefix and -e error log keep nginx away from /etc/nginx, /var/log.
     argv = [exe, "-p", workdir, "-c", conf, "-e", workdir / "error.log"]
     return Server(name, argv, workdir)
 
 
 def lighttpd_server(root: Path, port: int, workers: int, workdir: Path,
-                    keepalive_timeout: int = 5) -> Server:
+                    keepalive_timeout: int = 5, extra: str = "") -> Server:
+    """extra: config lines appended to the template (mod_deflate, ...)."""
     exe = which("lighttpd")
     if not exe:
         raise StartError("lighttpd not installed (run make bench-deps)")
@@ -693,7 +701,8 @@ def lighttpd_server(root: Path, port: int, workers: int, workdir: Path,
                            ROOT=root, PORT=port, DIR=workdir,
                            MAX_WORKER=workers if workers > 1 else 0,
                            KEEPALIVE_TIMEOUT=keepalive_timeout,
-                           MAX_FDS=_fd_budget(), MAX_CONNECTIONS=MAX_CONNECTIONS)
+                           MAX_FDS=_fd_budget(), MAX_CONNECTIONS=MAX_CONNECTIONS,
+                           EXTRA=extra or "# (no section extras)")
     argv = [exe, "-D", "-f", conf]
     return Server("lighttpd", argv, workdir)
 
@@ -745,6 +754,97 @@ def http_get(port: int, path: str, timeout: float = 10.0) -> tuple[int, bytes]:
         return resp.status, resp.read()
     finally:
         conn.close()
+
+
+def https_get(port: int, path: str, timeout: float = 10.0) -> tuple[int, bytes]:
+    """One GET over TLS to 127.0.0.1 (the bench's self-signed certificate:
+    not verified)."""
+    import http.client
+    import ssl
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=ctx)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def encoded_get(port: int, path: str, accept: str,
+                timeout: float = 10.0) -> tuple[int, str, bytes]:
+    """One GET with Accept-Encoding; (status, Content-Encoding or
+    'identity', body as sent on the wire, de-chunked)."""
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Accept-Encoding": accept})
+        resp = conn.getresponse()
+        return resp.status, resp.getheader("Content-Encoding") or "identity", resp.read()
+    finally:
+        conn.close()
+
+
+def make_cert(dest: Path) -> tuple[Path, Path]:
+    """A self-signed ECDSA P-256 certificate for 127.0.0.1 made by openssl
+    into dest; returns (cert, key). Raises StartError without openssl."""
+    exe = which("openssl")
+    if not exe:
+        raise StartError("openssl not installed")
+    dest.mkdir(parents=True, exist_ok=True)
+    crt, key = dest / "ec.crt", dest / "ec.key"
+    out = subprocess.run(
+        [exe, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", str(key), "-out", str(crt), "-days", "2",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"],
+        capture_output=True, text=True, timeout=30)
+    if out.returncode != 0:
+        raise StartError(f"openssl req failed: {out.stderr.strip()[-300:]}")
+    os.chmod(key, 0o644)  # readable by nginx workers whatever their user
+    return crt, key
+
+
+_WORDS = ("the server sends each file once and caches the compressed variant so "
+          "later requests cost only a copy while nginx compresses every response "
+          "again at level six which spends processor time on bytes that never "
+          "change between requests static sites mostly serve markup style sheets "
+          "scripts and images browsers ask for brotli first then gzip").split()
+
+
+def html_text(size: int, seed: int = 1) -> bytes:
+    """Realistic compressible HTML of exactly `size` bytes: varied prose in
+    paragraphs, lists, links and tables (deterministic for a seed), so it
+    compresses like a real page (~4-6x), not like one repeated byte."""
+    import random
+    rnd = random.Random(seed)
+    parts = ["<!doctype html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\">"
+             "<title>stoke compression benchmark</title>"
+             "<link rel=\"stylesheet\" href=\"/style.css\"></head>\n<body>\n"]
+    n = 0
+    while sum(map(len, parts)) < size:
+        n += 1
+        sent = lambda k: " ".join(rnd.choice(_WORDS) for _ in range(k)).capitalize() + "."
+        kind = n % 4
+        if kind == 0:
+            parts.append(f"<h2 id=\"s{n}\">{sent(rnd.randint(3, 7))}</h2>\n")
+        elif kind == 1:
+            parts.append("<p>" + " ".join(sent(rnd.randint(6, 18))
+                                           for _ in range(rnd.randint(2, 5))) + "</p>\n")
+        elif kind == 2:
+            items = "".join(f"<li><a href=\"/docs/{rnd.choice(_WORDS)}-{rnd.randint(1, 999)}"
+                            f".html\">{sent(rnd.randint(2, 6))}</a></li>\n"
+                            for _ in range(rnd.randint(2, 6)))
+            parts.append(f"<ul class=\"nav\">\n{items}</ul>\n")
+        else:
+            rows = "".join(f"<tr><td>{rnd.choice(_WORDS)}</td><td>{rnd.randint(0, 99999)}"
+                           f"</td><td>{rnd.random():.3f}</td></tr>\n"
+                           for _ in range(rnd.randint(2, 5)))
+            parts.append(f"<table>\n{rows}</table>\n")
+    tail = b"</body>\n</html>\n"
+    body = "".join(parts).encode()[:size - len(tail)]
+    return body + tail
 
 
 def check_serves(port: int, root: Path, names: list[str], who: str) -> None:
@@ -895,13 +995,13 @@ end
 
 def wrk_argv(port: int, path: str, conns: int, seconds: float, lua: Path,
              headers: list[str] = (), threads: int = 2,
-             timeout_s: float = 10.0) -> list[str]:
+             timeout_s: float = 10.0, scheme: str = "http") -> list[str]:
     threads = max(1, min(threads, conns))  # wrk needs conns >= threads
     argv = [which("wrk") or "wrk", f"-t{threads}", f"-c{conns}",
             f"-d{max(1, round(seconds))}s", f"--timeout={timeout_s:g}s", "--latency"]
     for h in headers:
         argv += ["-H", h]
-    return argv + ["-s", str(lua), f"http://127.0.0.1:{port}{path}"]
+    return argv + ["-s", str(lua), f"{scheme}://127.0.0.1:{port}{path}"]
 
 
 def run_wrk(argv: list[str], seconds: float) -> dict:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # benches/setup.sh (make bench-deps) — install what the benchmarks drive.
 #
-# Debian packages: wrk (load), nginx, lighttpd, h2o (the peers), strace and
+# Debian packages: wrk (load), nginx, lighttpd (+ lighttpd-mod-deflate), h2o (the peers), strace and
 # valgrind (syscalls and instructions per request), python3; optional:
 # linux-perf (only used if its instruction counter works on this machine).
 # Python: matplotlib (the charts) via pip, else Debian's python3-matplotlib.
@@ -111,6 +111,11 @@ for t in "${missing[@]}"; do
     failed+=("$t")
   fi
 done
+
+# lighttpd's mod_deflate (the compress section) is its own Debian package.
+if command -v lighttpd >/dev/null 2>&1 && ! ls /usr/lib/lighttpd/mod_deflate.so >/dev/null 2>&1; then
+  apt_install lighttpd-mod-deflate || log "optional, not installed: lighttpd-mod-deflate"
+fi
 
 if have_matplotlib; then
   log "ok: matplotlib ($("$PYTHON" -c 'import matplotlib; print(matplotlib.__version__)'))"
