@@ -13,6 +13,7 @@ use std::net::IpAddr;
 use std::time::SystemTime;
 
 use crate::http::date::clf_time;
+use crate::http::request::RequestHead;
 use crate::http::response::{AccessRecord, Status};
 
 /// The log target; `RUST_LOG` filters on it.
@@ -36,6 +37,21 @@ pub fn record(
         return None;
     }
     Some(build(peer, request_line, status, referer, user_agent))
+}
+
+/// [`record`] for a parsed request: its request line, `Referer` and
+/// `User-Agent`. With the log off, not even the request line is formatted.
+pub fn for_request(peer: IpAddr, head: &RequestHead, status: Status) -> Option<Box<AccessRecord>> {
+    if !enabled() {
+        return None;
+    }
+    Some(build(
+        peer,
+        &head.request_line(),
+        status,
+        head.fields.referer.as_deref(),
+        head.fields.user_agent.as_deref(),
+    ))
 }
 
 /// The line itself, every client-supplied part escaped.

@@ -99,16 +99,7 @@ pub fn handle(site: &Site, req: &RequestHead, peer: IpAddr) -> Response {
         let reply = ReplyTo::request(req).closing();
         error_response(Status::INTERNAL_SERVER_ERROR, reply, &[])
     });
-    // Check first: with the log off, not even the request line is formatted.
-    if access_log::enabled() {
-        response.log = access_log::record(
-            peer,
-            &req.request_line(),
-            response.status,
-            req.fields.referer.as_deref(),
-            req.fields.user_agent.as_deref(),
-        );
-    }
+    response.log = access_log::for_request(peer, req, response.status);
     response
 }
 

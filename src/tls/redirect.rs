@@ -27,13 +27,7 @@ pub fn to_https(
         ),
         None => error_response(Status::BAD_REQUEST, reply, &[]),
     };
-    response.log = access_log::record(
-        peer,
-        &head.request_line(),
-        response.status,
-        head.fields.referer.as_deref(),
-        head.fields.user_agent.as_deref(),
-    );
+    response.log = access_log::for_request(peer, head, response.status);
     response
 }
 
