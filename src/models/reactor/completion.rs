@@ -29,6 +29,7 @@ use std::sync::Mutex;
 
 use mio::Waker;
 
+use crate::http::request::RequestHead;
 use crate::http::response::Response;
 
 /// A finished job for connection `key`, which must still be the
@@ -41,8 +42,9 @@ pub struct Completion {
 
 /// What a worker did for a connection.
 pub enum Done {
-    /// Answered its request.
-    Response(Response),
+    /// Answered its request; the request's head comes back with the
+    /// answer, for the reactor to fill again (`http::request::SpareHeads`).
+    Response(Response, Option<Box<RequestHead>>),
     /// Brought the next part of the file it is sending into the page cache.
     Warmed,
 }
@@ -141,12 +143,15 @@ mod tests {
         Completion {
             key,
             generation: 1,
-            done: Done::Response(Response {
-                status: Status::OK,
-                chunks: Vec::new(),
-                close: false,
-                log: None,
-            }),
+            done: Done::Response(
+                Response {
+                    status: Status::OK,
+                    chunks: Vec::new(),
+                    close: false,
+                    log: None,
+                },
+                None,
+            ),
         }
     }
 

@@ -55,7 +55,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::config::ListenKind;
-use crate::conn::{Action, Connection, Cx, Limits, Transport, WarmUp, WARM_WINDOW};
+use crate::conn::{Action, Connection, Cx, Limits, Spares, Transport, WarmUp, WARM_WINDOW};
 use crate::http::request::RequestHead;
 use crate::http::response::{Chunk, Response};
 use crate::limits::{EVENTS_CAPACITY, FAIR_SHARE_SLACK, WORKER_EXIT_GRACE};
@@ -181,6 +181,8 @@ pub struct Reactor {
     max_connections: usize,
     shutdown_timeout: Duration,
     scratch: Box<[u8]>,
+    /// What answered requests leave for the next ones (see `conn::Spares`).
+    spares: Spares,
     /// Connections that used their write budget and continue next turn.
     yielded: Vec<(usize, u64)>,
     /// Accepting is paused until then (descriptor exhaustion).
@@ -233,6 +235,7 @@ impl Reactor {
             signals: None,
             limits,
             scratch: vec![0; SCRATCH_SIZE.max(config.max_head + 1)].into_boxed_slice(),
+            spares: Spares::default(),
             yielded: Vec::new(),
             accept_paused_until: None,
             drain_deadline: None,
@@ -576,7 +579,12 @@ impl Reactor {
     /// A worker finished a request, or a warm-up.
     fn complete(&mut self, c: Completion, now: Instant, submitted: &mut usize) {
         let response = match c.done {
-            Done::Response(response) => response,
+            Done::Response(response, head) => {
+                if let Some(head) = head {
+                    self.spares.heads.put(head);
+                }
+                response
+            }
             Done::Warmed => {
                 if self.pool.is_some() {
                     self.warming -= 1;
@@ -636,6 +644,7 @@ impl Reactor {
             now,
             limits: &self.limits,
             scratch: &mut self.scratch,
+            spares: &mut self.spares,
             draining,
             readable: readiness.readable,
             read_closed: readiness.read_closed,
@@ -679,7 +688,7 @@ impl Reactor {
                     self.inline.push(Completion {
                         key,
                         generation,
-                        done: Done::Response(response),
+                        done: Done::Response(response, Some(head)),
                     });
                     return;
                 };
@@ -705,7 +714,7 @@ impl Reactor {
                     queue.push(Completion {
                         key,
                         generation,
-                        done: Done::Response(response),
+                        done: Done::Response(response, Some(head)),
                     });
                 }));
                 *submitted += 1;
