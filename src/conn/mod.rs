@@ -212,8 +212,10 @@ impl Spares {
         chunks: Vec<Chunk>,
         log: Option<Box<AccessRecord>>,
         after: After,
+        now: Instant,
     ) -> Box<Outgoing> {
         let out = Outgoing {
+            progress: now,
             chunks,
             next: 0,
             offset: 0,
@@ -245,9 +247,10 @@ pub struct Outgoing {
     log: Option<Box<AccessRecord>>,
     /// An [`Action::Warm`] is out: send nothing until [`Connection::warmed`].
     warming: bool,
-    /// What follows the response (kept here, not in `State`, to keep an
-    /// idle connection small).
+    /// What follows the response, and when the client last took bytes
+    /// (kept here, not in `State`, to keep an idle connection small).
     after: After,
+    progress: Instant,
 }
 
 /// What follows the response being prepared or written.
@@ -278,9 +281,12 @@ pub struct Outgoing {
 #[derive(Clone, Copy, Debug)]
 struct After {
     close: bool,
-    /// Request-body bytes still to skip before the next head.
-    skip_body: u64,
+    /// Request-body bytes still to skip before the next head (at most
+    /// [`MAX_DISCARDED_BODY`], so a `u32`, which keeps `State` small).
+    skip_body: u32,
 }
+
+const _: () = assert!(MAX_DISCARDED_BODY <= u32::MAX as u64);
 
 impl After {
     /// The decision for a request whose head (and body, if read) is in:
@@ -320,14 +326,13 @@ enum State {
     Dispatched {
         after: After,
     },
-    /// Writing the response; `progress` is when the client last took bytes.
+    /// Writing the response.
     Writing {
         out: Box<Outgoing>,
-        progress: Instant,
     },
     /// Throwing away a request body we don't need.
     DiscardingBody {
-        remaining: u64,
+        remaining: u32,
         since: Instant,
     },
     /// Write side shut; reading until EOF or `until`.
@@ -361,7 +366,7 @@ pub struct Connection<T> {
     /// Where the search for the end of the head in `buf` stopped.
     scan: HeadScanner,
     /// Heads parsed (complete or not) over the connection's life.
-    parses: u64,
+    parses: u32,
     /// The client's address, for the access log.
     peer: IpAddr,
     /// What the socket's receive side may hold; saves the `read` that would
@@ -435,10 +440,16 @@ impl<T: Transport> Connection<T> {
         self.buf.len()
     }
 
+    /// Memory the read buffer holds (tests check an idle connection holds
+    /// none).
+    pub fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// How many times a head was handed to the parser (tests and fuzzers
     /// check that it stays a small constant per head, however the head was
     /// split into reads).
-    pub fn parse_attempts(&self) -> u64 {
+    pub fn parse_attempts(&self) -> u32 {
         self.parses
     }
 
@@ -453,7 +464,7 @@ impl<T: Transport> Connection<T> {
             State::ReadingHead { started } => Some(*started + limits.header_timeout),
             State::ReadingBody(body) => Some(body.started + limits.header_timeout),
             State::DiscardingBody { since, .. } => Some(*since + limits.header_timeout),
-            State::Writing { progress, .. } => Some(*progress + SEND_TIMEOUT),
+            State::Writing { out } => Some(out.progress + SEND_TIMEOUT),
             State::Lingering { until } => Some(*until),
             State::Dispatched { .. } | State::Closed => None,
         }
@@ -576,7 +587,7 @@ impl<T: Transport> Connection<T> {
             // Parse only when the scanner saw a landmark (or at the limit):
             // a head trickling in byte by byte is not re-parsed per byte.
             if self.scan.scan(&self.buf) || self.buf.len() >= cx.limits.max_head {
-                self.parses += 1;
+                self.parses = self.parses.saturating_add(1);
                 match request::parse_with(&self.buf, cx.limits.max_head, &mut cx.spares.heads) {
                     Ok(Parsed::Complete { head, len }) => {
                         self.buf.drain(..len);
@@ -619,7 +630,7 @@ impl<T: Transport> Connection<T> {
                 // parse finds a partial head, to find the landmarks of the
                 // bytes that follow.
                 if self.buf.is_empty() {
-                    self.parses += 1;
+                    self.parses = self.parses.saturating_add(1);
                     let bytes = &cx.scratch[..n];
                     match request::parse_with(bytes, cx.limits.max_head, &mut cx.spares.heads) {
                         Ok(Parsed::Complete { head, len }) => {
@@ -679,7 +690,8 @@ impl<T: Transport> Connection<T> {
             // request; an Expect request whose body has begun arriving is
             // unambiguous and keeps the connection like any other.
             _ if head.expect_continue && !body_started => after.close = true,
-            BodyFraming::Length(n) => after.skip_body = n,
+            // Not over MAX_DISCARDED_BODY (above), so it fits.
+            BodyFraming::Length(n) => after.skip_body = n as u32,
             BodyFraming::Chunked => {
                 self.state = State::ReadingBody(Box::new(BodyRead {
                     head,
@@ -795,15 +807,14 @@ impl<T: Transport> Connection<T> {
                 rewrite_head_to_close(head);
             }
         }
-        let out = cx.spares.outgoing(response.chunks, response.log, after);
-        self.state = State::Writing {
-            out,
-            progress: cx.now,
-        };
+        let out = cx
+            .spares
+            .outgoing(response.chunks, response.log, after, cx.now);
+        self.state = State::Writing { out };
     }
 
     fn write_response(&mut self, cx: &mut Cx<'_>) -> Option<Action> {
-        let State::Writing { out, progress } = &mut self.state else {
+        let State::Writing { out } = &mut self.state else {
             return None;
         };
         if cx.draining && !out.after.close && out.sent == 0 {
@@ -824,7 +835,7 @@ impl<T: Transport> Connection<T> {
             t.wrote(before, out.sent);
         }
         if out.sent > before {
-            *progress = cx.now;
+            out.progress = cx.now;
         }
         match result {
             Ok(Written::All) => {}
@@ -864,10 +875,7 @@ impl<T: Transport> Connection<T> {
                 since: cx.now,
             }
         } else {
-            if self.buf.is_empty() {
-                // Give the memory of a long head back while idle.
-                self.buf = Vec::new();
-            }
+            self.release_empty_buffer();
             State::Idle { since: cx.now }
         };
         if let State::Writing { out, .. } = mem::replace(&mut self.state, next) {
@@ -876,15 +884,29 @@ impl<T: Transport> Connection<T> {
         None
     }
 
+    /// Between requests: an idle connection holds no buffer (unless
+    /// pipelined bytes wait in it).
+    fn go_idle(&mut self, now: Instant) {
+        self.release_empty_buffer();
+        self.state = State::Idle { since: now };
+    }
+
+    fn release_empty_buffer(&mut self) {
+        if self.buf.is_empty() {
+            // Give the memory of a long head, or of a skipped body, back.
+            self.buf = Vec::new();
+        }
+    }
+
     fn discard_body(&mut self, cx: &mut Cx<'_>) -> Option<Action> {
         let State::DiscardingBody { remaining, .. } = &mut self.state else {
             return None;
         };
-        let from_buf = (*remaining).min(self.buf.len() as u64);
-        self.buf.drain(..from_buf as usize);
-        *remaining -= from_buf;
+        let from_buf = (*remaining as usize).min(self.buf.len());
+        self.buf.drain(..from_buf);
+        *remaining -= from_buf as u32;
         if *remaining == 0 {
-            self.state = State::Idle { since: cx.now };
+            self.go_idle(cx.now);
             return None;
         }
         match self.read_into_scratch(cx) {
@@ -1328,6 +1350,26 @@ mod tests {
         h.answer(&req);
         h.draining = true;
         assert!(matches!(h.call(|c, cx| c.resume(cx)), Action::Close));
+    }
+
+    /// Regression (the read buffer kept its memory when a skipped
+    /// `Content-Length` body ended, so an idle keep-alive connection held
+    /// up to a read's worth of bytes): back in Idle, the buffer is released.
+    #[test]
+    fn idle_after_a_skipped_body_holds_no_buffer() {
+        let mut h = Harness::new();
+        let req = dispatched(h.send(b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n"));
+        h.answer(&req);
+        assert!(!h.conn.is_idle(), "still skipping the body");
+        assert!(matches!(h.send(b"hel"), Action::Wait));
+        assert!(matches!(h.send(b"lo"), Action::Wait));
+        assert!(h.conn.is_idle());
+        assert_eq!(h.conn.buffer_capacity(), 0);
+        // And after an ordinary keep-alive response.
+        let req = dispatched(h.send(b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n"));
+        h.answer(&req);
+        assert!(h.conn.is_idle());
+        assert_eq!(h.conn.buffer_capacity(), 0);
     }
 
     #[test]

@@ -641,7 +641,9 @@ pub fn starts_with_head_method(buf: &[u8]) -> bool {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HeadScanner {
     /// Bytes of the buffer already looked at.
-    checked: usize,
+    /// (`u32` keeps the scanner, which every connection holds, small; a
+    /// buffer never nears 4 GiB.)
+    checked: u32,
     phase: ScanPhase,
 }
 
@@ -670,7 +672,7 @@ impl HeadScanner {
     /// Looks at the bytes of `buf` not seen yet; true when `buf` is now
     /// worth parsing.
     pub fn scan(&mut self, buf: &[u8]) -> bool {
-        if buf.len() <= self.checked {
+        if buf.len() <= self.checked as usize {
             return false;
         }
         let mut worth = false;
@@ -678,7 +680,7 @@ impl HeadScanner {
             self.phase = ScanPhase::Leading;
             worth = true;
         }
-        let mut i = self.checked;
+        let mut i = self.checked as usize;
         while i < buf.len() {
             let b = buf[i];
             match self.phase {
@@ -720,7 +722,7 @@ impl HeadScanner {
                 ScanPhase::Ended | ScanPhase::Fresh => i = buf.len(),
             }
         }
-        self.checked = i;
+        self.checked = i as u32;
         worth
     }
 }
