@@ -452,7 +452,7 @@ pub fn check(data: &[u8]) -> Result<(), String> {
     // Parses: a few per head (see `HeadScanner`), not one per read.
     let heads_seen = d.dispatched.len() as u64 + 2;
     ensure!(
-        d.conn.parse_attempts() <= 4 * heads_seen,
+        u64::from(d.conn.parse_attempts()) <= 4 * heads_seen,
         "{} parses for at most {heads_seen} heads",
         d.conn.parse_attempts()
     );

@@ -12,7 +12,7 @@
 
 use std::str;
 
-use std::mem::MaybeUninit;
+use std::mem::{self, MaybeUninit};
 
 use crate::limits::{MAX_HEADERS, MAX_SPARE_HEADS, MAX_SPARE_HEAD_TEXT};
 
@@ -222,16 +222,23 @@ impl RequestHead {
             self.minor_version
         )
     }
+}
 
-    /// Appends `piece` to `text` and says where it went.
-    fn push(&mut self, piece: &str) -> Span {
-        let start = self.text.len() as u32;
-        self.text.push_str(piece);
-        Span {
-            start,
-            end: self.text.len() as u32,
-        }
+/// Appends `piece` to `text` and says where it went.
+fn push(text: &mut Vec<u8>, piece: &[u8]) -> Span {
+    let start = text.len() as u32;
+    text.extend_from_slice(piece);
+    Span {
+        start,
+        end: text.len() as u32,
     }
+}
+
+/// Whether a field value may go into the head: UTF-8 (checked cheaply for
+/// the usual ASCII). Values that are not (obs-text) are dropped rather
+/// than refused: they can only be ones we would ignore anyway.
+fn is_text(value: &[u8]) -> bool {
+    value.is_ascii() || str::from_utf8(value).is_ok()
 }
 
 impl std::fmt::Debug for RequestHead {
@@ -461,6 +468,9 @@ pub fn parse_with(
     // First pass: check every field, note where the kept ones are; nothing
     // is copied until the head is known to be good.
     let mut seen = [Seen::default(); FIELD_COUNT];
+    // The kept fields present, in order of first appearance.
+    let mut present = [Field::Host; FIELD_COUNT];
+    let mut present_count = 0;
     let mut content_length: Option<u64> = None;
     let mut transfer_codings: Option<TransferCodings> = None;
     let mut connection_close = false;
@@ -469,16 +479,16 @@ pub fn parse_with(
     for (i, h) in req.headers.iter().enumerate() {
         match Name::of(h.name) {
             Name::Kept(field) => {
-                if field == Field::Host {
-                    let host = str::from_utf8(trim_ows(h.value)).ok();
-                    if !host.is_some_and(|h| valid_host(h.as_bytes())) {
-                        return Err(ParseError::BadHost);
-                    }
+                // A valid host is ASCII, so UTF-8 like every kept value.
+                if field == Field::Host && !valid_host(trim_ows(h.value)) {
+                    return Err(ParseError::BadHost);
                 }
                 let s = &mut seen[field as usize];
                 if s.count == 0 {
                     // MAX_HEADERS (64) fits in a u8.
                     s.first = i as u8;
+                    present[present_count] = field;
+                    present_count += 1;
                 }
                 s.count += 1;
             }
@@ -532,17 +542,20 @@ pub fn parse_with(
 
     // Second pass: copy the target and the kept values into the head.
     let mut head = spares.take();
-    head.text.clear();
+    // Built as bytes from pieces that are each UTF-8, and checked as a
+    // whole once at the end: cheaper than a check per piece.
+    let mut text = mem::take(&mut head.text).into_bytes();
+    text.clear();
     // The target and the values fit in the head's length (names, colons
     // and line ends more than make up for the ", " of joined values): at
     // most one allocation, none for a reused head of a similar request.
-    head.text.reserve(len);
+    text.reserve(len);
     head.method = method;
     head.minor_version = minor_version;
     head.keep_alive = keep_alive;
     head.expect_continue = expect_continue;
     head.body = body;
-    head.target = head.push(target);
+    head.target = push(&mut text, target.as_bytes());
     let base = head.target.start;
     let within_target = |piece: Piece| match piece {
         Piece::Within(from, to) => Span {
@@ -553,55 +566,51 @@ pub fn parse_with(
     };
     let query = query.map(within_target);
     head.path = match path {
-        Piece::Is(text) => head.push(text),
+        Piece::Is(fixed) => push(&mut text, fixed.as_bytes()),
         within => within_target(within),
     };
     head.query = query;
-    for field in Field::ALL {
+    head.fields = [None; FIELD_COUNT];
+    for &field in &present[..present_count] {
         let s = seen[field as usize];
-        head.fields[field as usize] = match s.count {
-            0 => None,
-            _ => copy_field(&mut head, req.headers, field, s),
-        };
+        head.fields[field as usize] = copy_field(&mut text, req.headers, field, s);
     }
+    // Cannot fail: every piece was UTF-8.
+    head.text = String::from_utf8(text).map_err(|_| ParseError::Malformed)?;
     Ok(Parsed::Complete {
         head,
         len: skip + len,
     })
 }
 
-/// Copies the `s.count` values of `field` into `head`, joined with ", ".
-/// Values that are not UTF-8 (obs-text) are dropped rather than refused:
-/// they can only be ones we would ignore anyway.
+/// Copies the `s.count` values of `field` into `text`, joined with ", ",
+/// leaving out those that are not UTF-8 (see [`is_text`]).
 fn copy_field(
-    head: &mut RequestHead,
+    text: &mut Vec<u8>,
     fields: &[httparse::Header<'_>],
     field: Field,
     s: Seen,
 ) -> Option<Span> {
-    let first = &fields[s.first as usize];
+    let first = trim_ows(fields[s.first as usize].value);
     if s.count == 1 {
-        let value = str::from_utf8(trim_ows(first.value)).ok()?;
-        return Some(head.push(value));
+        return is_text(first).then(|| push(text, first));
     }
-    let start = head.text.len() as u32;
+    let start = text.len() as u32;
     let mut joined = false;
     for h in &fields[s.first as usize..] {
-        if Name::of(h.name) != Name::Kept(field) {
+        let value = trim_ows(h.value);
+        if Name::of(h.name) != Name::Kept(field) || !is_text(value) {
             continue;
         }
-        let Ok(value) = str::from_utf8(trim_ows(h.value)) else {
-            continue;
-        };
         if joined {
-            head.text.push_str(", ");
+            text.extend_from_slice(b", ");
         }
-        head.text.push_str(value);
+        text.extend_from_slice(value);
         joined = true;
     }
     joined.then_some(Span {
         start,
-        end: head.text.len() as u32,
+        end: text.len() as u32,
     })
 }
 
@@ -837,10 +846,10 @@ fn valid_host(value: &[u8]) -> bool {
             Some(end) => (valid_ip_literal(&literal[..end]), &literal[end + 1..]),
             None => return false,
         },
-        None => {
-            let end = value.iter().position(|&b| b == b':').unwrap_or(value.len());
-            (valid_reg_name(&value[..end]), &value[end..])
-        }
+        None => match reg_name_len(value) {
+            Some(end) => (true, &value[end..]),
+            None => return false,
+        },
     };
     host_ok
         && match rest.split_first() {
@@ -850,23 +859,28 @@ fn valid_host(value: &[u8]) -> bool {
         }
 }
 
-/// `reg-name = *( unreserved / pct-encoded / sub-delims )`.
-fn valid_reg_name(name: &[u8]) -> bool {
+/// The length of the `reg-name = *( unreserved / pct-encoded / sub-delims )`
+/// that `value` starts with, which must end at a `:` or at the end of
+/// `value`; `None` if another byte ends it. One pass over the Host of
+/// every request.
+fn reg_name_len(value: &[u8]) -> Option<usize> {
     let mut i = 0;
-    while let Some(&b) = name.get(i) {
-        if b == b'%' {
-            let hex = name.get(i + 1..i + 3);
+    while let Some(&b) = value.get(i) {
+        if REG_NAME_BYTE[b as usize] {
+            i += 1;
+        } else if b == b'%' {
+            let hex = value.get(i + 1..i + 3);
             if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
-                return false;
+                return None;
             }
             i += 3;
-        } else if is_unreserved(b) || is_sub_delim(b) {
-            i += 1;
+        } else if b == b':' {
+            return Some(i);
         } else {
-            return false;
+            return None;
         }
     }
-    true
+    Some(i)
 }
 
 /// Inside the brackets: `IPv6address / IPvFuture`, where
@@ -888,17 +902,29 @@ fn valid_ip_literal(literal: &[u8]) -> bool {
 }
 
 /// `unreserved = ALPHA / DIGIT / "-" / "." / "_" / "~"` (RFC 3986 §2.3).
-fn is_unreserved(b: u8) -> bool {
+const fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
 /// `sub-delims = "!" / "$" / "&" / "'" / "(" / ")" / "*" / "+" / "," / ";" / "="`.
-fn is_sub_delim(b: u8) -> bool {
+const fn is_sub_delim(b: u8) -> bool {
     matches!(
         b,
         b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
     )
 }
+
+/// The bytes a reg-name takes as they are (`unreserved / sub-delims`), as
+/// a table: every request's Host goes through it, a lookup per byte.
+const REG_NAME_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = is_unreserved(b as u8) || is_sub_delim(b as u8);
+        b += 1;
+    }
+    table
+};
 
 fn strip_scheme(target: &str) -> Option<&str> {
     for scheme in ["http://", "https://"] {
