@@ -194,6 +194,8 @@ pub struct Cx<'a> {
 #[derive(Debug, Default)]
 pub struct Spares {
     pub heads: SpareHeads,
+    // The boxes are what is kept: each becomes a `State::Writing` again.
+    #[allow(clippy::vec_box)]
     outgoing: Vec<Box<Outgoing>>,
 }
 

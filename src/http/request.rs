@@ -299,6 +299,8 @@ impl Field {
 /// Bounded in number and in the size of each kept head (see
 /// [`MAX_SPARE_HEADS`] and [`MAX_SPARE_HEAD_TEXT`]).
 #[derive(Debug, Default)]
+// The boxes are what is kept: each leaves again as a parsed head.
+#[allow(clippy::vec_box)]
 pub struct SpareHeads(Vec<Box<RequestHead>>);
 
 impl SpareHeads {

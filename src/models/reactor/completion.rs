@@ -29,8 +29,8 @@ use std::sync::Mutex;
 
 use mio::Waker;
 
-use crate::http::request::RequestHead;
 use crate::http::response::Response;
+use crate::models::reactor::event_loop::AnswerJob;
 
 /// A finished job for connection `key`, which must still be the
 /// connection of generation `generation` for it to be delivered.
@@ -42,9 +42,9 @@ pub struct Completion {
 
 /// What a worker did for a connection.
 pub enum Done {
-    /// Answered its request; the request's head comes back with the
-    /// answer, for the reactor to fill again (`http::request::SpareHeads`).
-    Response(Response, Option<Box<RequestHead>>),
+    /// Answered its request; the job comes back with the answer, for the
+    /// reactor to reuse (its box, and the head in it).
+    Response(Response, Option<Box<AnswerJob>>),
     /// Brought the next part of the file it is sending into the page cache.
     Warmed,
 }

@@ -58,9 +58,9 @@ use crate::config::ListenKind;
 use crate::conn::{Action, Connection, Cx, Limits, Spares, Transport, WarmUp, WARM_WINDOW};
 use crate::http::request::RequestHead;
 use crate::http::response::{Chunk, Response};
-use crate::limits::{EVENTS_CAPACITY, FAIR_SHARE_SLACK, WORKER_EXIT_GRACE};
+use crate::limits::{EVENTS_CAPACITY, FAIR_SHARE_SLACK, MAX_SPARE_HEADS, WORKER_EXIT_GRACE};
 use crate::models::reactor::completion::{Completion, CompletionQueue, Done};
-use crate::models::reactor::pool::Pool;
+use crate::models::reactor::pool::{Pool, Task};
 use crate::models::reactor::stream::{ProxyHeader, Socket, Stream};
 use crate::models::reactor::timer::{Expiry, Timers};
 use crate::models::reactor::Shared;
@@ -183,6 +183,11 @@ pub struct Reactor {
     scratch: Box<[u8]>,
     /// What answered requests leave for the next ones (see `conn::Spares`).
     spares: Spares,
+    /// Request jobs back from the pool, for the next requests (at most
+    /// `MAX_SPARE_HEADS`).
+    // The boxes are what is kept: each goes to the pool again as a job.
+    #[allow(clippy::vec_box)]
+    spare_jobs: Vec<Box<AnswerJob>>,
     /// Connections that used their write budget and continue next turn.
     yielded: Vec<(usize, u64)>,
     /// Accepting is paused until then (descriptor exhaustion).
@@ -236,6 +241,7 @@ impl Reactor {
             limits,
             scratch: vec![0; SCRATCH_SIZE.max(config.max_head + 1)].into_boxed_slice(),
             spares: Spares::default(),
+            spare_jobs: Vec::new(),
             yielded: Vec::new(),
             accept_paused_until: None,
             drain_deadline: None,
@@ -579,9 +585,14 @@ impl Reactor {
     /// A worker finished a request, or a warm-up.
     fn complete(&mut self, c: Completion, now: Instant, submitted: &mut usize) {
         let response = match c.done {
-            Done::Response(response, head) => {
-                if let Some(head) = head {
-                    self.spares.heads.put(head);
+            Done::Response(response, job) => {
+                if let Some(mut job) = job {
+                    if let Some(head) = job.head.take() {
+                        self.spares.heads.put(head);
+                    }
+                    if self.spare_jobs.len() < MAX_SPARE_HEADS {
+                        self.spare_jobs.push(job);
+                    }
                 }
                 response
             }
@@ -685,38 +696,35 @@ impl Reactor {
                     if let Some(s) = story {
                         s.stage(format_args!("answer ready ({})", response.status.0));
                     }
+                    self.spares.heads.put(head);
                     self.inline.push(Completion {
                         key,
                         generation,
-                        done: Done::Response(response, Some(head)),
+                        done: Done::Response(response, None),
                     });
                     return;
                 };
-                let site = Arc::clone(&self.site);
-                let queue = Arc::clone(&self.completions);
-                let warmups = Arc::clone(&self.shared.warmups);
                 if let Some(s) = story {
                     s.stage(format_args!("queued (depth {})", pool.queued() + 1));
                 }
-                pool.submit(Box::new(move || {
-                    if let (Some(s), Some((k, from))) = (story, trace::taken_here()) {
-                        s.stage(format_args!("taken by worker {k} from {from}"));
-                    }
-                    let response =
-                        trace::handling(story, || answer(&site, kind, https_port, &head, peer));
-                    warm_first_window(&response, &warmups);
-                    if let Some(s) = story {
-                        s.stage(format_args!(
-                            "answer ready ({}), completion posted",
-                            response.status.0
-                        ));
-                    }
-                    queue.push(Completion {
+                let mut job = self.spare_jobs.pop().unwrap_or_else(|| {
+                    Box::new(AnswerJob {
+                        site: Arc::clone(&self.site),
+                        queue: Arc::clone(&self.completions),
+                        warmups: Arc::clone(&self.shared.warmups),
+                        head: None,
                         key,
                         generation,
-                        done: Done::Response(response, Some(head)),
-                    });
-                }));
+                        peer,
+                        kind,
+                        https_port,
+                        story,
+                    })
+                });
+                job.head = Some(head);
+                (job.key, job.generation, job.peer) = (key, generation, peer);
+                (job.kind, job.https_port, job.story) = (kind, https_port, story);
+                pool.submit(job);
                 *submitted += 1;
             }
             Action::Warm(warm) => self.warm(key, warm, submitted),
@@ -1008,6 +1016,52 @@ impl Reactor {
             }
             None => log::info!("received SIGHUP; no TLS certificate to reload"),
         }
+    }
+}
+
+/// One request's trip to a worker and back: what the worker needs to
+/// answer it, and the way home. The box travels to a worker as the job and
+/// back in the completion, and the loop keeps it (and the `Arc`s in it) for
+/// the next request: handing a request to the pool allocates nothing.
+pub struct AnswerJob {
+    site: Arc<Site>,
+    queue: Arc<CompletionQueue>,
+    warmups: Arc<AtomicU64>,
+    /// The request; taken back out by the loop when the answer arrives.
+    head: Option<Box<RequestHead>>,
+    key: usize,
+    generation: u64,
+    peer: IpAddr,
+    kind: ListenKind,
+    https_port: u16,
+    story: Option<trace::Story>,
+}
+
+impl Task for AnswerJob {
+    fn run(self: Box<Self>) {
+        let story = self.story;
+        if let (Some(s), Some((k, from))) = (story, trace::taken_here()) {
+            s.stage(format_args!("taken by worker {k} from {from}"));
+        }
+        let Some(head) = &self.head else {
+            return;
+        };
+        let response = trace::handling(story, || {
+            answer(&self.site, self.kind, self.https_port, head, self.peer)
+        });
+        warm_first_window(&response, &self.warmups);
+        if let Some(s) = story {
+            s.stage(format_args!(
+                "answer ready ({}), completion posted",
+                response.status.0
+            ));
+        }
+        let queue = Arc::clone(&self.queue);
+        queue.push(Completion {
+            key: self.key,
+            generation: self.generation,
+            done: Done::Response(response, Some(self)),
+        });
     }
 }
 
