@@ -473,6 +473,8 @@ pub fn parse_with(
     // The kept fields present, in order of first appearance.
     let mut present = [Field::Host; FIELD_COUNT];
     let mut present_count = 0;
+    // An upper bound of what the kept values take in the head's text.
+    let mut kept_bytes = 0;
     let mut content_length: Option<u64> = None;
     let mut transfer_codings: Option<TransferCodings> = None;
     let mut connection_close = false;
@@ -493,6 +495,8 @@ pub fn parse_with(
                     present_count += 1;
                 }
                 s.count += 1;
+                // The value, and a ", " if it is joined to another.
+                kept_bytes += h.value.len() + 2;
             }
             Name::ContentLength => {
                 let n = parse_content_length(h.value)?;
@@ -548,10 +552,11 @@ pub fn parse_with(
     // whole once at the end: cheaper than a check per piece.
     let mut text = mem::take(&mut head.text).into_bytes();
     text.clear();
-    // The target and the values fit in the head's length (names, colons
-    // and line ends more than make up for the ", " of joined values): at
-    // most one allocation, none for a reused head of a similar request.
-    text.reserve(len);
+    // Room for the target, a synthesized path ("/" or "*") and the kept
+    // values: at most one allocation, none for a reused head of a similar
+    // request. Only what is kept counts, so a head with large cookies
+    // still leaves a small buffer that is worth reusing.
+    text.reserve(target.len() + 1 + kept_bytes);
     head.method = method;
     head.minor_version = minor_version;
     head.keep_alive = keep_alive;
