@@ -322,7 +322,6 @@ impl Reactor {
         // sockets from being heard.
         let mut skipped_poll = false;
         loop {
-            let timeout = self.poll_timeout(Instant::now());
             // Sleep only if no completion is waiting; from `park` on, a
             // worker that posts one wakes us (see `completion.rs`).
             let parked = self.completions.park();
@@ -332,8 +331,9 @@ impl Reactor {
                 events.clear();
                 skipped_poll = true;
             } else {
+                // The clock is read for the timeout only when we may sleep.
                 let timeout = if parked {
-                    timeout
+                    self.poll_timeout(Instant::now())
                 } else {
                     Some(Duration::ZERO)
                 };
