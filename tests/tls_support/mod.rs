@@ -99,10 +99,20 @@ pub type TlsClient = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 /// A TLS connection to `addr` (certificate checked for "localhost"),
 /// handshake completed.
 pub fn tls_connect(addr: SocketAddr, config: &Arc<rustls::ClientConfig>) -> TlsClient {
+    tls_connect_to(addr, config, "localhost")
+}
+
+/// Like [`tls_connect`], for the server name `name` (sent as SNI, and what
+/// the certificate is checked for).
+pub fn tls_connect_to(
+    addr: SocketAddr,
+    config: &Arc<rustls::ClientConfig>,
+    name: &str,
+) -> TlsClient {
     let tcp = TcpStream::connect(addr).unwrap();
     tcp.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     tcp.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-    let name = ServerName::try_from("localhost").unwrap();
+    let name = ServerName::try_from(name.to_owned()).unwrap();
     let conn = rustls::ClientConnection::new(Arc::clone(config), name).unwrap();
     let mut stream = rustls::StreamOwned::new(conn, tcp);
     while stream.conn.is_handshaking() {
