@@ -602,3 +602,46 @@ fn handshake_held_past_its_deadline_is_closed_and_its_late_result_dropped() {
     handle.shutdown();
     thread.join().unwrap();
 }
+
+/// TLS reads file bodies with `pread` on the reactor (no `sendfile` under
+/// TLS); they must not wait for the disk either. Pages evicted from the
+/// page cache mid-download are warmed by a worker before the reactor reads
+/// them (`Transport::file_ready` is asked before every chunk, TLS or not).
+#[test]
+fn tls_file_reads_of_evicted_pages_are_warmed_off_the_reactor() {
+    use stoke::sys::page_cache::{self, Residency};
+    const MIB: usize = 1024 * 1024;
+    let fx = TlsFixture::new("tls-cold");
+    let body = pattern(16 * MIB, 21);
+    let path = fx.root.write("cold.bin", &body);
+    std::fs::File::open(&path).unwrap().sync_all().unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    let server = TestServer::with_config(fx.config());
+    let mut tls = tls_connect(server.addr, &client_config(&fx.ca, &[]));
+    write!(tls, "GET /cold.bin HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    tls.flush().unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        tls.read_exact(&mut b).unwrap();
+        head.push(b[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200 "), "{head:?}");
+    // Take the first MiB (the rest is unsent: socket buffers and rustls'
+    // queue hold far less than 15 MiB), then drop the file's pages.
+    let mut got = vec![0u8; body.len()];
+    tls.read_exact(&mut got[..MIB]).unwrap();
+    let warmups = server.file_warmups();
+    let cold = page_cache::evict(&file)
+        && page_cache::probe(&file, 12 * MIB as u64) == Residency::NotCached;
+    tls.read_exact(&mut got[MIB..]).unwrap();
+    assert!(got == body, "the body differs from the file");
+    if cold {
+        assert!(
+            server.file_warmups() > warmups,
+            "evicted pages were read on the reactor"
+        );
+    } else {
+        println!("SKIPPED the warm-up check: cannot evict pages here (tmpfs?)");
+    }
+}
