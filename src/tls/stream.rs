@@ -442,3 +442,140 @@ impl<S: Transport> Write for Socket<'_, S> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    use rustls::{ClientConfig, ClientConnection, RootCertStore};
+
+    /// An in-memory socket: reads what the test put in `input` (then
+    /// `WouldBlock`), collects what is written in `output`.
+    #[derive(Default)]
+    struct Pipe {
+        input: Vec<u8>,
+        pos: usize,
+        output: Vec<u8>,
+    }
+
+    impl Transport for Pipe {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let left = &self.input[self.pos..];
+            if left.is_empty() {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = left.len().min(buf.len());
+            buf[..n].copy_from_slice(&left[..n]);
+            self.pos += n;
+            Ok(n)
+        }
+
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            let before = self.output.len();
+            for b in bufs {
+                self.output.extend_from_slice(b);
+            }
+            Ok(self.output.len() - before)
+        }
+
+        fn send_file(&mut self, _: &File, _: u64, _: usize) -> io::Result<usize> {
+            unreachable!("no files here")
+        }
+
+        fn shutdown_write(&mut self) {}
+    }
+
+    fn configs() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(made.key_pair.serialize_der()));
+        let server = ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![made.cert.der().clone()], key)
+            .unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(made.cert.der().clone()).unwrap();
+        let client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        (Arc::new(server), Arc::new(client))
+    }
+
+    fn would_block<T: std::fmt::Debug>(r: io::Result<T>) -> bool {
+        matches!(r, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    /// The ClientHello, however the socket splits it, is handed out once,
+    /// when whole; nothing is read while it is out; the session signed on
+    /// another thread takes over, and the handshake and a request complete.
+    #[test]
+    fn client_hello_split_anywhere_is_handed_out_once_whole_then_the_session_carries_on() {
+        let (server_config, client_config) = configs();
+        for step in [1, 5, 97, usize::MAX] {
+            let name = ServerName::try_from("localhost").unwrap();
+            let mut client = ClientConnection::new(Arc::clone(&client_config), name).unwrap();
+            let mut hello = Vec::new();
+            client.write_tls(&mut hello).unwrap();
+            let mut s = TlsStream::accepting(
+                Pipe::default(),
+                Arc::clone(&server_config),
+                IpAddr::from([127, 0, 0, 1]),
+            );
+            let mut buf = [0u8; 64];
+            let mut taken = None;
+            for chunk in hello.chunks(step.min(hello.len())) {
+                assert!(taken.is_none(), "handed out before the last byte");
+                s.sock.input.extend_from_slice(chunk);
+                assert!(would_block(s.read(&mut buf)));
+                assert!(s.handshaking());
+                taken = s.take_hello();
+            }
+            let taken = taken.expect("a whole ClientHello was not handed out");
+            assert!(s.take_hello().is_none(), "handed out twice");
+            // Signing: nothing is read, even with bytes waiting.
+            s.sock.input.push(0x16);
+            assert!(would_block(s.read(&mut buf)));
+            s.sock.input.pop();
+            let signed = std::thread::spawn(move || taken.sign()).join().unwrap();
+            s.signed(signed);
+            s.flush().unwrap();
+            // The server's flight reaches the client; its Finished comes back.
+            client.read_tls(&mut &s.sock.output[..]).unwrap();
+            client.process_new_packets().unwrap();
+            s.sock.output.clear();
+            client
+                .writer()
+                .write_all(b"GET / HTTP/1.1\r\n\r\n")
+                .unwrap();
+            let mut reply = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut reply).unwrap();
+            }
+            s.sock.input.extend_from_slice(&reply);
+            let n = s.read(&mut buf).unwrap();
+            assert_eq!(&buf[..n], b"GET / HTTP/1.1\r\n\r\n");
+            assert!(!s.handshaking());
+        }
+    }
+
+    /// Bytes that are no ClientHello: an alert goes out, reads fail.
+    #[test]
+    fn plain_http_instead_of_a_client_hello_gets_an_alert_and_an_error() {
+        let (server_config, _) = configs();
+        let mut s =
+            TlsStream::accepting(Pipe::default(), server_config, IpAddr::from([127, 0, 0, 1]));
+        s.sock
+            .input
+            .extend_from_slice(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        let mut buf = [0u8; 64];
+        let e = s.read(&mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(s.take_hello().is_none());
+        assert_eq!(s.sock.output.first(), Some(&0x15), "no alert record");
+        assert!(s.read(&mut buf).is_err(), "a failed stream read on");
+    }
+}
