@@ -34,8 +34,14 @@
 //! sends on. A worker answering with a cold file warms its first window
 //! before posting the answer (`warm_first_window`).
 //!
+//! Nor for a TLS handshake's expensive step: once a connection's ClientHello
+//! is read (after any step, `drive` asks its stream), a worker resolves the
+//! certificate, does the key exchange and signs (`Hello::sign`) and posts
+//! `Done::Signed`; the connection reads nothing meanwhile (see
+//! `tls::stream`). At most `max_signing` per loop at once, like warm-ups.
+//!
 //! With `--model reactor-inline` there is no pool: step 2 runs the file work
-//! on this thread, and its answers wait in `inline` to be delivered after
+//! (and the handshakes' signing) on this thread, and its answers wait in `inline` to be delivered after
 //! the events, like completions from the pool (see `Reactor::inline`).
 //!
 //! Runs on: the reactor thread (the thread that calls `Server::run`).
