@@ -504,9 +504,11 @@ fn start_for_held_handshakes(
         key: issued.key,
     });
     config.listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
+    // The model with a pool (`reactor-inline` signs on its loop by design).
     // One loop: the plain request must be served by the loop that holds
     // the TLS connection. Two workers: one may be held in the handshake,
     // the other answers the plain request.
+    config.model = stoke::models::Model::Reactor;
     config.reactors = 1;
     config.threads = 2;
     adjust(&mut config);

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName};
 
-use crate::common::{read_response, RawResponse, TempDir, IO_TIMEOUT};
+use crate::common::{model, reactors, read_response, RawResponse, TempDir, IO_TIMEOUT};
+use stoke::models::Model;
 
 /// A test CA that can issue server certificates.
 pub struct Ca {
@@ -178,9 +179,15 @@ impl TlsFixture {
         }
     }
 
-    /// A config serving HTTPS only, on 127.0.0.1:0.
+    /// A config serving HTTPS only, on 127.0.0.1:0, with the reactor model
+    /// and `--reactors` under test (`STOKE_TEST_MODEL`, `STOKE_TEST_REACTORS`;
+    /// under a blocking model, which serves no HTTPS, the reactor).
     pub fn config(&self) -> stoke::Config {
         let mut config = stoke::Config::for_root(self.root.path()).unwrap();
+        if matches!(model(), Model::Reactor | Model::ReactorInline) {
+            config.model = model();
+        }
+        config.reactors = reactors();
         config.listen = vec![];
         config.listen_tls = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
         config.tls = Some(self.files());
