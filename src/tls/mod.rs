@@ -22,7 +22,8 @@
 //!
 //! Runs on: the main thread ([`Tls::load`] at start), the reactor (one
 //! [`TlsStream`] per accepted socket), a pool worker (each handshake's
-//! `CertStore::resolve`, [`Tls::reload`]).
+//! `CertStore::resolve`, on the reactor under `reactor-inline`;
+//! [`Tls::reload`]).
 
 pub mod redirect;
 pub mod stream;

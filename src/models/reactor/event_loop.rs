@@ -41,8 +41,9 @@
 //! `tls::stream`). At most `max_signing` per loop at once, like warm-ups.
 //!
 //! With `--model reactor-inline` there is no pool: step 2 runs the file work
-//! (and the handshakes' signing) on this thread, and its answers wait in `inline` to be delivered after
-//! the events, like completions from the pool (see `Reactor::inline`).
+//! (and the handshakes' signing) on this thread, and its answers wait in
+//! `inline` to be delivered after the events, like completions from the
+//! pool (see `Reactor::inline`).
 //!
 //! Runs on: the reactor thread (the thread that calls `Server::run`).
 
