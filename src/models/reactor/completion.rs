@@ -30,6 +30,7 @@ use std::sync::Mutex;
 use mio::Waker;
 
 use crate::http::response::Response;
+use crate::tls::stream::Signed;
 
 /// A finished job for connection `key`, which must still be the
 /// connection of generation `generation` for it to be delivered.
@@ -45,6 +46,8 @@ pub enum Done {
     Response(Response),
     /// Brought the next part of the file it is sending into the page cache.
     Warmed,
+    /// Did the expensive step of its TLS handshake (`tls::stream::Hello`).
+    Signed(Signed),
 }
 
 pub struct CompletionQueue {
