@@ -187,11 +187,11 @@ pub fn clf_time(t: SystemTime) -> String {
 /// that another worker writes, and no lock is needed; the price is one
 /// formatting per thread per second.
 pub fn with_imf_fixdate_now<R>(f: impl FnOnce(&str) -> R) -> R {
-    with_imf_fixdate_at(SystemTime::now(), f)
+    with_imf_fixdate(SystemTime::now(), f)
 }
 
-/// [`with_imf_fixdate_now`] for a given "now" (tests move the clock).
-fn with_imf_fixdate_at<R>(now: SystemTime, f: impl FnOnce(&str) -> R) -> R {
+/// [`with_imf_fixdate_now`] for a "now" the caller already has.
+pub fn with_imf_fixdate<R>(now: SystemTime, f: impl FnOnce(&str) -> R) -> R {
     thread_local! {
         static CACHE: Cell<(i64, [u8; IMF_FIXDATE_LEN])> =
             const { Cell::new((i64::MIN, [b' '; IMF_FIXDATE_LEN])) };
@@ -309,7 +309,7 @@ mod tests {
     #[test]
     fn the_cached_date_follows_the_clock() {
         let t = at(784_111_777);
-        let read = |t| with_imf_fixdate_at(t, str::to_owned);
+        let read = |t| with_imf_fixdate(t, str::to_owned);
         assert_eq!(read(t), "Sun, 06 Nov 1994 08:49:37 GMT");
         assert_eq!(
             read(t + Duration::from_millis(999)),

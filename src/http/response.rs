@@ -11,6 +11,7 @@
 
 use std::fs::File;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use super::date;
 use super::request::{Method, RequestHead};
@@ -242,10 +243,13 @@ impl HeadBuilder {
     }
 
     pub fn header(&mut self, name: &str, value: &str) -> &mut HeadBuilder {
-        self.buf.extend_from_slice(name.as_bytes());
-        self.buf.extend_from_slice(b": ");
-        self.buf.extend_from_slice(value.as_bytes());
-        self.buf.extend_from_slice(b"\r\n");
+        push_header(&mut self.buf, name, value);
+        self
+    }
+
+    /// Header lines already written by [`push_header`].
+    pub fn lines(&mut self, lines: &[u8]) -> &mut HeadBuilder {
+        self.buf.extend_from_slice(lines);
         self
     }
 
@@ -261,10 +265,23 @@ impl HeadBuilder {
     }
 }
 
+/// One header line, `name: value` and CRLF.
+pub fn push_header(buf: &mut Vec<u8>, name: &str, value: &str) {
+    buf.extend_from_slice(name.as_bytes());
+    buf.extend_from_slice(b": ");
+    buf.extend_from_slice(value.as_bytes());
+    buf.extend_from_slice(b"\r\n");
+}
+
 /// The first lines of every head: status line, `Server` and `Date`.
 /// [`HeadBuilder::new`] starts with them, and so does a cached file's
-/// prepared head (`site::file`), so both write the same bytes.
+/// prepared answer (`site::prepared`), so both write the same bytes.
 pub fn start_head(buf: &mut Vec<u8>, status: Status) {
+    start_head_at(buf, status, SystemTime::now());
+}
+
+/// [`start_head`] with the `Date` of `now`.
+pub fn start_head_at(buf: &mut Vec<u8>, status: Status, now: SystemTime) {
     buf.extend_from_slice(b"HTTP/1.1 ");
     let code = status.0.min(999);
     buf.extend_from_slice(&[
@@ -275,7 +292,7 @@ pub fn start_head(buf: &mut Vec<u8>, status: Status) {
     ]);
     buf.extend_from_slice(status.reason().as_bytes());
     buf.extend_from_slice(b"\r\nServer: stoke\r\nDate: ");
-    date::with_imf_fixdate_now(|now| buf.extend_from_slice(now.as_bytes()));
+    date::with_imf_fixdate(now, |date| buf.extend_from_slice(date.as_bytes()));
     buf.extend_from_slice(b"\r\n");
 }
 
