@@ -139,7 +139,12 @@ pub fn imf_fixdate(t: SystemTime) -> String {
 /// [`imf_fixdate`] into a fixed buffer: no allocation and no `fmt`, for
 /// the `Date` of every response and a cached file's `Last-Modified`.
 pub fn imf_fixdate_bytes(t: SystemTime) -> [u8; IMF_FIXDATE_LEN] {
-    let c = formattable(t);
+    imf_fixdate_of_seconds(unix_seconds(t))
+}
+
+/// [`imf_fixdate_bytes`] of UNIX seconds.
+fn imf_fixdate_of_seconds(seconds: i64) -> [u8; IMF_FIXDATE_LEN] {
+    let c = civil_from_unix(seconds.clamp(FIRST_FORMATTABLE, LAST_FORMATTABLE));
     let day_name = DAY_NAMES
         .get(usize::from(c.weekday))
         .copied()
@@ -192,17 +197,21 @@ pub fn with_imf_fixdate_now<R>(f: impl FnOnce(&str) -> R) -> R {
 
 /// [`with_imf_fixdate_now`] for a "now" the caller already has.
 pub fn with_imf_fixdate<R>(now: SystemTime, f: impl FnOnce(&str) -> R) -> R {
+    with_imf_fixdate_of_seconds(unix_seconds(now), f)
+}
+
+/// [`with_imf_fixdate`] for a "now" the caller has as UNIX seconds.
+pub fn with_imf_fixdate_of_seconds<R>(secs: i64, f: impl FnOnce(&str) -> R) -> R {
     thread_local! {
         static CACHE: Cell<(i64, [u8; IMF_FIXDATE_LEN])> =
             const { Cell::new((i64::MIN, [b' '; IMF_FIXDATE_LEN])) };
     }
-    let secs = unix_seconds(now);
     let text = CACHE.with(|cell| {
         let (cached, text) = cell.get();
         if cached == secs {
             return text;
         }
-        let text = imf_fixdate_bytes(now);
+        let text = imf_fixdate_of_seconds(secs);
         cell.set((secs, text));
         text
     });

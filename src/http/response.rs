@@ -277,11 +277,11 @@ pub fn push_header(buf: &mut Vec<u8>, name: &str, value: &str) {
 /// [`HeadBuilder::new`] starts with them, and so does a cached file's
 /// prepared answer (`site::prepared`), so both write the same bytes.
 pub fn start_head(buf: &mut Vec<u8>, status: Status) {
-    start_head_at(buf, status, SystemTime::now());
+    start_head_at(buf, status, date::unix_seconds(SystemTime::now()));
 }
 
-/// [`start_head`] with the `Date` of `now`.
-pub fn start_head_at(buf: &mut Vec<u8>, status: Status, now: SystemTime) {
+/// [`start_head`] with the `Date` of `now`, in UNIX seconds.
+pub fn start_head_at(buf: &mut Vec<u8>, status: Status, now: i64) {
     buf.extend_from_slice(b"HTTP/1.1 ");
     let code = status.0.min(999);
     buf.extend_from_slice(&[
@@ -292,7 +292,7 @@ pub fn start_head_at(buf: &mut Vec<u8>, status: Status, now: SystemTime) {
     ]);
     buf.extend_from_slice(status.reason().as_bytes());
     buf.extend_from_slice(b"\r\nServer: stoke\r\nDate: ");
-    date::with_imf_fixdate(now, |date| buf.extend_from_slice(date.as_bytes()));
+    date::with_imf_fixdate_of_seconds(now, |date| buf.extend_from_slice(date.as_bytes()));
     buf.extend_from_slice(b"\r\n");
 }
 

@@ -144,9 +144,13 @@ pub(super) fn serve(
     if prepared.may_have_sidecar && !no_sidecars(site, hit, prepared, relative, now_secs) {
         return None;
     }
-    if !prepared.compressible.is_empty() {
-        // As `serve_file` decides, with no sidecar on offer.
-        let accept = AcceptEncoding::parse(fields.accept_encoding.as_deref());
+    // As `serve_file` decides, with no sidecar on offer. No
+    // `Accept-Encoding` at all means identity only (`AcceptEncoding::parse`).
+    if let (false, Some(accept)) = (
+        prepared.compressible.is_empty(),
+        fields.accept_encoding.as_deref(),
+    ) {
+        let accept = AcceptEncoding::parse(Some(accept));
         let chosen = accept.choose(false, false);
         if compress::pick(&accept, chosen, prepared.compressible).is_some() {
             return None;
@@ -172,7 +176,7 @@ pub(super) fn serve(
     };
     let persistence = Persistence::for_request(req);
     let mut head = Vec::with_capacity(HEAD_EXTRA + lines.len());
-    response::start_head_at(&mut head, status, now);
+    response::start_head_at(&mut head, status, now_secs);
     head.extend_from_slice(lines);
     head.extend_from_slice(persistence.head_end());
     let mut chunks = Vec::with_capacity(2);

@@ -139,16 +139,19 @@ pub fn plain<'a>(raw: &'a str, index: &str, buf: &'a mut [u8; PLAIN_MAX]) -> Opt
     if dir.is_empty() && !rest.is_empty() {
         return None;
     }
-    if !dir.is_empty() {
-        for segment in dir.split('/') {
-            let bytes = segment.as_bytes();
-            let clean = bytes
-                .iter()
-                .all(|&b| (0x21..0x7f).contains(&b) && b != b'%');
-            if bytes.first().is_none_or(|&b| b == b'.') || !clean {
-                return None;
-            }
+    // One pass over the bytes; `previous` is `/` at the start of a segment.
+    let mut previous = b'/';
+    for &b in dir.as_bytes() {
+        if previous == b'/' && (b == b'.' || b == b'/') {
+            return None;
         }
+        if !(0x21..0x7f).contains(&b) || b == b'%' {
+            return None;
+        }
+        previous = b;
+    }
+    if previous == b'/' && !dir.is_empty() {
+        return None;
     }
     if !trailing_slash {
         return Some(Path::new(dir));
