@@ -74,7 +74,8 @@ impl Status {
 pub enum Chunk {
     /// Bytes in memory: the head, small files, multipart boundaries.
     Bytes(Vec<u8>),
-    /// Bytes in memory shared with other responses (a cached listing page):
+    /// Bytes in memory shared with other responses (a cached file, a
+    /// compressed variant, a listing page):
     /// a client that does not read pins no copy of its own.
     Shared(Arc<[u8]>),
     /// `len` bytes of `file` from `offset`, sent with `sendfile`. The file is

@@ -1,8 +1,8 @@
 //! Where a response body's bytes come from ([`Source`]: an open file, or a
 //! small file's bytes in memory) and how they are laid out as chunks: one
 //! stretch of a file ([`single_body`]; small ones read into the head's
-//! buffer so head and body leave in one `writev`) or several ranges as
-//! `multipart/byteranges` ([`multipart`]).
+//! buffer, bytes already in memory shared, so head and body leave in one
+//! `writev`) or several ranges as `multipart/byteranges` ([`multipart`]).
 //!
 //! Runs on: worker threads.
 
@@ -119,9 +119,10 @@ pub(super) fn single_body(
             let whole = offset == 0 && len == data.len() as u64;
             if head_only {
                 chunks.push(Chunk::Bytes(bytes));
-            } else if whole && len > SMALL_FILE {
-                // A large compressed variant is shared with the cache, not
-                // copied.
+            } else if whole && len > 0 {
+                // Bytes from a cache (the file's, or a compressed
+                // variant's) are shared, not copied: the `writev` takes
+                // head and body as two slices all the same.
                 chunks.push(Chunk::Bytes(bytes));
                 chunks.push(Chunk::Shared(data));
             } else {
