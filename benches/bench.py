@@ -30,7 +30,9 @@ Sections (BENCH_SECTIONS, default all, in this order):
   https         stoke --listen-tls vs nginx `listen ... ssl`, the same ECDSA
                 P-256 certificate (openssl, temp dir): keep-alive 1 KiB at
                 64 connections, `Connection: close` at 64, and `openssl
-                s_time -new` (full handshakes) if openssl is there.
+                s_time -new` (full handshakes) if openssl is there; then
+                stoke alone: a plain keep-alive probe's latency beside
+                s_time handshakes (RSA-2048) on the same process.
 
 Every point is bounded in time and wrapped so that one failure is recorded
 in the report and the run goes on. Knobs (defaults; BENCH_QUICK=1 in []):
@@ -755,12 +757,13 @@ HTTPS_LOADS = [
 ]
 
 
-def s_time(srv: bl.Server, seconds: int) -> dict:
+def s_time(srv: bl.Server, seconds: int, port: int | None = None) -> dict:
     """S_TIME_CLIENTS parallel `openssl s_time -new` (a full handshake per
-    connection, one GET /index.html each) for `seconds`; connections done
-    and the server tree's CPU meanwhile."""
-    argv = [bl.which("openssl"), "s_time", "-connect", f"127.0.0.1:{srv.port}", "-new",
-            "-time", str(seconds), "-www", "/index.html"]
+    connection, one GET /index.html each) for `seconds` against `port`
+    (default the server's); connections done and the server tree's CPU
+    meanwhile."""
+    argv = [bl.which("openssl"), "s_time", "-connect", f"127.0.0.1:{port or srv.port}",
+            "-new", "-time", str(seconds), "-www", "/index.html"]
     cpu0, _ = bl.tree_cpu(srv.pid)
     t0 = time.monotonic()
     procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -824,6 +827,54 @@ def section_https(run: Run, servers: list[str]) -> None:
                     run.fail("https", f"s_time {name} round {rnd + 1}", e)
     finally:
         for srv in live.values():
+            srv.stop()
+    if "stoke" in wanted:
+        handshake_stall(run, res)
+
+
+# A handshake costs far more CPU than a cached request (RSA-2048 most): a
+# plain keep-alive probe on the same stoke shows whether handshakes stall
+# the connections beside them (issue #11).
+STALL_PROBE_CONNS = 8
+
+
+def handshake_stall(run: Run, res: dict) -> None:
+    """stoke with a plain and a TLS listener (RSA-2048): wrk's plain 1 KiB
+    keep-alive probe alone, then while S_TIME_CLIENTS `s_time -new` run
+    full handshakes on the TLS port; ROUNDS rounds, alternating."""
+    import threading
+    out = res.setdefault("stall", {"alone": [], "handshakes": [], "s_time": []})
+    srv = None
+    try:
+        cert, key = bl.make_cert(run.tmp / "tls-rsa", kind="rsa")
+        port, tls_port = bl.free_port(), bl.free_port()
+        srv = bl.stoke_server(run.root, port, WORKERS, run.workdir("stoke-stall"), [
+            "--max-connections", str(bl.MAX_CONNECTIONS), "--keepalive-timeout",
+            str(KEEPALIVE_S), "--shutdown-timeout", "2", "--listen-tls",
+            f"127.0.0.1:{tls_port}", "--tls-cert", cert, "--tls-key", key])
+        srv.start(port)
+        lua = lua_file(run)
+        argv = bl.wrk_argv(port, "/index.html", STALL_PROBE_CONNS, SECONDS, lua, threads=1)
+        run.commands["https stall probe"] = template_cmd(argv, port, lua) + (
+            f"  (alone, then beside {S_TIME_CLIENTS} x openssl s_time -connect "
+            f"127.0.0.1:$TLSPORT -new -time {SECONDS} -www /index.html; RSA-2048)")
+        for rnd in range(ROUNDS):
+            bl.log(f"https: stall probe round {rnd + 1} (load {bl.loadavg()})")
+            out["alone"].append(bl.measure(srv, argv, SECONDS))
+            got: dict = {}
+            t = threading.Thread(target=lambda: got.update(s_time(srv, SECONDS, tls_port)))
+            t.start()
+            try:
+                out["handshakes"].append(bl.measure(srv, argv, SECONDS))
+            finally:
+                t.join(SECONDS + 60)
+            if got:
+                out["s_time"].append(got)
+    except (bl.StartError, OSError, RuntimeError, ValueError, IndexError,
+            subprocess.TimeoutExpired) as e:
+        run.fail("https", "stall probe", e)
+    finally:
+        if srv is not None:
             srv.stop()
 
 
@@ -975,7 +1026,35 @@ def https_report(run: Run) -> list[str]:
             f"{bl.fmt_num(s['req_per_cpu'])} | – | "
             f"{fmt_ratio(ratio(st['rps'], s['rps'])) if peer else ''} | "
             f"{fmt_ratio(ratio(st['req_per_cpu'], s['req_per_cpu'])) if peer else ''} |")
-    return lines + [""]
+    lines.append("")
+    stall = h.get("stall")
+    if stall and stall["alone"] and stall["handshakes"]:
+        def med(runs: list[dict], k: str) -> float:
+            return bl.median([w[k] for w in runs])
+
+        def rps(runs: list[dict]) -> str:
+            return bl.fmt_num(bl.median([w["requests"] / (w["secs"] or 1) for w in runs]))
+        hs = (bl.median([r["conns"] / r["secs"] for r in stall["s_time"]])
+              if stall["s_time"] else None)
+        lines += [
+            "**Do handshakes stall the other connections?** One stoke with a plain and a "
+            "TLS listener (RSA-2048 certificate, where a handshake costs most: ~0.9 ms of "
+            f"signing), {WORKERS} workers: wrk's plain keep-alive 1 KiB probe "
+            f"({STALL_PROBE_CONNS} connections, 1 thread) alone, then while "
+            f"{S_TIME_CLIENTS} `openssl s_time -new` clients do full handshakes on the TLS "
+            "port. stoke signs on its workers, not on the event loop, so the probe's "
+            f"latency should rise only by the CPU the handshakes take; {ROUNDS} round(s), "
+            "medians.", "",
+            "| probe | req/s | p50 | p99 | handshakes/s |", "|---|--:|--:|--:|--:|",
+            f"| alone | {rps(stall['alone'])} | "
+            f"{bl.fmt_ms(med(stall['alone'], 'p50_us'))} | "
+            f"{bl.fmt_ms(med(stall['alone'], 'p99_us'))} | – |",
+            f"| beside {S_TIME_CLIENTS} `s_time -new` | "
+            f"{rps(stall['handshakes'])} | "
+            f"{bl.fmt_ms(med(stall['handshakes'], 'p50_us'))} | "
+            f"{bl.fmt_ms(med(stall['handshakes'], 'p99_us'))} | "
+            f"{bl.fmt_num(hs) if hs is not None else '–'} |", ""]
+    return lines
 
 
 def report(run: Run, servers: list[str], started: float, load_before: str) -> str:

@@ -787,16 +787,19 @@ def encoded_get(port: int, path: str, accept: str,
         conn.close()
 
 
-def make_cert(dest: Path) -> tuple[Path, Path]:
-    """A self-signed ECDSA P-256 certificate for 127.0.0.1 made by openssl
-    into dest; returns (cert, key). Raises StartError without openssl."""
+def make_cert(dest: Path, kind: str = "ec") -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 made by openssl into dest,
+    ECDSA P-256 (kind "ec") or RSA-2048 (kind "rsa"); returns (cert, key).
+    Raises StartError without openssl."""
     exe = which("openssl")
     if not exe:
         raise StartError("openssl not installed")
     dest.mkdir(parents=True, exist_ok=True)
-    crt, key = dest / "ec.crt", dest / "ec.key"
+    crt, key = dest / f"{kind}.crt", dest / f"{kind}.key"
+    newkey = (["-newkey", "rsa:2048"] if kind == "rsa"
+              else ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
     out = subprocess.run(
-        [exe, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+        [exe, "req", "-x509", *newkey,
          "-nodes", "-keyout", str(key), "-out", str(crt), "-days", "2",
          "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"],
         capture_output=True, text=True, timeout=30)

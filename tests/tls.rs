@@ -478,3 +478,172 @@ fn sighup_reloads_the_certificate_without_dropping_connections() {
     assert_eq!(tls_get(&mut third, "/a.txt").status, 200);
     assert_eq!(tls_get(&mut old, "/a.txt").status, 200);
 }
+
+/// A server with a plain listener (`addrs[0]`) and a TLS one (`addrs[1]`)
+/// on one event loop with two workers, presenting a certificate that also
+/// names the test hook's held server name; and `a.txt` to fetch.
+#[cfg(feature = "test-hooks")]
+fn start_for_held_handshakes(
+    fx: &TlsFixture,
+    adjust: impl FnOnce(&mut stoke::Config),
+) -> (
+    Vec<SocketAddr>,
+    stoke::server::Handle,
+    std::thread::JoinHandle<()>,
+) {
+    use stoke::tls::test_hook::HELD_SERVER_NAME;
+    fx.root.write("a.txt", "a\n");
+    let issued = fx.ca.issue(fx.certs.path(), "held", |p| {
+        p.subject_alt_names.push(rcgen::SanType::DnsName(
+            HELD_SERVER_NAME.try_into().unwrap(),
+        ));
+    });
+    let mut config = fx.config();
+    config.tls = Some(stoke::config::TlsFiles {
+        cert: issued.cert,
+        key: issued.key,
+    });
+    config.listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
+    // The model with a pool (`reactor-inline` signs on its loop by design).
+    // One loop: the plain request must be served by the loop that holds
+    // the TLS connection. Two workers: one may be held in the handshake,
+    // the other answers the plain request.
+    config.model = stoke::models::Model::Reactor;
+    config.reactors = 1;
+    config.threads = 2;
+    adjust(&mut config);
+    let server = Server::bind(config).unwrap();
+    let addrs = server.local_addrs().to_vec();
+    let handle = server.handle();
+    let thread = std::thread::spawn(move || {
+        server.run().unwrap();
+    });
+    (addrs, handle, thread)
+}
+
+/// Regression (issue #11: every TLS handshake's expensive step, the key
+/// exchange and the certificate signature, ran on the reactor, stalling
+/// every other connection of that loop meanwhile): a handshake held inside
+/// the certificate resolution (the test hook) holds a pool worker, not the
+/// event loop, so a plain request to the same loop is answered meanwhile;
+/// once released, the held handshake completes and is served too.
+#[cfg(feature = "test-hooks")]
+#[test]
+fn tls_handshake_does_not_stall_the_reactor() {
+    use std::io::BufReader;
+    use stoke::tls::test_hook::{Hold, HELD_SERVER_NAME};
+    let fx = TlsFixture::new("tls-nostall");
+    let (addrs, handle, thread) = start_for_held_handshakes(&fx, |_| {});
+    let hold = Hold::new();
+    let config = client_config(&fx.ca, &[b"http/1.1"]);
+    let tls_addr = addrs[1];
+    let client = std::thread::spawn(move || {
+        let mut tls = tls_connect_to(tls_addr, &config, HELD_SERVER_NAME);
+        let r = tls_get(&mut tls, "/a.txt");
+        (r.status, r.text())
+    });
+    let held_on = hold
+        .wait_entered(IO_TIMEOUT)
+        .expect("the handshake never reached the certificate resolution");
+
+    // The handshake is held now. A plain request to the same loop:
+    let mut s = connect(addrs[0]);
+    s.write_all(b"GET /a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let plain = read_response(&mut BufReader::new(s), false);
+    let plain = plain.unwrap_or_else(|e| {
+        panic!(
+            "plain request not answered while a TLS handshake was held ({e}): the loop is stalled"
+        )
+    });
+    assert_eq!((plain.status, plain.text().as_str()), (200, "a\n"));
+    assert!(
+        held_on.starts_with("stoke-worker-"),
+        "the handshake's signing step ran on {held_on:?}, not on a pool worker"
+    );
+
+    drop(hold);
+    let (status, body) = client.join().unwrap();
+    assert_eq!((status, body.as_str()), (200, "a\n"));
+    handle.shutdown();
+    thread.join().unwrap();
+}
+
+/// A handshake held in its expensive step past the handshake deadline: the
+/// connection is closed on time (the deadline still runs while a worker
+/// has its ClientHello), the late result is dropped, and the signing slot
+/// it held comes back (later handshakes are not left waiting for it).
+#[cfg(feature = "test-hooks")]
+#[test]
+fn handshake_held_past_its_deadline_is_closed_and_its_late_result_dropped() {
+    use stoke::tls::test_hook::{Hold, HELD_SERVER_NAME};
+    let fx = TlsFixture::new("tls-held-late");
+    let (addrs, handle, thread) = start_for_held_handshakes(&fx, |c| {
+        c.header_timeout = Duration::from_millis(300);
+        // One worker: the held handshake takes the only signing slot.
+        c.threads = 1;
+    });
+    let hold = Hold::new();
+    let config = client_config(&fx.ca, &[b"http/1.1"]);
+    let tcp = connect(addrs[1]);
+    let name = rustls::pki_types::ServerName::try_from(HELD_SERVER_NAME).unwrap();
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::clone(&config), name).unwrap();
+    let mut tcp = tcp;
+    conn.write_tls(&mut tcp).unwrap();
+    hold.wait_entered(IO_TIMEOUT)
+        .expect("the handshake never reached the certificate resolution");
+    assert!(
+        closed_by_server(&mut tcp),
+        "a handshake held past the head timeout was not closed"
+    );
+    drop(hold);
+    // The slot is back: a new handshake completes and is served.
+    let mut tls = tls_connect(addrs[1], &config);
+    let r = tls_get(&mut tls, "/a.txt");
+    assert_eq!((r.status, r.text().as_str()), (200, "a\n"));
+    handle.shutdown();
+    thread.join().unwrap();
+}
+
+/// TLS reads file bodies with `pread` on the reactor (no `sendfile` under
+/// TLS); they must not wait for the disk either. Pages evicted from the
+/// page cache mid-download are warmed by a worker before the reactor reads
+/// them (`Transport::file_ready` is asked before every chunk, TLS or not).
+#[test]
+fn tls_file_reads_of_evicted_pages_are_warmed_off_the_reactor() {
+    use stoke::sys::page_cache::{self, Residency};
+    const MIB: usize = 1024 * 1024;
+    let fx = TlsFixture::new("tls-cold");
+    let body = pattern(16 * MIB, 21);
+    let path = fx.root.write("cold.bin", &body);
+    std::fs::File::open(&path).unwrap().sync_all().unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    let server = TestServer::with_config(fx.config());
+    let mut tls = tls_connect(server.addr, &client_config(&fx.ca, &[]));
+    write!(tls, "GET /cold.bin HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    tls.flush().unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        tls.read_exact(&mut b).unwrap();
+        head.push(b[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200 "), "{head:?}");
+    // Take the first MiB (the rest is unsent: socket buffers and rustls'
+    // queue hold far less than 15 MiB), then drop the file's pages.
+    let mut got = vec![0u8; body.len()];
+    tls.read_exact(&mut got[..MIB]).unwrap();
+    let warmups = server.file_warmups();
+    let cold = page_cache::evict(&file)
+        && page_cache::probe(&file, 12 * MIB as u64) == Residency::NotCached;
+    tls.read_exact(&mut got[MIB..]).unwrap();
+    assert!(got == body, "the body differs from the file");
+    if cold {
+        assert!(
+            server.file_warmups() > warmups,
+            "evicted pages were read on the reactor"
+        );
+    } else {
+        println!("SKIPPED the warm-up check: cannot evict pages here (tmpfs?)");
+    }
+}

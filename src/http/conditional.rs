@@ -179,12 +179,17 @@ pub fn last_modified(mtime: Option<SystemTime>, now: SystemTime) -> Option<Syste
 /// contain a quote.
 pub fn make_etag(len: u64, mtime: SystemTime, coding: &str) -> String {
     let (secs, nanos) = super::date::unix_parts(mtime);
+    let mut tag = String::with_capacity(48);
+    tag.push('"');
+    push_hex(&mut tag, len);
+    tag.push('-');
     // `as` reinterprets the sign bit: the two's-complement spelling above.
-    let mut tag = format!("\"{len:x}-{:x}", secs as u64);
+    push_hex(&mut tag, secs as u64);
     // Nanoseconds catch edits within the same second; omitted when zero
     // (filesystems with coarse timestamps) to keep the tag short.
     if nanos != 0 {
-        tag.push_str(&format!(".{nanos:x}"));
+        tag.push('.');
+        push_hex(&mut tag, u64::from(nanos));
     }
     if !coding.is_empty() && !coding.eq_ignore_ascii_case("identity") {
         tag.push('-');
@@ -192,6 +197,22 @@ pub fn make_etag(len: u64, mtime: SystemTime, coding: &str) -> String {
     }
     tag.push('"');
     tag
+}
+
+/// Appends `n` in lower-case hex, as `{:x}` would, without `fmt`.
+fn push_hex(out: &mut String, n: u64) {
+    let mut digits = [0u8; 16];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b"0123456789abcdef"[(n & 0xf) as usize];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[at..].iter().map(|&d| char::from(d)));
 }
 
 /// Truncates a time to whole seconds (towards the past).

@@ -10,8 +10,7 @@
 //!
 //! Runs on: any thread (workers, the reactor, the logger).
 
-use std::cell::RefCell;
-use std::fmt::Write as _;
+use std::cell::Cell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Seconds in a day; UNIX time ignores leap seconds, so every day has exactly
@@ -126,25 +125,50 @@ fn month_name(c: &Civil) -> &'static str {
         .unwrap_or("Jan")
 }
 
+/// Length of an IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.
+pub const IMF_FIXDATE_LEN: usize = 29;
+
 /// `Sun, 06 Nov 1994 08:49:37 GMT`, the IMF-fixdate of RFC 9110 §5.6.7.
 pub fn imf_fixdate(t: SystemTime) -> String {
-    let c = formattable(t);
-    let mut out = String::with_capacity(29);
-    let _ = write!(
-        out,
-        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
-        DAY_NAMES
-            .get(usize::from(c.weekday))
-            .copied()
-            .unwrap_or("Sun"),
-        c.day,
-        month_name(&c),
-        c.year,
-        c.hour,
-        c.minute,
-        c.second
-    );
+    imf_fixdate_bytes(t)
+        .iter()
+        .map(|&b| char::from(b))
+        .collect()
+}
+
+/// [`imf_fixdate`] into a fixed buffer: no allocation and no `fmt`, for
+/// the `Date` of every response and a cached file's `Last-Modified`.
+pub fn imf_fixdate_bytes(t: SystemTime) -> [u8; IMF_FIXDATE_LEN] {
+    imf_fixdate_of_seconds(unix_seconds(t))
+}
+
+/// [`imf_fixdate_bytes`] of UNIX seconds.
+fn imf_fixdate_of_seconds(seconds: i64) -> [u8; IMF_FIXDATE_LEN] {
+    let c = civil_from_unix(seconds.clamp(FIRST_FORMATTABLE, LAST_FORMATTABLE));
+    let day_name = DAY_NAMES
+        .get(usize::from(c.weekday))
+        .copied()
+        .unwrap_or("Sun");
+    let mut out = *b"Sun, 00 Jan 0000 00:00:00 GMT";
+    out[..3].copy_from_slice(day_name.as_bytes());
+    two_digits(&mut out[5..7], c.day);
+    out[8..11].copy_from_slice(month_name(&c).as_bytes());
+    // `formattable` clamps the year to 0..=9999.
+    let year = u16::try_from(c.year).unwrap_or(0);
+    two_digits(&mut out[12..14], (year / 100 % 100) as u8);
+    two_digits(&mut out[14..16], (year % 100) as u8);
+    two_digits(&mut out[17..19], c.hour);
+    two_digits(&mut out[20..22], c.minute);
+    two_digits(&mut out[23..25], c.second);
     out
+}
+
+/// Writes `v` (0..=99) as two ASCII digits into `out` (two bytes).
+fn two_digits(out: &mut [u8], v: u8) {
+    if let [tens, ones] = out {
+        *tens = b'0' + v / 10 % 10;
+        *ones = b'0' + v % 10;
+    }
 }
 
 /// `10/Oct/2000:13:55:36 +0000`, the Common Log Format time, in UTC.
@@ -162,21 +186,37 @@ pub fn clf_time(t: SystemTime) -> String {
 }
 
 /// Calls `f` with the current time as an IMF-fixdate. Every response and
-/// every log line needs one, so each thread keeps the string of the current
-/// second and formats again only when the second changes.
+/// every log line needs one, so each thread keeps the text of the current
+/// second in a fixed buffer and formats again only when the second
+/// changes: per thread rather than shared, so a hit reads no cache line
+/// that another worker writes, and no lock is needed; the price is one
+/// formatting per thread per second.
 pub fn with_imf_fixdate_now<R>(f: impl FnOnce(&str) -> R) -> R {
+    with_imf_fixdate(SystemTime::now(), f)
+}
+
+/// [`with_imf_fixdate_now`] for a "now" the caller already has.
+pub fn with_imf_fixdate<R>(now: SystemTime, f: impl FnOnce(&str) -> R) -> R {
+    with_imf_fixdate_of_seconds(unix_seconds(now), f)
+}
+
+/// [`with_imf_fixdate`] for a "now" the caller has as UNIX seconds.
+pub fn with_imf_fixdate_of_seconds<R>(secs: i64, f: impl FnOnce(&str) -> R) -> R {
     thread_local! {
-        static CACHE: RefCell<(i64, String)> = const { RefCell::new((i64::MIN, String::new())) };
+        static CACHE: Cell<(i64, [u8; IMF_FIXDATE_LEN])> =
+            const { Cell::new((i64::MIN, [b' '; IMF_FIXDATE_LEN])) };
     }
-    let now = SystemTime::now();
-    let secs = unix_seconds(now);
-    CACHE.with(|cell| {
-        let mut cache = cell.borrow_mut();
-        if cache.0 != secs {
-            *cache = (secs, imf_fixdate(now));
+    let text = CACHE.with(|cell| {
+        let (cached, text) = cell.get();
+        if cached == secs {
+            return text;
         }
-        f(&cache.1)
-    })
+        let text = imf_fixdate_of_seconds(secs);
+        cell.set((secs, text));
+        text
+    });
+    // Only ASCII is ever written (see `imf_fixdate_bytes`).
+    f(std::str::from_utf8(&text).unwrap_or("Thu, 01 Jan 1970 00:00:00 GMT"))
 }
 
 #[cfg(test)]
@@ -271,6 +311,26 @@ mod tests {
             assert_eq!(imf_fixdate(t).len(), 29);
             let _ = clf_time(t);
         }
+    }
+
+    /// The per-second cache never serves the previous second's text, and
+    /// within a second gives what formatting afresh gives.
+    #[test]
+    fn the_cached_date_follows_the_clock() {
+        let t = at(784_111_777);
+        let read = |t| with_imf_fixdate(t, str::to_owned);
+        assert_eq!(read(t), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(
+            read(t + Duration::from_millis(999)),
+            "Sun, 06 Nov 1994 08:49:37 GMT"
+        );
+        assert_eq!(
+            read(t + Duration::from_secs(1)),
+            "Sun, 06 Nov 1994 08:49:38 GMT"
+        );
+        // Backwards too (the clock may be set back).
+        assert_eq!(read(t), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(read(at(0)), "Thu, 01 Jan 1970 00:00:00 GMT");
     }
 
     #[test]

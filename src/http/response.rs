@@ -11,6 +11,7 @@
 
 use std::fs::File;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use super::date;
 use super::request::{Method, RequestHead};
@@ -73,7 +74,8 @@ impl Status {
 pub enum Chunk {
     /// Bytes in memory: the head, small files, multipart boundaries.
     Bytes(Vec<u8>),
-    /// Bytes in memory shared with other responses (a cached listing page):
+    /// Bytes in memory shared with other responses (a cached file, a
+    /// compressed variant, a listing page):
     /// a client that does not read pins no copy of its own.
     Shared(Arc<[u8]>),
     /// `len` bytes of `file` from `offset`, sent with `sendfile`. The file is
@@ -162,6 +164,16 @@ impl Persistence {
     pub fn closes(self) -> bool {
         self == Persistence::Close
     }
+
+    /// The end of a head: the `Connection` line this decision needs, if
+    /// any, and the empty line.
+    pub fn head_end(self) -> &'static [u8] {
+        match self {
+            Persistence::Close => b"Connection: close\r\n\r\n",
+            Persistence::KeepAlive => b"\r\n",
+            Persistence::KeepAliveHttp10 => b"Connection: keep-alive\r\n\r\n",
+        }
+    }
 }
 
 /// Whether a response carries its body.
@@ -227,40 +239,80 @@ pub struct HeadBuilder {
 impl HeadBuilder {
     pub fn new(status: Status) -> HeadBuilder {
         let mut buf = Vec::with_capacity(256);
-        buf.extend_from_slice(b"HTTP/1.1 ");
-        buf.extend_from_slice(itoa3(status.0).as_bytes());
-        buf.push(b' ');
-        buf.extend_from_slice(status.reason().as_bytes());
-        buf.extend_from_slice(b"\r\nServer: stoke\r\nDate: ");
-        date::with_imf_fixdate_now(|now| buf.extend_from_slice(now.as_bytes()));
-        buf.extend_from_slice(b"\r\n");
+        start_head(&mut buf, status);
         HeadBuilder { buf }
     }
 
     pub fn header(&mut self, name: &str, value: &str) -> &mut HeadBuilder {
-        self.buf.extend_from_slice(name.as_bytes());
-        self.buf.extend_from_slice(b": ");
-        self.buf.extend_from_slice(value.as_bytes());
-        self.buf.extend_from_slice(b"\r\n");
+        push_header(&mut self.buf, name, value);
+        self
+    }
+
+    /// Header lines already written by [`push_header`].
+    pub fn lines(&mut self, lines: &[u8]) -> &mut HeadBuilder {
+        self.buf.extend_from_slice(lines);
         self
     }
 
     pub fn content_length(&mut self, len: u64) -> &mut HeadBuilder {
-        self.header("Content-Length", &len.to_string())
+        let mut digits = [0; MAX_DECIMAL_LEN];
+        self.header("Content-Length", decimal(len, &mut digits))
     }
 
     /// Ends the head with what `persistence` says about the connection.
     pub fn finish(mut self, persistence: Persistence) -> Vec<u8> {
-        match persistence {
-            Persistence::Close => self.buf.extend_from_slice(b"Connection: close\r\n"),
-            Persistence::KeepAlive => {}
-            Persistence::KeepAliveHttp10 => {
-                self.buf.extend_from_slice(b"Connection: keep-alive\r\n")
-            }
-        }
-        self.buf.extend_from_slice(b"\r\n");
+        self.buf.extend_from_slice(persistence.head_end());
         self.buf
     }
+}
+
+/// One header line, `name: value` and CRLF.
+pub fn push_header(buf: &mut Vec<u8>, name: &str, value: &str) {
+    buf.extend_from_slice(name.as_bytes());
+    buf.extend_from_slice(b": ");
+    buf.extend_from_slice(value.as_bytes());
+    buf.extend_from_slice(b"\r\n");
+}
+
+/// The first lines of every head: status line, `Server` and `Date`.
+/// [`HeadBuilder::new`] starts with them, and so does a cached file's
+/// prepared answer (`site::prepared`), so both write the same bytes.
+pub fn start_head(buf: &mut Vec<u8>, status: Status) {
+    start_head_at(buf, status, date::unix_seconds(SystemTime::now()));
+}
+
+/// [`start_head`] with the `Date` of `now`, in UNIX seconds.
+pub fn start_head_at(buf: &mut Vec<u8>, status: Status, now: i64) {
+    buf.extend_from_slice(b"HTTP/1.1 ");
+    let code = status.0.min(999);
+    buf.extend_from_slice(&[
+        b'0' + (code / 100) as u8,
+        b'0' + (code / 10 % 10) as u8,
+        b'0' + (code % 10) as u8,
+        b' ',
+    ]);
+    buf.extend_from_slice(status.reason().as_bytes());
+    buf.extend_from_slice(b"\r\nServer: stoke\r\nDate: ");
+    date::with_imf_fixdate_of_seconds(now, |date| buf.extend_from_slice(date.as_bytes()));
+    buf.extend_from_slice(b"\r\n");
+}
+
+/// Digits of the largest `u64`.
+pub const MAX_DECIMAL_LEN: usize = 20;
+
+/// `n` in decimal, written into `buf` without `fmt` or allocation.
+pub fn decimal(mut n: u64, buf: &mut [u8; MAX_DECIMAL_LEN]) -> &str {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    std::str::from_utf8(&buf[at..]).unwrap_or("0")
 }
 
 /// Makes a head finished by [`HeadBuilder::finish`] for a kept connection
@@ -286,10 +338,6 @@ pub fn rewrite_head_to_close(bytes: &mut Vec<u8>) {
     }
 }
 
-fn itoa3(code: u16) -> String {
-    format!("{code:03}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,6 +349,32 @@ mod tests {
         let head = String::from_utf8(b.finish(Persistence::Close)).unwrap();
         assert!(head.starts_with("HTTP/1.1 404 Not Found\r\nServer: stoke\r\nDate: "));
         assert!(head.ends_with("Content-Length: 3\r\nConnection: close\r\n\r\n"));
+    }
+
+    #[test]
+    fn decimal_matches_display() {
+        let mut buf = [0; MAX_DECIMAL_LEN];
+        for n in (0..2_000u64).chain([9_999, 10_000, u64::from(u32::MAX), u64::MAX - 1, u64::MAX]) {
+            assert_eq!(decimal(n, &mut buf), n.to_string());
+        }
+        let mut n = 1u64;
+        while let Some(next) = n.checked_mul(7) {
+            assert_eq!(decimal(n, &mut buf), n.to_string());
+            assert_eq!(decimal(n - 1, &mut buf), (n - 1).to_string());
+            n = next;
+        }
+    }
+
+    #[test]
+    fn status_lines() {
+        for (status, line) in [
+            (Status::OK, "HTTP/1.1 200 OK\r\n"),
+            (Status::NOT_MODIFIED, "HTTP/1.1 304 Not Modified\r\n"),
+            (Status(99), "HTTP/1.1 099 Unknown\r\n"),
+        ] {
+            let head = HeadBuilder::new(status).finish(Persistence::KeepAlive);
+            assert!(head.starts_with(line.as_bytes()), "{line}");
+        }
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Where a response body's bytes come from ([`Source`]: an open file, or a
 //! small file's bytes in memory) and how they are laid out as chunks: one
 //! stretch of a file ([`single_body`]; small ones read into the head's
-//! buffer so head and body leave in one `writev`) or several ranges as
-//! `multipart/byteranges` ([`multipart`]).
+//! buffer, bytes already in memory shared, so head and body leave in one
+//! `writev`) or several ranges as `multipart/byteranges` ([`multipart`]).
 //!
 //! Runs on: worker threads.
 
@@ -29,7 +29,19 @@ pub(super) enum Source {
         data: Arc<[u8]>,
         /// From the cache: no sidecar exists while the directory has this stamp.
         no_sidecars_in: Option<FileStamp>,
+        prepare: Prepare,
     },
+}
+
+/// Whether the answer made from a [`Source::Memory`] is to be kept in the
+/// cache as the file's prepared answer (`site::prepared`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Prepare {
+    /// The bytes are the cache's, and no answer is prepared for this
+    /// version yet.
+    Wanted,
+    /// Prepared already, or not the cache's bytes (a compressed variant).
+    NotWanted,
 }
 
 impl Source {
@@ -41,10 +53,15 @@ impl Source {
         }
     }
 
-    pub(super) fn cached(data: Arc<[u8]>, no_sidecars_in: Option<FileStamp>) -> Source {
+    pub(super) fn cached(
+        data: Arc<[u8]>,
+        no_sidecars_in: Option<FileStamp>,
+        prepare: Prepare,
+    ) -> Source {
         Source::Memory {
             data,
             no_sidecars_in,
+            prepare,
         }
     }
 
@@ -67,10 +84,13 @@ impl Source {
                 // symlink at all (`sys::stat_beneath`), so a file reached
                 // through a link, or swapped since it was opened, stays out.
                 let stamp = sys::stat_beneath(&site.root, relative);
-                if stamp.is_ok_and(|now| now == FileStamp::of(meta)) {
+                let prepare = if stamp.is_ok_and(|now| now == FileStamp::of(meta)) {
                     site.cache.insert(relative, Arc::clone(&data), meta);
-                }
-                Source::cached(data, None)
+                    Prepare::Wanted
+                } else {
+                    Prepare::NotWanted
+                };
+                Source::cached(data, None, prepare)
             }
             // Shrunk since fstat: leave it to the body writer to fail cleanly.
             Err(_) => Source::File(file),
@@ -99,9 +119,10 @@ pub(super) fn single_body(
             let whole = offset == 0 && len == data.len() as u64;
             if head_only {
                 chunks.push(Chunk::Bytes(bytes));
-            } else if whole && len > SMALL_FILE {
-                // A large compressed variant is shared with the cache, not
-                // copied.
+            } else if whole && len > 0 {
+                // Bytes from a cache (the file's, or a compressed
+                // variant's) are shared, not copied: the `writev` takes
+                // head and body as two slices all the same.
                 chunks.push(Chunk::Bytes(bytes));
                 chunks.push(Chunk::Shared(data));
             } else {
@@ -229,7 +250,7 @@ mod tests {
 
     fn in_memory(data: &[u8]) -> Variant {
         Variant {
-            source: Source::cached(data.into(), None),
+            source: Source::cached(data.into(), None, Prepare::NotWanted),
             meta: std::fs::metadata(env!("CARGO_MANIFEST_DIR")).unwrap(),
             coding: Coding::Identity,
             etag_suffix: "",
@@ -323,7 +344,7 @@ mod tests {
         let req = get("GET");
         let mut head = HeadBuilder::new(Status::OK);
         head.content_length(3);
-        let source = Source::cached(b"abcdef"[..].into(), None);
+        let source = Source::cached(b"abcdef"[..].into(), None, Prepare::NotWanted);
         let r = single_body(Status::OK, head, &req, source, 2, 3, Body::Full, &[]);
         assert_eq!(r.chunks.len(), 1);
         assert!(text(&r.chunks).ends_with("\r\n\r\ncde"));

@@ -11,7 +11,8 @@
 //!
 //! Only files that the normal path opened (beneath the root, after the
 //! dotfile policy) and that a link-free stat of the same path reaches are
-//! inserted, under their decoded relative path. A hit cannot reach anything
+//! inserted, under their decoded relative path (its bytes: `url_path`
+//! normalizes it, so equal paths are equal bytes). A hit cannot reach anything
 //! a fresh resolution would refuse: its stat refuses every symlink on the
 //! path, so it only ever sees the very path `url_path` vetted; a symlink put
 //! anywhere on it, or another inode (or the same inode with a new ctime), is
@@ -31,19 +32,27 @@
 //! bit is clear, and a file's data goes with its last path. A path hit since
 //! the hand last passed survives a sweep of cold ones.
 //!
+//! Each path also keeps what the worker learnt about it: "no `.br`/`.gz`
+//! sidecar while the directory has this stamp", and the file's prepared
+//! answer (`site::prepared`: the head's request-independent lines), which
+//! a hit returns only while it belongs to the cached version of the file.
+//!
 //! Runs on: worker threads, shared by all of them behind one `RwLock`. A hit
-//! takes it for reading only (a hash lookup, two `Arc`/`Metadata` clones and
-//! an atomic reference bit), so hits on many threads do not wait for each
-//! other; insertions, misses and evictions take it for writing.
+//! takes it for reading only (a hash lookup, `Arc` and `Metadata` clones
+//! and an atomic reference bit), so hits on many threads do not wait for
+//! each other; insertions, misses, evictions and the notes above take it
+//! for writing.
 
 use std::collections::hash_map::Entry as MapEntry;
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use super::prepared::Prepared;
 use crate::limits::{MAX_CACHED_BYTES, MAX_CACHED_PATHS};
 use crate::sys::{self, FileStamp};
 
@@ -90,11 +99,17 @@ struct FileData {
 
 /// One indexed path.
 struct Slot {
-    path: Arc<Path>,
+    /// The bytes of the decoded relative path: `url_path` normalizes it, so
+    /// equal paths are equal bytes, and hashing bytes is cheaper than
+    /// hashing a `Path` component by component.
+    path: Arc<[u8]>,
     file: FileId,
     /// The path has no `.br`/`.gz` sidecar as long as its directory has
     /// this stamp (creating, removing or renaming an entry changes it).
     no_sidecars_in: Option<FileStamp>,
+    /// The answer prepared for this path (`site::prepared`), valid while its
+    /// stamp is the file's.
+    prepared: Option<Arc<Prepared>>,
     /// CLOCK's reference bit: set by hits (under the read lock), cleared by
     /// the hand (under the write lock).
     referenced: AtomicBool,
@@ -106,6 +121,8 @@ pub struct Hit {
     pub meta: Metadata,
     /// See [`FileCache::note_no_sidecars`].
     pub no_sidecars_in: Option<FileStamp>,
+    /// See [`FileCache::prepare`]; only for the version hit.
+    pub prepared: Option<Arc<Prepared>>,
 }
 
 pub struct FileCache {
@@ -115,7 +132,7 @@ pub struct FileCache {
 
 #[derive(Default)]
 struct Inner {
-    index: HashMap<Arc<Path>, usize>,
+    index: HashMap<Arc<[u8]>, usize>,
     /// CLOCK's circle; `None` is a free place, listed in `free`.
     slots: Vec<Option<Slot>>,
     free: Vec<usize>,
@@ -150,7 +167,7 @@ impl FileCache {
     pub fn get(&self, root: &File, relative: &Path) -> Option<Hit> {
         let (hit, stamp) = {
             let inner = self.read();
-            let &place = inner.index.get(relative)?;
+            let &place = inner.index.get(key(relative))?;
             let slot = inner.slots.get(place)?.as_ref()?;
             let file = inner.files.get(&slot.file)?;
             // Read first: a bit already set costs no write to a shared line.
@@ -161,6 +178,11 @@ impl FileCache {
                 data: Arc::clone(&file.data),
                 meta: file.meta.clone(),
                 no_sidecars_in: slot.no_sidecars_in,
+                prepared: slot
+                    .prepared
+                    .as_ref()
+                    .filter(|p| p.stamp() == file.stamp)
+                    .map(Arc::clone),
             };
             (hit, file.stamp)
         };
@@ -190,7 +212,7 @@ impl FileCache {
         let path_len = relative.as_os_str().len();
         let mut guard = self.write();
         let inner = &mut *guard;
-        if let Some(&place) = inner.index.get(relative) {
+        if let Some(&place) = inner.index.get(key(relative)) {
             inner.remove_slot(place);
         }
         // Room for the path and the data (none if this version is held
@@ -232,12 +254,13 @@ impl FileCache {
                 });
             }
         }
-        let path: Arc<Path> = Arc::from(relative);
+        let path: Arc<[u8]> = Arc::from(key(relative));
         inner.bytes += path_len;
         let slot = Slot {
             path: Arc::clone(&path),
             file: id,
             no_sidecars_in: None,
+            prepared: None,
             referenced: AtomicBool::new(false),
         };
         let place = match inner.free.pop() {
@@ -257,10 +280,30 @@ impl FileCache {
     /// stamp `dir`: the next hits skip two failing opens.
     pub fn note_no_sidecars(&self, relative: &Path, dir: FileStamp) {
         let mut inner = self.write();
-        if let Some(&place) = inner.index.get(relative) {
+        if let Some(&place) = inner.index.get(key(relative)) {
             if let Some(slot) = inner.slots[place].as_mut() {
                 slot.no_sidecars_in = Some(dir);
             }
+        }
+    }
+
+    /// Keeps `prepared` as `relative`'s answer, if the cached version of the
+    /// file is still the one it was made from.
+    pub fn prepare(&self, relative: &Path, prepared: Arc<Prepared>) {
+        let mut guard = self.write();
+        let inner = &mut *guard;
+        let Some(&place) = inner.index.get(key(relative)) else {
+            return;
+        };
+        let Some(slot) = inner.slots[place].as_mut() else {
+            return;
+        };
+        if inner
+            .files
+            .get(&slot.file)
+            .is_some_and(|file| file.stamp == prepared.stamp())
+        {
+            slot.prepared = Some(prepared);
         }
     }
 
@@ -282,11 +325,16 @@ impl FileCache {
     }
 }
 
+/// The index's key for `relative`.
+fn key(relative: &Path) -> &[u8] {
+    relative.as_os_str().as_bytes()
+}
+
 impl Inner {
     /// Forgets `relative` if it still holds the version `stamp` (another
     /// thread may have cached a newer one since this one was found stale).
     fn remove_stale(&mut self, relative: &Path, stamp: FileStamp) {
-        let Some(&place) = self.index.get(relative) else {
+        let Some(&place) = self.index.get(key(relative)) else {
             return;
         };
         let current = self.slots[place]
@@ -306,7 +354,7 @@ impl Inner {
         };
         self.free.push(place);
         self.index.remove(&slot.path);
-        self.bytes -= slot.path.as_os_str().len();
+        self.bytes -= slot.path.len();
         if let MapEntry::Occupied(mut file) = self.files.entry(slot.file) {
             file.get_mut().paths -= 1;
             if file.get().paths == 0 {

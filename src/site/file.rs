@@ -8,9 +8,11 @@
 use std::fs::{File, Metadata};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::body::{multipart, single_body, Source};
+use super::body::{multipart, single_body, Prepare, Source};
+use super::prepared::{Parts, Prepared};
 use super::resolve::open;
 use super::{compress, error, plain, Site};
 use crate::config::Config;
@@ -19,9 +21,9 @@ use crate::http::date;
 use crate::http::encoding::{AcceptEncoding, Coding};
 use crate::http::range::{self, RangeOutcome};
 use crate::http::request::RequestHead;
-use crate::http::response::{Body, HeadBuilder, Response, Status};
+use crate::http::response::{push_header, Body, HeadBuilder, Response, Status};
 use crate::limits::{SIDECAR_MEMO_SETTLE, SMALL_FILE};
-use crate::sys;
+use crate::sys::{self, FileStamp};
 
 /// Content type from the extension: the user's `--mime` table first, then
 /// mime_guess's; text gets `charset=utf-8`.
@@ -213,7 +215,7 @@ pub(super) fn serve_file(
 
     let variant = match (live, chosen, brotli, gzip) {
         (Some((coding, data)), ..) => Variant {
-            source: Source::cached(data, None),
+            source: Source::cached(data, None, Prepare::NotWanted),
             meta,
             coding,
             etag_suffix: compress::etag_suffix(coding),
@@ -260,22 +262,50 @@ pub(super) fn serve_file(
     };
 
     // Headers shared by 200, 206 and 304.
+    let mut common_lines = Vec::with_capacity(256);
+    if let Some(lm) = &last_modified {
+        push_header(&mut common_lines, "Last-Modified", lm);
+    }
+    push_header(&mut common_lines, "ETag", &etag);
+    push_header(&mut common_lines, "Accept-Ranges", "bytes");
+    for (name, value) in vary {
+        push_header(&mut common_lines, name, value);
+    }
+    if let Some(cc) = &config.cache_control {
+        push_header(&mut common_lines, "Cache-Control", cc);
+    }
+    for (name, value) in &config.headers {
+        push_header(&mut common_lines, name, value);
+    }
     let common = |head: &mut HeadBuilder| {
-        if let Some(lm) = &last_modified {
-            head.header("Last-Modified", lm);
-        }
-        head.header("ETag", &etag);
-        head.header("Accept-Ranges", "bytes");
-        for (name, value) in vary {
-            head.header(name, value);
-        }
-        if let Some(cc) = &config.cache_control {
-            head.header("Cache-Control", cc);
-        }
-        for (name, value) in &config.headers {
-            head.header(name, value);
-        }
+        head.lines(&common_lines);
     };
+
+    // The cache's bytes, served as they are: keep this answer's
+    // request-independent part for the next hits (`site::prepared`). Not
+    // when `Last-Modified` was clamped to now (a file dated in the future):
+    // that one moves with the clock.
+    let identity_from_cache = matches!(
+        &variant.source,
+        Source::Memory {
+            prepare: Prepare::Wanted,
+            ..
+        }
+    ) && variant.coding == Coding::Identity
+        && !has_sidecar;
+    if identity_from_cache && mtime.is_none_or(|m| m <= now) {
+        let prepared = Prepared::new(Parts {
+            stamp: FileStamp::of(&variant.meta),
+            content_type: &ty,
+            common: &common_lines,
+            len,
+            etag: &etag,
+            last_modified: validators.last_modified,
+            may_have_sidecar: may_have_sidecar(&ty),
+            compressible,
+        });
+        site.cache.prepare(relative, Arc::new(prepared));
+    }
 
     let conditions = Conditions {
         if_match: req.if_match(),

@@ -19,7 +19,9 @@
 //!   connection sends head and body in one `writev`; larger ones travel
 //!   as an open `File` for `sendfile`;
 //! - `listing` (rendering) and `listing_cache`, for a directory without an
-//!   index, answered by `serve_listing` here; `cache`, the small-file cache.
+//!   index, answered by `serve_listing` here; `cache`, the small-file cache,
+//!   and `prepared`, a cached file's answer kept with it, so that a plain
+//!   request for it is answered without `file`'s work.
 //!
 //! Runs on: worker threads.
 
@@ -35,6 +37,7 @@ pub mod compress;
 mod file;
 pub mod listing;
 pub mod listing_cache;
+mod prepared;
 mod resolve;
 pub mod url_path;
 pub mod variants;
@@ -331,6 +334,181 @@ mod tests {
             Arc::ptr_eq(&body(&a), &body(&b))
         });
         assert!(shared, "the second request rendered the page again");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    fn parse(raw: &str) -> Box<RequestHead> {
+        let Ok(Parsed::Complete { head, .. }) = request::parse(raw.as_bytes(), 64 * 1024) else {
+            panic!("bad test request {raw:?}");
+        };
+        head
+    }
+
+    /// All the bytes a response sends, with its `Date` line taken out.
+    fn bytes_without_date(r: &Response) -> String {
+        let all: Vec<u8> = r
+            .chunks
+            .iter()
+            .flat_map(|c| c.memory().expect("in memory").to_vec())
+            .collect();
+        let all = String::from_utf8_lossy(&all).into_owned();
+        let start = all.find("\r\nDate: ").expect("a Date line") + 2;
+        let end = start + all[start..].find("\r\n").unwrap() + 2;
+        format!("{}{}", &all[..start], &all[end..])
+    }
+
+    /// A scratch root whose files and directory were last changed an hour
+    /// ago, as a deployed tree is: "no sidecar" may be remembered at once.
+    fn settled_site(test: &str, files: &[(&str, Vec<u8>)]) -> (PathBuf, Config) {
+        let dir = scratch(test);
+        let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for (name, data) in files {
+            fs::write(dir.join(name), data).unwrap();
+            File::options()
+                .write(true)
+                .open(dir.join(name))
+                .unwrap()
+                .set_modified(an_hour_ago)
+                .unwrap();
+        }
+        File::open(&dir).unwrap().set_modified(an_hour_ago).unwrap();
+        let mut config = Config::for_root(&dir).unwrap();
+        config.cache_control = Some("max-age=60".to_owned());
+        config.headers = vec![("X-Frame-Options".to_owned(), "DENY".to_owned())];
+        (dir, config)
+    }
+
+    /// A cached file's prepared answer (`site::prepared`) is the answer
+    /// `serve_file` makes for a cold miss, byte for byte but the `Date`:
+    /// 200, HEAD, 304 by tag and by date, every connection line, for a
+    /// compressible text file (with `Vary`), a short text file, an image
+    /// and an empty file.
+    #[test]
+    fn a_prepared_hit_answers_as_a_cold_miss_does() {
+        let files = [
+            ("page.html", vec![b'h'; 3000]),
+            ("short.txt", b"hello".to_vec()),
+            ("pic.png", vec![7u8; 100]),
+            ("empty.css", Vec::new()),
+        ];
+        let (dir, config) = settled_site("prepared-equals-cold", &files);
+        let config = Arc::new(config);
+        let peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        for (name, data) in &files {
+            let path = format!("/{name}");
+            // The validators, from a first answer.
+            let first = handle(
+                &Site::new(Arc::clone(&config)).unwrap(),
+                &parse(&format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n")),
+                peer,
+            );
+            let head = bytes_without_date(&first);
+            let field = |name: &str| {
+                head.split("\r\n")
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(str::to_owned)
+            };
+            let etag = field("ETag: ").expect("an ETag");
+            let last_modified = field("Last-Modified: ").expect("a Last-Modified");
+            assert_eq!(
+                field("Vary: ").is_some(),
+                *name == "page.html",
+                "{name}: only the compressible one varies"
+            );
+            for extra in [
+                String::new(),
+                format!("If-None-Match: {etag}\r\n"),
+                "If-None-Match: \"other\"\r\n".to_owned(),
+                format!("If-Modified-Since: {last_modified}\r\n"),
+                "Connection: close\r\n".to_owned(),
+                "Accept-Encoding: identity\r\n".to_owned(),
+            ] {
+                for (method, version) in [("GET", "1.1"), ("HEAD", "1.1"), ("GET", "1.0")] {
+                    let raw = format!("{method} {path} HTTP/{version}\r\nHost: t\r\nConnection: keep-alive\r\n{extra}\r\n");
+                    let raw = if extra.starts_with("Connection") {
+                        raw.replace("Connection: keep-alive\r\n", "")
+                    } else {
+                        raw
+                    };
+                    let req = parse(&raw);
+                    let cold = handle(&Site::new(Arc::clone(&config)).unwrap(), &req, peer);
+                    let warm = Site::new(Arc::clone(&config)).unwrap();
+                    handle(
+                        &warm,
+                        &parse(&format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n")),
+                        peer,
+                    );
+                    let likely = Path::new(&path[1..]);
+                    let hit = warm.cache.get(&warm.root, likely).expect("cached");
+                    assert!(hit.prepared.is_some(), "{name}: prepared by the miss");
+                    let fast = prepared::serve(&warm, &req, &hit, likely)
+                        .unwrap_or_else(|| panic!("{raw:?}: not answered from the prepared head"));
+                    assert_eq!(fast.status, cold.status, "{raw:?}");
+                    assert_eq!(fast.close, cold.close, "{raw:?}");
+                    assert_eq!(
+                        bytes_without_date(&fast),
+                        bytes_without_date(&cold),
+                        "{raw:?}"
+                    );
+                    // And through the front door.
+                    let front = handle(&warm, &req, peer);
+                    assert_eq!(
+                        bytes_without_date(&front),
+                        bytes_without_date(&cold),
+                        "{raw:?}"
+                    );
+                    if fast.status == Status::OK && method == "GET" && !data.is_empty() {
+                        assert!(
+                            matches!(front.chunks.as_slice(), [Chunk::Bytes(_), Chunk::Shared(body)] if Arc::ptr_eq(body, &hit.data)),
+                            "{raw:?}: the cached bytes are shared, not copied"
+                        );
+                    }
+                }
+            }
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// What the prepared answer must leave to `serve_file`: ranges, the
+    /// preconditions it does not evaluate, a coding the client prefers,
+    /// and a sidecar that appeared since the memo was last confirmed.
+    #[test]
+    fn a_prepared_hit_leaves_the_rest_to_serve_file() {
+        let (dir, config) = settled_site("prepared-declines", &[("page.html", vec![b'h'; 3000])]);
+        let site = Site::new(Arc::new(config)).unwrap();
+        let peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let get = |extra: &str| {
+            parse(&format!(
+                "GET /page.html HTTP/1.1\r\nHost: t\r\n{extra}\r\n"
+            ))
+        };
+        handle(&site, &get(""), peer);
+        let likely = Path::new("page.html");
+        let hit = site.cache.get(&site.root, likely).expect("cached");
+        let prepared = hit.prepared.clone().expect("prepared");
+        assert!(prepared::serve(&site, &get(""), &hit, likely).is_some());
+        for extra in [
+            "Range: bytes=0-1\r\n",
+            "If-Match: \"x\"\r\n",
+            "If-Unmodified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n",
+            "If-Range: \"x\"\r\n",
+            "Accept-Encoding: gzip\r\n",
+        ] {
+            assert!(
+                prepared::serve(&site, &get(extra), &hit, likely).is_none(),
+                "{extra:?}"
+            );
+        }
+        // A sidecar appears; once the memo's second has passed, the
+        // directory's new stamp sends the request to `serve_file`, which
+        // finds the sidecar.
+        fs::write(dir.join("page.html.gz"), b"gz").unwrap();
+        prepared.forget_confirmation();
+        assert!(prepared::serve(&site, &get(""), &hit, likely).is_none());
+        let r = handle(&site, &get("Accept-Encoding: gzip\r\n"), peer);
+        assert!(bytes_without_date(&r).contains("\r\nContent-Encoding: gzip\r\n"));
+        let r = handle(&site, &get(""), peer);
+        assert!(bytes_without_date(&r).contains("\r\nVary: Accept-Encoding\r\n"));
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -1,6 +1,8 @@
-//! THE policy: a request's URL → what to open, and how. The URL path is
-//! decoded once (`url_path`); then the small-file cache is asked, and on a
-//! miss the file is opened beneath the root ([`open`]: the only way a file
+//! THE policy: a request's URL → what to open, and how. A plain URL path
+//! (nothing to decode, see `url_path::plain`) is first looked up in the
+//! small-file cache as it is; otherwise it is decoded once (`url_path`) and
+//! the cache is asked; a hit is answered from its prepared answer when the
+//! request allows (`prepared`), else by `file`; on a miss the file is opened beneath the root ([`open`]: the only way a file
 //! is reached by name, so every alternate file, index, sidecar or listed
 //! directory, goes through the same check). Here are decided: dotfiles
 //! (also when a symlink leads to one), a trailing slash on a file (404),
@@ -14,13 +16,17 @@ use std::fs::{File, Metadata};
 use std::io;
 use std::path::Path;
 
-use super::body::Source;
+use super::body::{Prepare, Source};
+use super::cache::Hit;
 use super::file::serve_file;
-use super::{error, serve_listing, url_path, Site};
+use super::{error, prepared, serve_listing, url_path, Site};
 use crate::http::errors::{self, OpenFailure};
 use crate::http::request::RequestHead;
 use crate::http::response::{ReplyTo, Response, Status};
 use crate::sys;
+
+/// The file that answers for a directory.
+const INDEX: &str = "index.html";
 
 /// GET and HEAD: what the URL names (a file, a directory's index or its
 /// listing), or the status that says why not.
@@ -34,21 +40,31 @@ pub(super) fn serve(site: &Site, req: &RequestHead) -> Response {
     if cfg!(feature = "test-hooks") && req.path() == "/__stoke_test_hang" {
         test_hang(site);
     }
+    // The common case first: a plain path (nothing to decode) whose file
+    // is cached, found without building a path (see `url_path::plain`).
+    let mut plain_buf = [0; url_path::PLAIN_MAX];
+    let plain = url_path::plain(req.path(), INDEX, &mut plain_buf);
+    if let Some(likely) = plain {
+        if let Some(hit) = site.cache.get(&site.root, likely) {
+            return serve_hit(site, req, hit, likely);
+        }
+    }
     let url = match url_path::decode(req.path(), site.config.hidden) {
         Ok(url) => url,
         Err(e) => return error(req, errors::for_path_error(e), &[]),
     };
     // A directory's index is asked for far more often than the directory.
-    let index = url.relative.join("index.html");
+    let index = url.relative.join(INDEX);
     let likely = if url.trailing_slash {
         &index
     } else {
         &url.relative
     };
-    if let Some(hit) = site.cache.get(&site.root, likely) {
-        crate::trace::resolved(format_args!("cache hit"));
-        let source = Source::cached(hit.data, hit.no_sidecars_in);
-        return serve_file(site, req, source, hit.meta, likely);
+    // (A plain path was looked up already, under the same name.)
+    if plain.is_none() {
+        if let Some(hit) = site.cache.get(&site.root, likely) {
+            return serve_hit(site, req, hit, likely);
+        }
     }
     let (file, meta) = match open(site, &url.relative) {
         Ok(found) => found,
@@ -90,6 +106,21 @@ pub(super) fn serve(site: &Site, req: &RequestHead) -> Response {
         return serve_listing(site, req, &file, &meta, &url.relative, &url.decoded);
     }
     error(req, Status::FORBIDDEN, &[])
+}
+
+/// A cache hit for `likely`: its prepared answer when the request allows
+/// (`site::prepared`), else `serve_file` on the cached bytes.
+fn serve_hit(site: &Site, req: &RequestHead, hit: Hit, likely: &Path) -> Response {
+    crate::trace::resolved(format_args!("cache hit"));
+    if let Some(response) = prepared::serve(site, req, &hit, likely) {
+        return response;
+    }
+    let prepare = match hit.prepared {
+        Some(_) => Prepare::NotWanted,
+        None => Prepare::Wanted,
+    };
+    let source = Source::cached(hit.data, hit.no_sidecars_in, prepare);
+    serve_file(site, req, source, hit.meta, likely)
 }
 
 /// Test-only: blocks this worker, as a hung network mount would, until a

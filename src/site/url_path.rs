@@ -116,6 +116,56 @@ pub fn decode(raw: &str, allow_hidden: bool) -> Result<UrlPath, PathError> {
     })
 }
 
+/// Room for [`plain`]'s answer to a path ending in `/`: the path and the
+/// index's name. Longer paths take the full [`decode`].
+pub const PLAIN_MAX: usize = 512;
+
+/// The file a plain request path names, without decoding or allocating,
+/// for the cache's lookup on the common path: `Some` only when [`decode`]
+/// would change nothing, so its answer is exactly `decode`'s `relative`
+/// (for a path ending in `/`, joined with `index`, built in `buf`).
+///
+/// Plain means: origin-form, no empty segment (`//`) but a final `/`, and
+/// every segment of printable ASCII other than `%`, not starting with `.`
+/// (so no dot segment and nothing the dotfile policy refuses, whatever
+/// `--hidden` says). Anything else is `None`, and the caller decodes.
+pub fn plain<'a>(raw: &'a str, index: &str, buf: &'a mut [u8; PLAIN_MAX]) -> Option<&'a Path> {
+    let rest = raw.strip_prefix('/')?;
+    // The root is a directory asked for with its slash.
+    let (dir, trailing_slash) = match rest.strip_suffix('/') {
+        Some(dir) => (dir, true),
+        None => (rest, rest.is_empty()),
+    };
+    if dir.is_empty() && !rest.is_empty() {
+        return None;
+    }
+    // One pass over the bytes; `previous` is `/` at the start of a segment.
+    let mut previous = b'/';
+    for &b in dir.as_bytes() {
+        if previous == b'/' && (b == b'.' || b == b'/') {
+            return None;
+        }
+        if !(0x21..0x7f).contains(&b) || b == b'%' {
+            return None;
+        }
+        previous = b;
+    }
+    if previous == b'/' && !dir.is_empty() {
+        return None;
+    }
+    if !trailing_slash {
+        return Some(Path::new(dir));
+    }
+    // `dir/index`, or `index` alone for the root.
+    let sep = usize::from(!dir.is_empty());
+    let len = dir.len() + sep + index.len();
+    let out = buf.get_mut(..len)?;
+    out[..dir.len()].copy_from_slice(dir.as_bytes());
+    out[dir.len()..dir.len() + sep].copy_from_slice(&b"/"[..sep]);
+    out[dir.len() + sep..].copy_from_slice(index.as_bytes());
+    Some(Path::new(std::ffi::OsStr::from_bytes(out)))
+}
+
 /// Is this single file name hidden by the dotfile policy?
 ///
 /// Used by listings and by sidecar/index lookups too. Note that this says
@@ -263,6 +313,68 @@ mod tests {
         ("/caf\u{e9}", false, Ok(("caf\u{e9}", false))),
     ];
 
+    /// `plain` answers only where `decode` would change nothing, and then
+    /// exactly what `decode` (joined with the index) gives.
+    fn check_plain(raw: &str) {
+        let mut buf = [0; PLAIN_MAX];
+        let Some(plain) = plain(raw, "index.html", &mut buf) else {
+            return;
+        };
+        for allow_hidden in [false, true] {
+            let url = decode(raw, allow_hidden).unwrap_or_else(|e| panic!("{raw:?}: {e:?}"));
+            let want = if url.trailing_slash {
+                url.relative.join("index.html")
+            } else {
+                url.relative.clone()
+            };
+            assert_eq!(plain, want, "{raw:?}");
+            assert_eq!(
+                plain.as_os_str().as_bytes(),
+                want.as_os_str().as_bytes(),
+                "{raw:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn plain_paths_are_what_decode_makes_of_them() {
+        let mut buf = [0; PLAIN_MAX];
+        let mut plain = |raw: &str| plain(raw, "index.html", &mut buf).map(Path::to_path_buf);
+        assert_eq!(plain("/"), Some("index.html".into()));
+        assert_eq!(plain("/a.txt"), Some("a.txt".into()));
+        assert_eq!(plain("/d/e/"), Some("d/e/index.html".into()));
+        assert_eq!(plain("/d/e.css"), Some("d/e.css".into()));
+        for refused in [
+            "",
+            "*",
+            "a",
+            "//",
+            "/a//b",
+            "//a",
+            "/a/./b",
+            "/a/../b",
+            "/..",
+            "/.",
+            "/.env",
+            "/.well-known/x",
+            "/a/.git/",
+            "/a%20b",
+            "/%2e",
+            "/a b",
+            "/a\u{7f}",
+            "/caf\u{e9}",
+            "/a\tb",
+        ] {
+            assert_eq!(plain(refused), None, "{refused:?}");
+        }
+        let long = format!("/{}/", "a".repeat(PLAIN_MAX));
+        assert_eq!(plain(&long), None, "too long for the buffer");
+        assert!(plain(&long[..long.len() - 1]).is_some(), "no buffer needed");
+        for &(raw, _, _) in DECODE_CASES {
+            check_plain(raw);
+        }
+    }
+
     #[test]
     fn decode_table() {
         for &(raw, allow_hidden, expected) in DECODE_CASES {
@@ -406,6 +518,7 @@ mod tests {
                 let index = (next() % FUZZ_PIECES.len() as u64) as usize;
                 raw.push_str(FUZZ_PIECES.get(index).copied().unwrap_or("a"));
             }
+            check_plain(&raw);
             let allow_hidden = next() % 2 == 0;
             let Ok(path) = decode(&raw, allow_hidden) else {
                 continue;

@@ -29,7 +29,7 @@
 //!
 //! Runs on: worker threads.
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CStr, CString, OsStr, OsString};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -116,6 +116,12 @@ pub fn open_beneath(
 /// does not follow it; a longer path, on Linux, `openat2(O_PATH)`, `fstat`
 /// and `close`.
 pub fn stat_beneath(root: &File, relative: &Path) -> io::Result<FileStamp> {
+    // One plain name (the common case: a file at the top of the root): the
+    // walk's single step, without building the walk.
+    let name = relative.as_os_str().as_bytes();
+    if !name.is_empty() && !name.contains(&b'/') && name != b"." && name != b".." {
+        return link_refused(fstatat(root, relative.as_os_str())?);
+    }
     #[cfg(any(target_os = "linux", target_os = "android"))]
     if relative.components().nth(1).is_some() {
         let flags = libc::O_PATH | libc::O_CLOEXEC;
@@ -134,21 +140,26 @@ pub fn stat_beneath(root: &File, relative: &Path) -> io::Result<FileStamp> {
 /// reached), never to decide whether something may be served; that is
 /// [`stat_beneath`]'s job.
 pub fn stat_following_links(root: &File, relative: &Path) -> io::Result<FileStamp> {
-    let path = c_path(dot_if_empty(relative.as_os_str()))?;
-    // SAFETY: `stat` is plain data for which all-zero bytes are valid.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `root` is an open descriptor, `path` is NUL-terminated and `st`
-    // a valid, exclusive out-pointer, all for the duration of the call.
-    let rc = unsafe { libc::fstatat(root.as_raw_fd(), path.as_ptr(), &mut st, 0) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(stamp_of(&st))
+    with_c_path(dot_if_empty(relative.as_os_str()), |path| {
+        // SAFETY: `stat` is plain data for which all-zero bytes are valid.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `root` is an open descriptor, `path` is NUL-terminated and
+        // `st` a valid, exclusive out-pointer, all for the duration of the call.
+        let rc = unsafe { libc::fstatat(root.as_raw_fd(), path.as_ptr(), &mut st, 0) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(stamp_of(&st))
+    })
 }
 
 /// [`stat_beneath`] without `openat2`.
 fn walk_stat(root: &File, relative: &Path) -> io::Result<FileStamp> {
-    let st = walk_lstat(root, relative)?;
+    link_refused(walk_lstat(root, relative)?)
+}
+
+/// The stamp of what an `lstat` found, unless it is a symlink (`ELOOP`).
+fn link_refused(st: libc::stat) -> io::Result<FileStamp> {
     if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
         return Err(io::Error::from_raw_os_error(libc::ELOOP));
     }
@@ -415,6 +426,25 @@ fn c_path(path: &OsStr) -> io::Result<CString> {
     CString::new(path.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
 }
 
+/// Paths shorter than this are made NUL-terminated on the stack by
+/// [`with_c_path`]: every cached file's check on every hit, so no heap.
+const STACK_PATH: usize = 256;
+
+/// Calls `f` with `path` NUL-terminated, as [`c_path`] makes it (a NUL
+/// inside is `InvalidInput`), but on the stack when it is short.
+fn with_c_path<R>(path: &OsStr, f: impl FnOnce(&CStr) -> io::Result<R>) -> io::Result<R> {
+    let bytes = path.as_bytes();
+    if bytes.len() >= STACK_PATH {
+        return f(&c_path(path)?);
+    }
+    let mut buf = [0u8; STACK_PATH];
+    buf[..bytes.len()].copy_from_slice(bytes);
+    match CStr::from_bytes_with_nul(&buf[..=bytes.len()]) {
+        Ok(c) => f(c),
+        Err(_) => Err(io::Error::from(io::ErrorKind::InvalidInput)),
+    }
+}
+
 fn openat(dir: &File, path: &OsStr, flags: libc::c_int) -> io::Result<File> {
     let path = c_path(path)?;
     // SAFETY: `dir` is an open descriptor and `path` a NUL-terminated string,
@@ -453,23 +483,24 @@ fn readlinkat(dir: &File, name: &OsStr) -> io::Result<Vec<u8>> {
 
 /// `fstatat` of `name` in `dir`, not following a final symlink.
 fn fstatat(dir: &File, name: &OsStr) -> io::Result<libc::stat> {
-    let name = c_path(name)?;
-    // SAFETY: `stat` is plain data for which all-zero bytes are valid.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `dir` is open, `name` NUL-terminated and `st` a valid, exclusive
-    // out-pointer, all for the duration of the call.
-    let rc = unsafe {
-        libc::fstatat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            &mut st,
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(st)
+    with_c_path(name, |name| {
+        // SAFETY: `stat` is plain data for which all-zero bytes are valid.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `dir` is open, `name` NUL-terminated and `st` a valid,
+        // exclusive out-pointer, all for the duration of the call.
+        let rc = unsafe {
+            libc::fstatat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                &mut st,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(st)
+    })
 }
 
 fn stamp_of(st: &libc::stat) -> FileStamp {
@@ -565,26 +596,28 @@ fn openat2(dir: &File, relative: &Path, flags: libc::c_int, resolve: u64) -> io:
         mode: u64,
         resolve: u64,
     }
-    let path = c_path(dot_if_empty(relative.as_os_str()))?;
     let how = OpenHow {
         flags: flags as u64,
         mode: 0,
         resolve,
     };
-    // SAFETY: `path` is a NUL-terminated string and `how` a correctly laid out
-    // `open_how` that both outlive the call; the size passed is its size.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dir.as_raw_fd(),
-            path.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let fd = with_c_path(dot_if_empty(relative.as_os_str()), |path| {
+        // SAFETY: `path` is a NUL-terminated string and `how` a correctly laid
+        // out `open_how` that both outlive the call; the size passed is its size.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dir.as_raw_fd(),
+                path.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(fd)
+    })?;
     // SAFETY: the kernel just returned this descriptor and nothing else owns it.
     Ok(unsafe { File::from_raw_fd(fd as libc::c_int) })
 }
@@ -597,6 +630,27 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     const FILE: &str = "inside the root";
+
+    /// The stack copy and the heap copy of a path agree: a NUL inside is
+    /// refused either way, a clean path is passed on unchanged.
+    #[test]
+    fn c_paths_on_the_stack_and_the_heap_agree() {
+        for len in [0, 1, STACK_PATH - 1, STACK_PATH, STACK_PATH + 1] {
+            let clean = "a".repeat(len);
+            let got = with_c_path(OsStr::new(&clean), |c| Ok(c.to_bytes().to_vec()));
+            assert_eq!(got.unwrap(), clean.as_bytes(), "{len}");
+            if len > 0 {
+                let mut bad = clean.into_bytes();
+                bad[len / 2] = 0;
+                let got = with_c_path(OsStr::from_bytes(&bad), |_| Ok(()));
+                assert_eq!(
+                    got.unwrap_err().kind(),
+                    io::ErrorKind::InvalidInput,
+                    "{len}"
+                );
+            }
+        }
+    }
     const SECRET: &str = "outside the root";
 
     /// `base/www` (the root, canonical) beside `base/secret` and

@@ -16,15 +16,20 @@
 //! and a connection already established keeps its session.
 //!
 //! [`stream`] is the per-connection transport (a socket plus a rustls
-//! session).
+//! session), and splits each handshake so that its expensive step (this
+//! file's certificate resolution, the key exchange, the signature) runs on
+//! a pool worker, not on the reactor.
 //!
 //! Runs on: the main thread ([`Tls::load`] at start), the reactor (one
-//! `ServerConnection` per accepted socket), a pool worker ([`Tls::reload`]).
+//! [`TlsStream`] per accepted socket), a pool worker (each handshake's
+//! `CertStore::resolve`, on the reactor under `reactor-inline`;
+//! [`Tls::reload`]).
 
 pub mod redirect;
 pub mod stream;
 
 use std::fmt;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -34,7 +39,10 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::{ServerConfig, ServerConnection};
+use rustls::ServerConfig;
+
+use crate::conn::Transport;
+use stream::TlsStream;
 
 /// The only application protocol we speak (RFC 7301 ALPN id).
 const ALPN_HTTP11: &[u8] = b"http/1.1";
@@ -99,9 +107,10 @@ impl Tls {
         })
     }
 
-    /// A new server session for one accepted connection.
-    pub fn accept(&self) -> Result<ServerConnection, rustls::Error> {
-        ServerConnection::new(Arc::clone(&self.config))
+    /// The TLS layer over one accepted connection, waiting for its
+    /// ClientHello (see [`stream`] for how its handshake is split).
+    pub fn accept<S: Transport>(&self, sock: S, peer: IpAddr) -> TlsStream<S> {
+        TlsStream::accepting(sock, Arc::clone(&self.config), peer)
     }
 
     /// Loads the pair again from the same files; on success new handshakes
@@ -135,12 +144,104 @@ struct CertStore {
 }
 
 impl ResolvesServerCert for CertStore {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+    /// Runs inside the handshake's expensive step (`stream::Hello::sign`).
+    #[cfg_attr(not(feature = "test-hooks"), allow(unused_variables))]
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        #[cfg(feature = "test-hooks")]
+        test_hook::at_resolve(hello.server_name());
         let current = self
             .current
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         Some(Arc::clone(&current))
+    }
+}
+
+/// Test-only (`--features test-hooks`): holds handshakes in the certificate
+/// resolution, where the handshake's expensive step is, so a test can see
+/// which thread runs that step and what the server does meanwhile.
+#[cfg(feature = "test-hooks")]
+pub mod test_hook {
+    use std::sync::{Condvar, Mutex, MutexGuard};
+    use std::time::{Duration, Instant};
+
+    /// The server name (SNI) of the handshakes a [`Hold`] holds; others go
+    /// through untouched.
+    pub const HELD_SERVER_NAME: &str = "held-handshake.stoke.test";
+
+    struct State {
+        holding: bool,
+        /// The names of the threads that entered the hold (in order).
+        entered: Vec<String>,
+    }
+
+    static STATE: Mutex<State> = Mutex::new(State {
+        holding: false,
+        entered: Vec::new(),
+    });
+    static CHANGED: Condvar = Condvar::new();
+
+    fn state() -> MutexGuard<'static, State> {
+        STATE.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// While this lives, handshakes for [`HELD_SERVER_NAME`] wait in the
+    /// certificate resolution. Dropping it lets them go.
+    pub struct Hold(());
+
+    impl Hold {
+        pub fn new() -> Hold {
+            let mut state = state();
+            state.holding = true;
+            state.entered.clear();
+            Hold(())
+        }
+
+        /// The name of the thread holding the next handshake, once one is
+        /// held; `None` if none arrives within `timeout`.
+        pub fn wait_entered(&self, timeout: Duration) -> Option<String> {
+            let deadline = Instant::now() + timeout;
+            let mut state = state();
+            loop {
+                if let Some(name) = state.entered.first() {
+                    return Some(name.clone());
+                }
+                let left = deadline.checked_duration_since(Instant::now())?;
+                state = CHANGED
+                    .wait_timeout(state, left)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+        }
+    }
+
+    impl Default for Hold {
+        fn default() -> Hold {
+            Hold::new()
+        }
+    }
+
+    impl Drop for Hold {
+        fn drop(&mut self) {
+            state().holding = false;
+            CHANGED.notify_all();
+        }
+    }
+
+    /// Called from `CertStore::resolve`.
+    pub(super) fn at_resolve(server_name: Option<&str>) {
+        if server_name != Some(HELD_SERVER_NAME) {
+            return;
+        }
+        let mut state = state();
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("<unnamed>").to_owned();
+        log::warn!("test hook: TLS handshake held in the certificate resolution on {name}");
+        state.entered.push(name);
+        CHANGED.notify_all();
+        while state.holding {
+            state = CHANGED.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
     }
 }
 

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName};
 
-use crate::common::{read_response, RawResponse, TempDir, IO_TIMEOUT};
+use crate::common::{model, reactors, read_response, RawResponse, TempDir, IO_TIMEOUT};
+use stoke::models::Model;
 
 /// A test CA that can issue server certificates.
 pub struct Ca {
@@ -99,10 +100,20 @@ pub type TlsClient = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 /// A TLS connection to `addr` (certificate checked for "localhost"),
 /// handshake completed.
 pub fn tls_connect(addr: SocketAddr, config: &Arc<rustls::ClientConfig>) -> TlsClient {
+    tls_connect_to(addr, config, "localhost")
+}
+
+/// Like [`tls_connect`], for the server name `name` (sent as SNI, and what
+/// the certificate is checked for).
+pub fn tls_connect_to(
+    addr: SocketAddr,
+    config: &Arc<rustls::ClientConfig>,
+    name: &str,
+) -> TlsClient {
     let tcp = TcpStream::connect(addr).unwrap();
     tcp.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     tcp.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-    let name = ServerName::try_from("localhost").unwrap();
+    let name = ServerName::try_from(name.to_owned()).unwrap();
     let conn = rustls::ClientConnection::new(Arc::clone(config), name).unwrap();
     let mut stream = rustls::StreamOwned::new(conn, tcp);
     while stream.conn.is_handshaking() {
@@ -168,9 +179,15 @@ impl TlsFixture {
         }
     }
 
-    /// A config serving HTTPS only, on 127.0.0.1:0.
+    /// A config serving HTTPS only, on 127.0.0.1:0, with the reactor model
+    /// and `--reactors` under test (`STOKE_TEST_MODEL`, `STOKE_TEST_REACTORS`;
+    /// under a blocking model, which serves no HTTPS, the reactor).
     pub fn config(&self) -> stoke::Config {
         let mut config = stoke::Config::for_root(self.root.path()).unwrap();
+        if matches!(model(), Model::Reactor | Model::ReactorInline) {
+            config.model = model();
+        }
+        config.reactors = reactors();
         config.listen = vec![];
         config.listen_tls = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
         config.tls = Some(self.files());

@@ -31,6 +31,7 @@ use mio::Waker;
 
 use crate::http::response::Response;
 use crate::models::reactor::event_loop::AnswerJob;
+use crate::tls::stream::Signed;
 
 /// A finished job for connection `key`, which must still be the
 /// connection of generation `generation` for it to be delivered.
@@ -47,6 +48,8 @@ pub enum Done {
     Response(Response, Option<Box<AnswerJob>>),
     /// Brought the next part of the file it is sending into the page cache.
     Warmed,
+    /// Did the expensive step of its TLS handshake (`tls::stream::Hello`).
+    Signed(Signed),
 }
 
 pub struct CompletionQueue {

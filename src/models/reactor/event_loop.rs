@@ -34,9 +34,16 @@
 //! sends on. A worker answering with a cold file warms its first window
 //! before posting the answer (`warm_first_window`).
 //!
+//! Nor for a TLS handshake's expensive step: once a connection's ClientHello
+//! is read (after any step, `drive` asks its stream), a worker resolves the
+//! certificate, does the key exchange and signs (`Hello::sign`) and posts
+//! `Done::Signed`; the connection reads nothing meanwhile (see
+//! `tls::stream`). At most `max_signing` per loop at once, like warm-ups.
+//!
 //! With `--model reactor-inline` there is no pool: step 2 runs the file work
-//! on this thread, and its answers wait in `inline` to be delivered after
-//! the events, like completions from the pool (see `Reactor::inline`).
+//! (and the handshakes' signing) on this thread, and its answers wait in
+//! `inline` to be delivered after the events, like completions from the
+//! pool (see `Reactor::inline`).
 //!
 //! Runs on: the reactor thread (the thread that calls `Server::run`).
 
@@ -67,7 +74,7 @@ use crate::models::reactor::Shared;
 use crate::models::{is_resource_exhaustion, Summary, ACCEPT_BACKOFF, SCRATCH_SIZE};
 use crate::site::{self, Site};
 use crate::sys;
-use crate::tls::stream::TlsStream;
+use crate::tls::stream::Hello;
 use crate::tls::Tls;
 use crate::trace;
 
@@ -123,6 +130,13 @@ impl Readiness {
         readable: true,
         read_closed: false,
     };
+    /// A TLS handshake's expensive step came back: reading stopped at the
+    /// ClientHello, with bytes perhaps left in the socket (see
+    /// `tls::stream`), so read as if the socket had said readable.
+    const SIGNED: Readiness = Readiness {
+        readable: true,
+        read_closed: false,
+    };
 }
 
 /// A slab slot: the connection and the bookkeeping the reactor keeps for it.
@@ -161,6 +175,14 @@ pub struct Reactor {
     max_warming: usize,
     /// Warm-ups waiting for a slot, oldest first.
     deferred_warmups: VecDeque<(usize, u64, WarmUp)>,
+    /// TLS handshakes this loop has on the pool now, at most `max_signing`:
+    /// a burst of new clients must leave workers for the requests of the
+    /// connections already open (their CPU cost is why they left the
+    /// reactor, and it is many requests' worth each).
+    signing: usize,
+    max_signing: usize,
+    /// ClientHellos waiting for a slot, oldest first.
+    deferred_hellos: VecDeque<(usize, u64, Hello)>,
     /// Which loop this is (`--reactors`; 0 owns the signals).
     index: usize,
     /// What the loops share: shutdown flags, connection count, counters.
@@ -228,6 +250,9 @@ impl Reactor {
             warming: 0,
             max_warming: (config.threads / 2).max(1),
             deferred_warmups: VecDeque::new(),
+            signing: 0,
+            max_signing: (config.threads / 2).max(1),
+            deferred_hellos: VecDeque::new(),
             index,
             shared,
             peers: Vec::new(),
@@ -582,7 +607,7 @@ impl Reactor {
         });
     }
 
-    /// A worker finished a request, or a warm-up.
+    /// A worker finished a request, a warm-up or a handshake's expensive step.
     fn complete(&mut self, c: Completion, now: Instant, submitted: &mut usize) {
         let response = match c.done {
             Done::Response(response, job) => {
@@ -595,6 +620,26 @@ impl Reactor {
                     }
                 }
                 response
+            }
+            Done::Signed(signed) => {
+                if self.pool.is_some() {
+                    self.signing -= 1;
+                    self.start_deferred_signing(submitted);
+                }
+                // A connection closed (or timed out) meanwhile: its slot is
+                // empty or has a new generation, and `drive` drops this.
+                self.drive(
+                    c.key,
+                    Some(c.generation),
+                    Readiness::SIGNED,
+                    now,
+                    submitted,
+                    |conn, cx| {
+                        conn.transport_mut().signed(signed);
+                        conn.resume(cx)
+                    },
+                );
+                return;
             }
             Done::Warmed => {
                 if self.pool.is_some() {
@@ -661,7 +706,16 @@ impl Reactor {
             read_closed: readiness.read_closed,
         };
         let action = step(&mut entry.conn, &mut cx);
+        // A TLS connection whose ClientHello this step completed: the
+        // expensive part of its handshake goes to the pool.
+        let hello = entry.conn.transport_mut().take_hello();
+        let generation = entry.generation;
         self.act(key, action, now, submitted);
+        if let Some(hello) = hello {
+            if self.is_current(key, generation) {
+                self.sign(key, generation, hello, submitted);
+            }
+        }
     }
 
     /// Carries out what a connection asked for.
@@ -792,6 +846,56 @@ impl Reactor {
         while let Some((key, generation, warm)) = self.deferred_warmups.pop_front() {
             if self.is_current(key, generation) {
                 self.start_warm(key, generation, warm, submitted);
+                return;
+            }
+        }
+    }
+
+    /// A TLS connection's ClientHello is read: a worker resolves the
+    /// certificate, does the key exchange and signs (`Hello::sign`, 0.3 to
+    /// 1 ms of CPU that would stall every connection of this loop), and
+    /// posts `Done::Signed`. Meanwhile the connection reads nothing and is
+    /// still held to its handshake deadline. `reactor-inline` signs here:
+    /// that model's point is doing the work on this thread.
+    fn sign(&mut self, key: usize, generation: u64, hello: Hello, submitted: &mut usize) {
+        if self.pool.is_none() {
+            self.inline.push(Completion {
+                key,
+                generation,
+                done: Done::Signed(hello.sign()),
+            });
+            return;
+        }
+        if self.signing >= self.max_signing {
+            self.deferred_hellos.push_back((key, generation, hello));
+            return;
+        }
+        self.start_signing(key, generation, hello, submitted);
+    }
+
+    fn start_signing(&mut self, key: usize, generation: u64, hello: Hello, submitted: &mut usize) {
+        let Some(pool) = &self.pool else {
+            return;
+        };
+        let queue = Arc::clone(&self.completions);
+        self.signing += 1;
+        pool.submit(Box::new(move || {
+            // `sign` never panics, so the slot always comes back.
+            queue.push(Completion {
+                key,
+                generation,
+                done: Done::Signed(hello.sign()),
+            });
+        }));
+        *submitted += 1;
+    }
+
+    /// A signing slot freed: start the oldest deferred ClientHello whose
+    /// connection is still there.
+    fn start_deferred_signing(&mut self, submitted: &mut usize) {
+        while let Some((key, generation, hello)) = self.deferred_hellos.pop_front() {
+            if self.is_current(key, generation) {
+                self.start_signing(key, generation, hello, submitted);
                 return;
             }
         }
@@ -952,18 +1056,8 @@ impl Reactor {
         match kind {
             ListenKind::Http | ListenKind::RedirectToHttps => Some(Stream::Plain(socket)),
             ListenKind::Https => {
-                let session = self.tls.as_ref()?.accept();
-                match session {
-                    Ok(session) => Some(Stream::Tls(Box::new(TlsStream::new(
-                        socket,
-                        session,
-                        peer.ip(),
-                    )))),
-                    Err(e) => {
-                        log::error!("cannot start a TLS session: {e}");
-                        None
-                    }
-                }
+                let tls = self.tls.as_ref()?;
+                Some(Stream::Tls(Box::new(tls.accept(socket, peer.ip()))))
             }
         }
     }

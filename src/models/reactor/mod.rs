@@ -1,7 +1,8 @@
 //! The event-loop model: one reactor thread ([`event_loop`]) with its
 //! deadline heap ([`timer`]) owns every socket; a work-stealing [`pool`]
-//! does the blocking file work and hands answers back through the
-//! [`completion`] queue, which wakes the reactor.
+//! does the blocking file work (and the CPU-heavy step of each TLS
+//! handshake) and hands answers back through the [`completion`] queue,
+//! which wakes the reactor.
 //!
 //! `--reactors N` runs that shape N times: N loops, each with its own
 //! poller, connections, timers and completion queue, sharing one pool and

@@ -3,7 +3,8 @@
 //! The reactor must never block, but opening and `stat`ing a file can (a
 //! cold disk, a network file system). So each complete request head becomes
 //! a [`Job`] that a worker thread runs, and the answer travels back through
-//! the completion queue (`completion.rs`).
+//! the completion queue (`completion.rs`). Other jobs: warming a cold file
+//! range, the CPU-heavy step of a TLS handshake, a certificate reload.
 //!
 //! The queues are `crossbeam-deque`'s: the reactor pushes onto one shared
 //! [`Injector`]; each worker owns a [`Worker`] deque and takes work from, in

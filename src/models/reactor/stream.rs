@@ -7,6 +7,10 @@
 //! the header's length is then read away, so whatever follows (an HTTP
 //! request, a TLS ClientHello) stays in the socket for the next layer.
 //!
+//! A TLS stream hands its ClientHello out once read ([`Stream::take_hello`])
+//! and gets the session back from the worker that did the expensive step
+//! ([`Stream::signed`]); `tls::stream` explains the split.
+//!
 //! Runs on: the reactor thread.
 
 use std::fs::File;
@@ -17,7 +21,7 @@ use mio::net::TcpStream;
 
 use crate::conn::Transport;
 use crate::net::proxy_protocol::{self, Parsed, MAX_HEADER};
-use crate::tls::stream::TlsStream;
+use crate::tls::stream::{Hello, Signed, TlsStream};
 
 /// Where a socket stands with its PROXY header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +165,22 @@ impl Stream {
             Stream::Tls(t) => t.get_mut().tcp_mut(),
         }
     }
+
+    /// A TLS ClientHello just read whole, for a worker to answer (see
+    /// `tls::stream`); the reactor checks after every step.
+    pub fn take_hello(&mut self) -> Option<Hello> {
+        match self {
+            Stream::Plain(_) => None,
+            Stream::Tls(t) => t.take_hello(),
+        }
+    }
+
+    /// The worker's answer to the ClientHello taken with `take_hello`.
+    pub fn signed(&mut self, signed: Signed) {
+        if let Stream::Tls(t) = self {
+            t.signed(signed);
+        }
+    }
 }
 
 impl Transport for Stream {
@@ -187,7 +207,10 @@ impl Transport for Stream {
 
     /// The reactor must not wait for the disk: a range not in the page cache
     /// is warmed by the pool first (both `sendfile` and TLS's `pread` would
-    /// block on it).
+    /// block on it). For TLS the range probed is the whole write budget
+    /// from the next byte, of which `send_file` reads the first
+    /// `TLS_FILE_CHUNK`: asked before every chunk, so each read starts on
+    /// a page found cached.
     fn file_ready(&mut self, file: &File, offset: u64, len: usize) -> bool {
         crate::sys::page_cache::range_cached(file, offset, len)
     }

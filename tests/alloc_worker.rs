@@ -1,0 +1,153 @@
+//! Heap allocations of the worker's answer to a cached small file (issue
+//! #10: none on that path is the goal). A counting `#[global_allocator]`
+//! counts, per thread, the allocations made while `site::handle` answers a
+//! request for a file already in the cache with its prepared answer, in
+//! process, with no socket: only the worker's own share is counted.
+//!
+//! What remains, and why the bound is not zero: the response head's `Vec`
+//! (its `Date` and connection line differ per request) and the
+//! `Response`'s `Vec` of chunks (head, then the shared cached body); both
+//! go to the reactor with the response. Making them go away means a
+//! response type without a heap list (the reactor's side of `Response`).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::fs::{self, File};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use stoke::http::request::{self, Parsed, RequestHead};
+use stoke::http::response::{Chunk, Response, Status};
+use stoke::site::{handle, Site};
+use stoke::Config;
+
+/// What a cached hit may allocate; see the module doc.
+const HIT_ALLOCATIONS: usize = 2;
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+fn count() {
+    // `try_with`: the allocator also runs while this thread's locals are
+    // being torn down.
+    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+}
+
+// SAFETY: every call is passed on unchanged to the system allocator, which
+// upholds `GlobalAlloc`'s contract; counting touches only a thread-local
+// `Cell` that needs no allocation (const-initialised).
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: our caller's guarantees about `layout` are System's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        // SAFETY: `ptr` was allocated by this allocator, that is by System.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` was allocated by this allocator, that is by System.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static COUNTING: Counting = Counting;
+
+/// `f`'s result and the allocations (and reallocations) it made on this thread.
+fn allocations_during<R>(f: impl FnOnce() -> R) -> (R, usize) {
+    let before = ALLOCATIONS.with(Cell::get);
+    let result = f();
+    (result, ALLOCATIONS.with(Cell::get) - before)
+}
+
+fn parse(raw: &str) -> Box<RequestHead> {
+    match request::parse(raw.as_bytes(), 64 * 1024) {
+        Ok(Parsed::Complete { head, .. }) => head,
+        other => panic!("{raw:?}: {other:?}"),
+    }
+}
+
+/// A root with a 1 KiB page, last changed an hour ago as a deployed tree
+/// is (so "no sidecar" may be remembered at once).
+fn settled_root(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("stoke-alloc-{}-{test}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    let page = dir.join("index.html");
+    fs::write(&page, vec![b'x'; 1024]).unwrap();
+    let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
+    let file = File::options().write(true).open(&page).unwrap();
+    file.set_modified(an_hour_ago).unwrap();
+    File::open(&dir).unwrap().set_modified(an_hour_ago).unwrap();
+    dir
+}
+
+fn etag_of(r: &Response) -> String {
+    let Some(Chunk::Bytes(head)) = r.chunks.first() else {
+        panic!("no head: {r:?}");
+    };
+    let head = String::from_utf8_lossy(head);
+    head.split("\r\n")
+        .find_map(|l| l.strip_prefix("ETag: "))
+        .expect("an ETag")
+        .to_owned()
+}
+
+#[test]
+fn a_cached_small_file_is_answered_with_at_most_two_allocations() {
+    let dir = settled_root("hit");
+    let site = Site::new(Arc::new(Config::for_root(&dir).unwrap())).unwrap();
+    let peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let get = parse("GET /index.html HTTP/1.1\r\nHost: t\r\nAccept: */*\r\n\r\n");
+
+    // The cold miss (open, read, cache, prepare) allocates plenty: proof
+    // that the counter counts.
+    let (first, cold) = allocations_during(|| handle(&site, &get, peer));
+    assert_eq!(first.status, Status::OK);
+    assert!(
+        cold > HIT_ALLOCATIONS,
+        "the counter counts nothing ({cold})"
+    );
+    let etag = etag_of(&first);
+
+    let cases = [
+        ("GET /index.html", String::new(), Status::OK),
+        ("GET /", String::new(), Status::OK),
+        ("HEAD /index.html", String::new(), Status::OK),
+        (
+            "GET /index.html",
+            format!("If-None-Match: {etag}\r\n"),
+            Status::NOT_MODIFIED,
+        ),
+        (
+            "GET /index.html",
+            "Connection: close\r\n".to_owned(),
+            Status::OK,
+        ),
+    ];
+    for (line, extra, status) in cases {
+        let req = parse(&format!("{line} HTTP/1.1\r\nHost: t\r\n{extra}\r\n"));
+        // Twice: the first of a new kind may still fill a per-thread cache.
+        handle(&site, &req, peer);
+        let (response, n) = allocations_during(|| handle(&site, &req, peer));
+        assert_eq!(response.status, status, "{line} {extra:?}");
+        assert!(
+            n <= HIT_ALLOCATIONS,
+            "{line} {extra:?}: {n} allocations for a cached hit (at most {HIT_ALLOCATIONS})"
+        );
+    }
+    let _ = fs::remove_dir_all(&dir);
+}
