@@ -237,6 +237,15 @@ impl Driver<'_> {
                 "buffered {} > max_head + scratch after {from}",
                 self.conn.buffered()
             );
+            // An idle keep-alive connection must cost little memory: with
+            // nothing buffered it holds no buffer.
+            ensure!(
+                !self.conn.is_idle()
+                    || self.conn.buffered() > 0
+                    || self.conn.buffer_capacity() == 0,
+                "idle with nothing buffered, yet the buffer holds {} bytes after {from}",
+                self.conn.buffer_capacity()
+            );
             let errors = std::mem::take(&mut self.wire.borrow_mut().errors);
             ensure!(errors.is_empty(), "transport: {errors:?} after {from}");
             match action {
