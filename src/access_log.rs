@@ -49,8 +49,8 @@ pub fn for_request(peer: IpAddr, head: &RequestHead, status: Status) -> Option<B
         peer,
         &head.request_line(),
         status,
-        head.fields.referer.as_deref(),
-        head.fields.user_agent.as_deref(),
+        head.referer(),
+        head.user_agent(),
     ))
 }
 

@@ -24,6 +24,15 @@ pub const MAX_MAX_HEAD: usize = 64 * 1024;
 /// 64 leaves room for proxies while bounding the work per head.
 pub const MAX_HEADERS: usize = 64;
 
+/// Answered request heads an event loop keeps for reuse
+/// (`http::request::SpareHeads`): enough for the requests in flight in a
+/// busy turn, so a steady stream allocates none, yet a bounded amount of memory.
+pub const MAX_SPARE_HEADS: usize = 128;
+
+/// A head whose buffer grew beyond this is not kept for reuse: a few long
+/// heads must not pin their memory for good. Ordinary browser heads fit.
+pub const MAX_SPARE_HEAD_TEXT: usize = 2048;
+
 /// Whole time allowed for one request head (slowloris defence).
 pub const DEFAULT_HEADER_TIMEOUT_SECS: f64 = 10.0;
 

@@ -37,7 +37,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use stoke::conn::{Action, Connection, Cx, Limits, Transport};
+use stoke::conn::{Action, Connection, Cx, Limits, Spares, Transport};
 use stoke::http::chunked::{ChunkedDecoder, ChunkedError, Decoded};
 use stoke::http::request::{self, BodyFraming, Method, Parsed, RequestHead};
 use stoke::http::response::{Chunk, HeadBuilder, Persistence, Response, Status};
@@ -179,6 +179,9 @@ struct Driver<'a> {
     now: Instant,
     limits: Limits,
     scratch: Vec<u8>,
+    /// Answered heads go back here, so later heads are parsed into reused
+    /// ones, as in the reactor.
+    spares: Spares,
     draining: bool,
     pending: Option<Box<RequestHead>>,
     /// Every dispatched head, in order.
@@ -207,6 +210,7 @@ impl Driver<'_> {
             draining: self.draining,
             readable,
             read_closed,
+            spares: &mut self.spares,
         };
         f(&mut self.conn, &mut cx)
     }
@@ -233,6 +237,15 @@ impl Driver<'_> {
                 "buffered {} > max_head + scratch after {from}",
                 self.conn.buffered()
             );
+            // An idle keep-alive connection must cost little memory: with
+            // nothing buffered it holds no buffer.
+            ensure!(
+                !self.conn.is_idle()
+                    || self.conn.buffered() > 0
+                    || self.conn.buffer_capacity() == 0,
+                "idle with nothing buffered, yet the buffer holds {} bytes after {from}",
+                self.conn.buffer_capacity()
+            );
             let errors = std::mem::take(&mut self.wire.borrow_mut().errors);
             ensure!(errors.is_empty(), "transport: {errors:?} after {from}");
             match action {
@@ -258,7 +271,7 @@ impl Driver<'_> {
                     ensure!(
                         self.pending.is_none(),
                         "second Dispatch while {:?} is pending ({from})",
-                        self.pending.as_ref().map(|h| &h.path)
+                        self.pending.as_ref().map(|h| h.path())
                     );
                     ensure!(
                         self.conn.deadline(&self.limits).is_none(),
@@ -293,7 +306,7 @@ impl Driver<'_> {
             return Ok(());
         };
         let keep_alive = head.keep_alive && !close;
-        let body = head.path.clone().into_bytes();
+        let body = head.path().as_bytes().to_vec();
         let mut b = HeadBuilder::new(Status::OK);
         b.header("Content-Type", "text/plain");
         b.content_length(body.len() as u64);
@@ -316,7 +329,8 @@ impl Driver<'_> {
             close: !keep_alive,
             log: None,
         };
-        self.answered.push(head.path.clone());
+        self.answered.push(head.path().to_owned());
+        self.spares.heads.put(head);
         let action = self.cx_call(false, false, |c, cx| c.complete(response, cx));
         self.handle(action, "complete")
     }
@@ -422,6 +436,7 @@ pub fn check(data: &[u8]) -> Result<(), String> {
             keepalive_timeout: Duration::from_secs(5),
         },
         scratch: vec![0; SCRATCH],
+        spares: Spares::default(),
         draining: false,
         pending: None,
         dispatched: Vec::new(),
@@ -446,7 +461,7 @@ pub fn check(data: &[u8]) -> Result<(), String> {
     // Parses: a few per head (see `HeadScanner`), not one per read.
     let heads_seen = d.dispatched.len() as u64 + 2;
     ensure!(
-        d.conn.parse_attempts() <= 4 * heads_seen,
+        u64::from(d.conn.parse_attempts()) <= 4 * heads_seen,
         "{} parses for at most {heads_seen} heads",
         d.conn.parse_attempts()
     );
@@ -462,17 +477,17 @@ pub fn check(data: &[u8]) -> Result<(), String> {
         let Some(want) = expected.get(i) else {
             return Err(format!(
                 "dispatch #{i} {:?} beyond the {} requests the stream allows ({refusal:?})",
-                got.target,
+                got.target(),
                 expected.len()
             ));
         };
         ensure!(
-            got.method == want.method && got.target == want.target && got.path == want.path,
+            got.method == want.method && got.target() == want.target() && got.path() == want.path(),
             "dispatch #{i} is {} {:?}, the stream says {} {:?}",
             got.method.as_str(),
-            got.target,
+            got.target(),
             want.method.as_str(),
-            want.target
+            want.target()
         );
     }
 

@@ -140,36 +140,36 @@ fn check_head(head: &RequestHead, raw: &[u8]) -> Result<(), String> {
         String::from_utf8_lossy(&line[..line.len().min(32)])
     );
     ensure!(
-        contains(line, head.target.as_bytes()),
+        contains(line, head.target().as_bytes()),
         "target {:?} not in the input",
-        head.target
+        head.target()
     );
-    ensure!(!head.target.is_empty(), "empty target");
-    let target = head.target.as_bytes();
-    let synthesized_root = head.path == "/" && !head.target.starts_with('/');
+    ensure!(!head.target().is_empty(), "empty target");
+    let target = head.target().as_bytes();
+    let synthesized_root = head.path() == "/" && !head.target().starts_with('/');
     ensure!(
-        synthesized_root || contains(target, head.path.as_bytes()),
+        synthesized_root || contains(target, head.path().as_bytes()),
         "path {:?} not in target {:?}",
-        head.path,
-        head.target
+        head.path(),
+        head.target()
     );
     ensure!(
-        head.path.starts_with('/')
-            || head.path == "*"
+        head.path().starts_with('/')
+            || head.path() == "*"
             || head.method == stoke::http::request::Method::Connect,
         "path {:?} neither origin-form nor '*'",
-        head.path
+        head.path()
     );
-    if let Some(query) = &head.query {
+    if let Some(query) = head.query() {
         ensure!(
-            contains(target, query.as_bytes()) && head.target.contains('?'),
+            contains(target, query.as_bytes()) && head.target().contains('?'),
             "query {query:?} not in target {:?}",
-            head.target
+            head.target()
         );
         ensure!(
-            !head.path.contains('?'),
+            !head.path().contains('?'),
             "path {:?} still holds the query",
-            head.path
+            head.path()
         );
     }
     ensure!(
@@ -185,11 +185,11 @@ fn check_head(head: &RequestHead, raw: &[u8]) -> Result<(), String> {
         "Content-Length: 0 must map to BodyFraming::None"
     );
     for value in [
-        &head.fields.host,
-        &head.fields.range,
-        &head.fields.if_none_match,
-        &head.fields.user_agent,
-        &head.fields.accept_encoding,
+        head.host(),
+        head.range(),
+        head.if_none_match(),
+        head.user_agent(),
+        head.accept_encoding(),
     ]
     .into_iter()
     .flatten()

@@ -67,6 +67,7 @@ fn call(
         keepalive_timeout: Duration::from_secs(5),
     };
     let mut scratch = vec![0; 16 * 1024];
+    let mut spares = Spares::default();
     let mut cx = Cx {
         now: Instant::now(),
         limits: &limits,
@@ -74,6 +75,7 @@ fn call(
         draining: false,
         readable: true,
         read_closed: false,
+        spares: &mut spares,
     };
     f(conn, &mut cx)
 }

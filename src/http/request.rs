@@ -5,13 +5,16 @@
 //! the unit tests all call the same function. `httparse` does the grammar;
 //! this module adds the rules of RFC 9112 that keep framing unambiguous
 //! (exactly one `Host`, no `Content-Length` beside `Transfer-Encoding`, ...)
-//! and copies out the few header fields stoke acts on.
+//! and copies the target and the few header fields stoke acts on into one
+//! buffer owned by the head (reused across requests, see [`SpareHeads`]).
 //!
 //! Runs on: the reactor thread, once per request head.
 
 use std::str;
 
-use crate::limits::MAX_HEADERS;
+use std::mem::{self, MaybeUninit};
+
+use crate::limits::{MAX_HEADERS, MAX_SPARE_HEADS, MAX_SPARE_HEAD_TEXT};
 
 /// Request methods stoke knows. Unknown tokens are [`ParseError::UnknownMethod`] (501).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,36 +70,44 @@ pub enum BodyFraming {
     Chunked,
 }
 
-/// The header fields stoke acts on, copied out of the read buffer so the
-/// request can travel to a worker thread. Repeated list fields are joined
-/// with ", " as RFC 9110 §5.3 allows.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Fields {
-    pub host: Option<String>,
-    pub range: Option<String>,
-    pub if_match: Option<String>,
-    pub if_none_match: Option<String>,
-    pub if_modified_since: Option<String>,
-    pub if_unmodified_since: Option<String>,
-    pub if_range: Option<String>,
-    pub accept: Option<String>,
-    pub accept_encoding: Option<String>,
-    pub referer: Option<String>,
-    pub user_agent: Option<String>,
+/// The header fields stoke acts on; [`RequestHead`] keeps these and no
+/// others. Repeated list fields are joined with ", " as RFC 9110 §5.3 allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    Host,
+    Range,
+    IfMatch,
+    IfNoneMatch,
+    IfModifiedSince,
+    IfUnmodifiedSince,
+    IfRange,
+    Accept,
+    AcceptEncoding,
+    Referer,
+    UserAgent,
+}
+
+/// How many [`Field`]s there are (the length of `RequestHead::fields`).
+const FIELD_COUNT: usize = 11;
+
+/// Where a piece of a head sits in `RequestHead::text` (byte offsets; a head
+/// is at most `MAX_MAX_HEAD` bytes, far below `u32::MAX`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    end: u32,
 }
 
 /// One parsed request head: everything the worker needs to answer it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// The target and the kept field values are copied into one owned buffer,
+/// `text`, and read through accessors: one allocation per head at most,
+/// and none when the head is reused (see [`SpareHeads`]), rather than one
+/// `String` per field. Its fields are owned, not borrowed from the read
+/// buffer, so the head can travel to a worker thread.
+#[derive(Clone, PartialEq, Eq)]
 pub struct RequestHead {
     pub method: Method,
-    /// The request target exactly as sent (for the access log).
-    pub target: String,
-    /// The path of the target, still percent-encoded, always starting with
-    /// `/`; the query is split off and the authority of an absolute-form
-    /// target removed. `*` for `OPTIONS *`.
-    pub path: String,
-    /// The query string without its `?`, if any (kept for redirects).
-    pub query: Option<String>,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor_version: u8,
     /// Whether the client lets us keep the connection open afterwards. The
@@ -106,18 +117,214 @@ pub struct RequestHead {
     /// `Expect: 100-continue` was sent.
     pub expect_continue: bool,
     pub body: BodyFraming,
-    pub fields: Fields,
+    /// The target, then the kept field values (and a synthesized path).
+    text: String,
+    target: Span,
+    path: Span,
+    query: Option<Span>,
+    fields: [Option<Span>; FIELD_COUNT],
 }
 
 impl RequestHead {
+    fn empty() -> RequestHead {
+        RequestHead {
+            method: Method::Get,
+            minor_version: 1,
+            keep_alive: false,
+            expect_continue: false,
+            body: BodyFraming::None,
+            text: String::new(),
+            target: Span::default(),
+            path: Span::default(),
+            query: None,
+            fields: [None; FIELD_COUNT],
+        }
+    }
+
+    fn span(&self, span: Span) -> &str {
+        self.text
+            .get(span.start as usize..span.end as usize)
+            .unwrap_or_default()
+    }
+
+    /// The request target exactly as sent (for the access log).
+    pub fn target(&self) -> &str {
+        self.span(self.target)
+    }
+
+    /// The path of the target, still percent-encoded, always starting with
+    /// `/`; the query is split off and the authority of an absolute-form
+    /// target removed. `*` for `OPTIONS *`.
+    pub fn path(&self) -> &str {
+        self.span(self.path)
+    }
+
+    /// The query string without its `?`, if any (kept for redirects).
+    pub fn query(&self) -> Option<&str> {
+        self.query.map(|q| self.span(q))
+    }
+
+    /// The value of a kept field (trimmed; repeated ones joined), if sent.
+    pub fn field(&self, field: Field) -> Option<&str> {
+        self.fields[field as usize].map(|f| self.span(f))
+    }
+
+    pub fn host(&self) -> Option<&str> {
+        self.field(Field::Host)
+    }
+
+    pub fn range(&self) -> Option<&str> {
+        self.field(Field::Range)
+    }
+
+    pub fn if_match(&self) -> Option<&str> {
+        self.field(Field::IfMatch)
+    }
+
+    pub fn if_none_match(&self) -> Option<&str> {
+        self.field(Field::IfNoneMatch)
+    }
+
+    pub fn if_modified_since(&self) -> Option<&str> {
+        self.field(Field::IfModifiedSince)
+    }
+
+    pub fn if_unmodified_since(&self) -> Option<&str> {
+        self.field(Field::IfUnmodifiedSince)
+    }
+
+    pub fn if_range(&self) -> Option<&str> {
+        self.field(Field::IfRange)
+    }
+
+    pub fn accept(&self) -> Option<&str> {
+        self.field(Field::Accept)
+    }
+
+    pub fn accept_encoding(&self) -> Option<&str> {
+        self.field(Field::AcceptEncoding)
+    }
+
+    pub fn referer(&self) -> Option<&str> {
+        self.field(Field::Referer)
+    }
+
+    pub fn user_agent(&self) -> Option<&str> {
+        self.field(Field::UserAgent)
+    }
+
     /// `GET /path HTTP/1.1`, as the access log shows it.
     pub fn request_line(&self) -> String {
         format!(
             "{} {} HTTP/1.{}",
             self.method.as_str(),
-            self.target,
+            self.target(),
             self.minor_version
         )
+    }
+}
+
+/// Appends `piece` to `text` and says where it went.
+fn push(text: &mut Vec<u8>, piece: &[u8]) -> Span {
+    let start = text.len() as u32;
+    text.extend_from_slice(piece);
+    Span {
+        start,
+        end: text.len() as u32,
+    }
+}
+
+/// Whether a field value may go into the head: UTF-8 (checked cheaply for
+/// the usual ASCII). Values that are not (obs-text) are dropped rather
+/// than refused: they can only be ones we would ignore anyway.
+fn is_text(value: &[u8]) -> bool {
+    value.is_ascii() || str::from_utf8(value).is_ok()
+}
+
+impl std::fmt::Debug for RequestHead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("RequestHead");
+        d.field("method", &self.method)
+            .field("target", &self.target())
+            .field("path", &self.path())
+            .field("query", &self.query())
+            .field("minor_version", &self.minor_version)
+            .field("keep_alive", &self.keep_alive)
+            .field("expect_continue", &self.expect_continue)
+            .field("body", &self.body);
+        for field in Field::ALL {
+            if let Some(value) = self.field(field) {
+                d.field(field.name(), &value);
+            }
+        }
+        d.finish()
+    }
+}
+
+impl Field {
+    const ALL: [Field; FIELD_COUNT] = [
+        Field::Host,
+        Field::Range,
+        Field::IfMatch,
+        Field::IfNoneMatch,
+        Field::IfModifiedSince,
+        Field::IfUnmodifiedSince,
+        Field::IfRange,
+        Field::Accept,
+        Field::AcceptEncoding,
+        Field::Referer,
+        Field::UserAgent,
+    ];
+
+    /// The field's name, lower-case.
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::Host => "host",
+            Field::Range => "range",
+            Field::IfMatch => "if-match",
+            Field::IfNoneMatch => "if-none-match",
+            Field::IfModifiedSince => "if-modified-since",
+            Field::IfUnmodifiedSince => "if-unmodified-since",
+            Field::IfRange => "if-range",
+            Field::Accept => "accept",
+            Field::AcceptEncoding => "accept-encoding",
+            Field::Referer => "referer",
+            Field::UserAgent => "user-agent",
+        }
+    }
+}
+
+/// Heads whose requests have been answered, kept to be filled by the next
+/// [`parse_with`] so that a steady stream of requests allocates no head.
+/// Bounded in number and in the size of each kept head (see
+/// [`MAX_SPARE_HEADS`] and [`MAX_SPARE_HEAD_TEXT`]).
+#[derive(Debug, Default)]
+// The boxes are what is kept: each leaves again as a parsed head.
+#[allow(clippy::vec_box)]
+pub struct SpareHeads(Vec<Box<RequestHead>>);
+
+impl SpareHeads {
+    /// Keeps `head` for reuse, unless enough are kept already or it grew
+    /// large (one long head must not pin its memory for good).
+    pub fn put(&mut self, head: Box<RequestHead>) {
+        if self.0.len() < MAX_SPARE_HEADS && head.text.capacity() <= MAX_SPARE_HEAD_TEXT {
+            self.0.push(head);
+        }
+    }
+
+    /// How many are kept (tests).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn take(&mut self) -> Box<RequestHead> {
+        self.0
+            .pop()
+            .unwrap_or_else(|| Box::new(RequestHead::empty()))
     }
 }
 
@@ -165,14 +372,71 @@ pub enum Parsed {
 /// head that already fills `max_head` bytes is an error, not `Partial`, so a
 /// client can't make us buffer without end.
 pub fn parse(buf: &[u8], max_head: usize) -> Result<Parsed, ParseError> {
+    parse_with(buf, max_head, &mut SpareHeads::default())
+}
+
+/// What a header field's name means to us.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Name {
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    Expect,
+    Kept(Field),
+    Other,
+}
+
+impl Name {
+    /// Compares the length first: most names are then ruled out without
+    /// looking at their bytes.
+    fn of(name: &str) -> Name {
+        let is = |want: &str| name.eq_ignore_ascii_case(want);
+        match name.len() {
+            4 if is("host") => Name::Kept(Field::Host),
+            5 if is("range") => Name::Kept(Field::Range),
+            6 if is("accept") => Name::Kept(Field::Accept),
+            6 if is("expect") => Name::Expect,
+            7 if is("referer") => Name::Kept(Field::Referer),
+            8 if is("if-match") => Name::Kept(Field::IfMatch),
+            8 if is("if-range") => Name::Kept(Field::IfRange),
+            10 if is("user-agent") => Name::Kept(Field::UserAgent),
+            10 if is("connection") => Name::Connection,
+            13 if is("if-none-match") => Name::Kept(Field::IfNoneMatch),
+            14 if is("content-length") => Name::ContentLength,
+            15 if is("accept-encoding") => Name::Kept(Field::AcceptEncoding),
+            17 if is("if-modified-since") => Name::Kept(Field::IfModifiedSince),
+            17 if is("transfer-encoding") => Name::TransferEncoding,
+            19 if is("if-unmodified-since") => Name::Kept(Field::IfUnmodifiedSince),
+            _ => Name::Other,
+        }
+    }
+}
+
+/// Where the kept occurrences of one field are among the head's fields.
+#[derive(Clone, Copy, Default)]
+struct Seen {
+    /// Index of the first occurrence.
+    first: u8,
+    count: u8,
+}
+
+/// [`parse`], filling a head from `spares` instead of allocating one when
+/// there is one. Only a complete head takes one.
+pub fn parse_with(
+    buf: &[u8],
+    max_head: usize,
+    spares: &mut SpareHeads,
+) -> Result<Parsed, ParseError> {
     // Browsers may send a stray CRLF after a POST body; RFC 9112 §2.2 lets a
     // server skip empty lines before the request line.
     let skip = leading_empty_lines(buf);
     let buf = &buf[skip..];
 
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let status = match req.parse(buf) {
+    // Left uninitialised: httparse writes the entries it fills in, and
+    // zeroing all of them cost more than parsing a small head.
+    let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let status = match req.parse_with_uninit_headers(buf, &mut headers) {
         Ok(status) => status,
         Err(httparse::Error::TooManyHeaders) => return Err(ParseError::HeadTooLarge),
         Err(httparse::Error::Version) => match version_error(buf) {
@@ -203,61 +467,77 @@ pub fn parse(buf: &[u8], max_head: usize) -> Result<Parsed, ParseError> {
     let method = Method::from_token(method).ok_or(ParseError::UnknownMethod)?;
     let (path, query) = split_target(method, target)?;
 
-    let mut fields = Fields::default();
-    let mut host_count = 0;
+    // First pass: check every field, note where the kept ones are; nothing
+    // is copied until the head is known to be good.
+    let mut seen = [Seen::default(); FIELD_COUNT];
+    // The kept fields present, in order of first appearance.
+    let mut present = [Field::Host; FIELD_COUNT];
+    let mut present_count = 0;
+    // An upper bound of what the kept values take in the head's text.
+    let mut kept_bytes = 0;
     let mut content_length: Option<u64> = None;
-    let mut transfer_encoding: Option<String> = None;
+    let mut transfer_codings: Option<TransferCodings> = None;
     let mut connection_close = false;
     let mut connection_keep_alive = false;
     let mut expect_continue = false;
-    for h in req.headers.iter() {
-        let value = str::from_utf8(h.value).ok();
-        let name = h.name;
-        if name.eq_ignore_ascii_case("host") {
-            host_count += 1;
-            let host = value.map(|v| v.trim_matches([' ', '\t']));
-            if !host.is_some_and(|h| valid_host(h.as_bytes())) {
-                return Err(ParseError::BadHost);
+    for (i, h) in req.headers.iter().enumerate() {
+        match Name::of(h.name) {
+            Name::Kept(field) => {
+                // A valid host is ASCII, so UTF-8 like every kept value.
+                if field == Field::Host && !valid_host(trim_ows(h.value)) {
+                    return Err(ParseError::BadHost);
+                }
+                let s = &mut seen[field as usize];
+                if s.count == 0 {
+                    // MAX_HEADERS (64) fits in a u8.
+                    s.first = i as u8;
+                    present[present_count] = field;
+                    present_count += 1;
+                }
+                s.count += 1;
+                // The value, and a ", " if it is joined to another.
+                kept_bytes += h.value.len() + 2;
             }
-            fields.host = host.map(str::to_owned);
-        } else if name.eq_ignore_ascii_case("content-length") {
-            let n = parse_content_length(h.value)?;
-            if content_length.is_some_and(|prev| prev != n) {
-                return Err(ParseError::BadContentLength);
+            Name::ContentLength => {
+                let n = parse_content_length(h.value)?;
+                if content_length.is_some_and(|prev| prev != n) {
+                    return Err(ParseError::BadContentLength);
+                }
+                content_length = Some(n);
             }
-            content_length = Some(n);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            let v = value.ok_or(ParseError::Malformed)?;
-            join(&mut transfer_encoding, v);
-        } else if name.eq_ignore_ascii_case("connection") {
-            for token in value.unwrap_or("").split(',').map(str::trim) {
-                connection_close |= token.eq_ignore_ascii_case("close");
-                connection_keep_alive |= token.eq_ignore_ascii_case("keep-alive");
+            Name::TransferEncoding => {
+                let v = str::from_utf8(h.value).map_err(|_| ParseError::Malformed)?;
+                transfer_codings.get_or_insert_default().add(v);
             }
-        } else if name.eq_ignore_ascii_case("expect") {
-            // An HTTP/1.0 client does not wait for "100 Continue", and RFC
-            // 9110 §10.1.1 says to ignore the expectation from one.
-            expect_continue |= minor_version == 1
-                && value.is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"));
-        } else if let Some(slot) = field_slot(&mut fields, name) {
-            // Fields that are not UTF-8 (obs-text) are dropped rather than
-            // refused: they can only be ones we would ignore anyway.
-            if let Some(v) = value {
-                join(slot, v);
+            Name::Connection => {
+                let value = str::from_utf8(h.value).unwrap_or("");
+                for token in value.split(',').map(str::trim) {
+                    connection_close |= token.eq_ignore_ascii_case("close");
+                    connection_keep_alive |= token.eq_ignore_ascii_case("keep-alive");
+                }
             }
+            Name::Expect => {
+                // An HTTP/1.0 client does not wait for "100 Continue", and RFC
+                // 9110 §10.1.1 says to ignore the expectation from one.
+                expect_continue |= minor_version == 1
+                    && str::from_utf8(h.value)
+                        .is_ok_and(|v| v.trim().eq_ignore_ascii_case("100-continue"));
+            }
+            Name::Other => {}
         }
     }
 
+    let host_count = seen[Field::Host as usize].count;
     if minor_version == 1 && host_count != 1 {
         return Err(ParseError::BadHost);
     }
     if host_count > 1 {
         return Err(ParseError::BadHost);
     }
-    let body = match (transfer_encoding, content_length) {
+    let body = match (transfer_codings, content_length) {
         (Some(_), Some(_)) => return Err(ParseError::AmbiguousFraming),
         (Some(_), None) if minor_version == 0 => return Err(ParseError::AmbiguousFraming),
-        (Some(te), None) => transfer_framing(&te)?,
+        (Some(te), None) => te.framing()?,
         (None, Some(0)) | (None, None) => BodyFraming::None,
         (None, Some(n)) => BodyFraming::Length(n),
     };
@@ -266,20 +546,87 @@ pub fn parse(buf: &[u8], max_head: usize) -> Result<Parsed, ParseError> {
         _ => connection_keep_alive && !connection_close,
     };
 
+    // Second pass: copy the target and the kept values into the head.
+    let mut head = spares.take();
+    // Built as bytes from pieces that are each UTF-8, and checked as a
+    // whole once at the end: cheaper than a check per piece.
+    let mut text = mem::take(&mut head.text).into_bytes();
+    text.clear();
+    // Room for the target, a synthesized path ("/" or "*") and the kept
+    // values: at most one allocation, none for a reused head of a similar
+    // request. Only what is kept counts, so a head with large cookies
+    // still leaves a small buffer that is worth reusing.
+    text.reserve(target.len() + 1 + kept_bytes);
+    head.method = method;
+    head.minor_version = minor_version;
+    head.keep_alive = keep_alive;
+    head.expect_continue = expect_continue;
+    head.body = body;
+    head.target = push(&mut text, target.as_bytes());
+    let base = head.target.start;
+    let within_target = |piece: Piece| match piece {
+        Piece::Within(from, to) => Span {
+            start: base + from as u32,
+            end: base + to as u32,
+        },
+        Piece::Is(_) => Span::default(),
+    };
+    let query = query.map(within_target);
+    head.path = match path {
+        Piece::Is(fixed) => push(&mut text, fixed.as_bytes()),
+        within => within_target(within),
+    };
+    head.query = query;
+    head.fields = [None; FIELD_COUNT];
+    for &field in &present[..present_count] {
+        let s = seen[field as usize];
+        head.fields[field as usize] = copy_field(&mut text, req.headers, field, s);
+    }
+    // Cannot fail: every piece was UTF-8.
+    head.text = String::from_utf8(text).map_err(|_| ParseError::Malformed)?;
     Ok(Parsed::Complete {
-        head: Box::new(RequestHead {
-            method,
-            target: target.to_owned(),
-            path,
-            query,
-            minor_version,
-            keep_alive,
-            expect_continue,
-            body,
-            fields,
-        }),
+        head,
         len: skip + len,
     })
+}
+
+/// Copies the `s.count` values of `field` into `text`, joined with ", ",
+/// leaving out those that are not UTF-8 (see [`is_text`]).
+fn copy_field(
+    text: &mut Vec<u8>,
+    fields: &[httparse::Header<'_>],
+    field: Field,
+    s: Seen,
+) -> Option<Span> {
+    let first = trim_ows(fields[s.first as usize].value);
+    if s.count == 1 {
+        return is_text(first).then(|| push(text, first));
+    }
+    let start = text.len() as u32;
+    let mut joined = false;
+    for h in &fields[s.first as usize..] {
+        let value = trim_ows(h.value);
+        if Name::of(h.name) != Name::Kept(field) || !is_text(value) {
+            continue;
+        }
+        if joined {
+            text.extend_from_slice(b", ");
+        }
+        text.extend_from_slice(value);
+        joined = true;
+    }
+    joined.then_some(Span {
+        start,
+        end: text.len() as u32,
+    })
+}
+
+/// `value` without the optional whitespace (spaces, tabs) around it.
+fn trim_ows(value: &[u8]) -> &[u8] {
+    let ows = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = value.iter().position(|b| !ows(b)).unwrap_or(value.len());
+    let end = value.iter().rposition(|b| !ows(b)).map_or(start, |i| i + 1);
+    &value[start..end]
 }
 
 /// Whether buffered bytes that did not make a valid head (refused, or not
@@ -310,7 +657,9 @@ pub fn starts_with_head_method(buf: &[u8]) -> bool {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HeadScanner {
     /// Bytes of the buffer already looked at.
-    checked: usize,
+    /// (`u32` keeps the scanner, which every connection holds, small; a
+    /// buffer never nears 4 GiB.)
+    checked: u32,
     phase: ScanPhase,
 }
 
@@ -339,7 +688,7 @@ impl HeadScanner {
     /// Looks at the bytes of `buf` not seen yet; true when `buf` is now
     /// worth parsing.
     pub fn scan(&mut self, buf: &[u8]) -> bool {
-        if buf.len() <= self.checked {
+        if buf.len() <= self.checked as usize {
             return false;
         }
         let mut worth = false;
@@ -347,7 +696,7 @@ impl HeadScanner {
             self.phase = ScanPhase::Leading;
             worth = true;
         }
-        let mut i = self.checked;
+        let mut i = self.checked as usize;
         while i < buf.len() {
             let b = buf[i];
             match self.phase {
@@ -389,7 +738,7 @@ impl HeadScanner {
                 ScanPhase::Ended | ScanPhase::Fresh => i = buf.len(),
             }
         }
-        self.checked = i;
+        self.checked = i as u32;
         worth
     }
 }
@@ -442,40 +791,54 @@ fn too_large(buf: &[u8], max_head: usize) -> ParseError {
     }
 }
 
+/// A piece of the target: a range of its bytes, or a fixed text.
+#[derive(Clone, Copy)]
+enum Piece {
+    Within(usize, usize),
+    Is(&'static str),
+}
+
 /// Splits a request target into its path and query (RFC 9112 §3.2).
-fn split_target(method: Method, target: &str) -> Result<(String, Option<String>), ParseError> {
-    let path_and_query = if target.starts_with('/') {
-        target
+fn split_target(method: Method, target: &str) -> Result<(Piece, Option<Piece>), ParseError> {
+    let (from, path_and_query) = if target.starts_with('/') {
+        (0, target)
     } else if target == "*" {
         // asterisk-form: only for a server-wide OPTIONS.
         return match method {
-            Method::Options => Ok(("*".to_owned(), None)),
+            Method::Options => Ok((Piece::Is("*"), None)),
             _ => Err(ParseError::BadTarget),
         };
     } else if let Some(rest) = strip_scheme(target) {
         // absolute-form: drop the authority; the Host header still had to be
         // sent. An http(s) URI with an empty or malformed host (or userinfo,
         // RFC 9110 §4.2.4) is invalid, and RFC 9110 §4.2.1 says to reject it.
+        let at = target.len() - rest.len();
         let authority = rest.find(['/', '?']).map_or(rest, |i| &rest[..i]);
         if authority.is_empty() || !valid_host(authority.as_bytes()) {
             return Err(ParseError::BadTarget);
         }
         match rest.find(['/', '?']) {
-            Some(i) if rest.as_bytes()[i] == b'/' => &rest[i..],
-            Some(i) => return Ok(("/".to_owned(), Some(rest[i + 1..].to_owned()))),
-            None => "/",
+            Some(i) if rest.as_bytes()[i] == b'/' => (at + i, &rest[i..]),
+            Some(i) => {
+                let query = Piece::Within(at + i + 1, target.len());
+                return Ok((Piece::Is("/"), Some(query)));
+            }
+            None => return Ok((Piece::Is("/"), None)),
         }
     } else if method == Method::Connect {
         // authority-form belongs to CONNECT, which we answer with 405.
-        return Ok((target.to_owned(), None));
+        return Ok((Piece::Within(0, target.len()), None));
     } else {
         return Err(ParseError::BadTarget);
     };
     // A fragment is never sent by a correct client; treat '#' as data of the
     // path rather than guessing.
-    Ok(match path_and_query.split_once('?') {
-        Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
-        None => (path_and_query.to_owned(), None),
+    Ok(match path_and_query.find('?') {
+        Some(q) => (
+            Piece::Within(from, from + q),
+            Some(Piece::Within(from + q + 1, target.len())),
+        ),
+        None => (Piece::Within(from, target.len()), None),
     })
 }
 
@@ -490,10 +853,10 @@ fn valid_host(value: &[u8]) -> bool {
             Some(end) => (valid_ip_literal(&literal[..end]), &literal[end + 1..]),
             None => return false,
         },
-        None => {
-            let end = value.iter().position(|&b| b == b':').unwrap_or(value.len());
-            (valid_reg_name(&value[..end]), &value[end..])
-        }
+        None => match reg_name_len(value) {
+            Some(end) => (true, &value[end..]),
+            None => return false,
+        },
     };
     host_ok
         && match rest.split_first() {
@@ -503,23 +866,28 @@ fn valid_host(value: &[u8]) -> bool {
         }
 }
 
-/// `reg-name = *( unreserved / pct-encoded / sub-delims )`.
-fn valid_reg_name(name: &[u8]) -> bool {
+/// The length of the `reg-name = *( unreserved / pct-encoded / sub-delims )`
+/// that `value` starts with, which must end at a `:` or at the end of
+/// `value`; `None` if another byte ends it. One pass over the Host of
+/// every request.
+fn reg_name_len(value: &[u8]) -> Option<usize> {
     let mut i = 0;
-    while let Some(&b) = name.get(i) {
-        if b == b'%' {
-            let hex = name.get(i + 1..i + 3);
+    while let Some(&b) = value.get(i) {
+        if REG_NAME_BYTE[b as usize] {
+            i += 1;
+        } else if b == b'%' {
+            let hex = value.get(i + 1..i + 3);
             if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
-                return false;
+                return None;
             }
             i += 3;
-        } else if is_unreserved(b) || is_sub_delim(b) {
-            i += 1;
+        } else if b == b':' {
+            return Some(i);
         } else {
-            return false;
+            return None;
         }
     }
-    true
+    Some(i)
 }
 
 /// Inside the brackets: `IPv6address / IPvFuture`, where
@@ -541,17 +909,29 @@ fn valid_ip_literal(literal: &[u8]) -> bool {
 }
 
 /// `unreserved = ALPHA / DIGIT / "-" / "." / "_" / "~"` (RFC 3986 §2.3).
-fn is_unreserved(b: u8) -> bool {
+const fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
 /// `sub-delims = "!" / "$" / "&" / "'" / "(" / ")" / "*" / "+" / "," / ";" / "="`.
-fn is_sub_delim(b: u8) -> bool {
+const fn is_sub_delim(b: u8) -> bool {
     matches!(
         b,
         b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
     )
 }
+
+/// The bytes a reg-name takes as they are (`unreserved / sub-delims`), as
+/// a table: every request's Host goes through it, a lookup per byte.
+const REG_NAME_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = is_unreserved(b as u8) || is_sub_delim(b as u8);
+        b += 1;
+    }
+    table
+};
 
 fn strip_scheme(target: &str) -> Option<&str> {
     for scheme in ["http://", "https://"] {
@@ -584,54 +964,37 @@ fn parse_content_length(value: &[u8]) -> Result<u64, ParseError> {
     result.ok_or(ParseError::BadContentLength)
 }
 
-/// `chunked` must be the final coding (else the length is unknowable: 400);
-/// any other coding before it is one we can't decode (501).
-fn transfer_framing(te: &str) -> Result<BodyFraming, ParseError> {
-    let codings: Vec<&str> = te
-        .split(',')
-        .map(|c| c.trim_matches([' ', '\t']))
-        .filter(|c| !c.is_empty())
-        .collect();
-    match codings.split_last() {
-        Some((last, rest)) if last.eq_ignore_ascii_case("chunked") => {
-            if rest.is_empty() {
-                Ok(BodyFraming::Chunked)
-            } else if rest.iter().any(|c| c.eq_ignore_ascii_case("chunked")) {
-                Err(ParseError::AmbiguousFraming)
-            } else {
-                Err(ParseError::UnknownTransferCoding)
-            }
+/// The transfer codings of a request, in order across all its
+/// `Transfer-Encoding` fields: what [`TransferCodings::framing`] needs.
+#[derive(Clone, Copy, Default)]
+struct TransferCodings {
+    count: usize,
+    last_is_chunked: bool,
+    chunked_before_last: bool,
+}
+
+impl TransferCodings {
+    fn add(&mut self, value: &str) {
+        let codings = value.split(',').map(|c| c.trim_matches([' ', '\t']));
+        for coding in codings.filter(|c| !c.is_empty()) {
+            self.chunked_before_last |= self.count > 0 && self.last_is_chunked;
+            self.last_is_chunked = coding.eq_ignore_ascii_case("chunked");
+            self.count += 1;
         }
-        _ => Err(ParseError::AmbiguousFraming),
     }
-}
 
-fn field_slot<'a>(fields: &'a mut Fields, name: &str) -> Option<&'a mut Option<String>> {
-    let slot = match name.len() {
-        4 if name.eq_ignore_ascii_case("host") => &mut fields.host,
-        5 if name.eq_ignore_ascii_case("range") => &mut fields.range,
-        6 if name.eq_ignore_ascii_case("accept") => &mut fields.accept,
-        7 if name.eq_ignore_ascii_case("referer") => &mut fields.referer,
-        8 if name.eq_ignore_ascii_case("if-match") => &mut fields.if_match,
-        8 if name.eq_ignore_ascii_case("if-range") => &mut fields.if_range,
-        10 if name.eq_ignore_ascii_case("user-agent") => &mut fields.user_agent,
-        13 if name.eq_ignore_ascii_case("if-none-match") => &mut fields.if_none_match,
-        15 if name.eq_ignore_ascii_case("accept-encoding") => &mut fields.accept_encoding,
-        17 if name.eq_ignore_ascii_case("if-modified-since") => &mut fields.if_modified_since,
-        19 if name.eq_ignore_ascii_case("if-unmodified-since") => &mut fields.if_unmodified_since,
-        _ => return None,
-    };
-    Some(slot)
-}
-
-fn join(slot: &mut Option<String>, value: &str) {
-    let value = value.trim_matches([' ', '\t']);
-    match slot {
-        Some(existing) => {
-            existing.push_str(", ");
-            existing.push_str(value);
+    /// `chunked` must be the final coding (else the length is unknowable:
+    /// 400); any other coding before it is one we can't decode (501).
+    fn framing(&self) -> Result<BodyFraming, ParseError> {
+        if !self.last_is_chunked {
+            Err(ParseError::AmbiguousFraming)
+        } else if self.count == 1 {
+            Ok(BodyFraming::Chunked)
+        } else if self.chunked_before_last {
+            Err(ParseError::AmbiguousFraming)
+        } else {
+            Err(ParseError::UnknownTransferCoding)
         }
-        None => *slot = Some(value.to_owned()),
     }
 }
 
@@ -662,11 +1025,11 @@ mod tests {
     fn simple_get() {
         let h = ok("GET /a/b.txt?x=1 HTTP/1.1\r\nHost: h\r\nUser-Agent: t\r\n\r\n");
         assert_eq!(h.method, Method::Get);
-        assert_eq!(h.path, "/a/b.txt");
-        assert_eq!(h.query.as_deref(), Some("x=1"));
+        assert_eq!(h.path(), "/a/b.txt");
+        assert_eq!(h.query(), Some("x=1"));
         assert_eq!(h.minor_version, 1);
         assert!(h.keep_alive);
-        assert_eq!(h.fields.user_agent.as_deref(), Some("t"));
+        assert_eq!(h.user_agent(), Some("t"));
         assert_eq!(h.body, BodyFraming::None);
     }
 
@@ -687,7 +1050,7 @@ mod tests {
         let two = b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n";
         match parse(two, LIMIT) {
             Ok(Parsed::Complete { head, len }) => {
-                assert_eq!(head.path, "/1");
+                assert_eq!(head.path(), "/1");
                 assert_eq!(&two[len..len + 6], b"GET /2");
             }
             other => panic!("{other:?}"),
@@ -718,10 +1081,10 @@ mod tests {
     #[test]
     fn target_forms() {
         let h = ok("GET http://example.com/x%20y?q HTTP/1.1\r\nHost: example.com\r\n\r\n");
-        assert_eq!((h.path.as_str(), h.query.as_deref()), ("/x%20y", Some("q")));
+        assert_eq!((h.path(), h.query()), ("/x%20y", Some("q")));
         let h = ok("GET HTTP://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n");
-        assert_eq!(h.path, "/");
-        assert_eq!(ok("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n").path, "*");
+        assert_eq!(h.path(), "/");
+        assert_eq!(ok("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n").path(), "*");
         assert_eq!(
             err("GET * HTTP/1.1\r\nHost: h\r\n\r\n"),
             ParseError::BadTarget
@@ -789,7 +1152,7 @@ mod tests {
     fn repeated_list_fields_are_joined() {
         let h =
             ok("GET / HTTP/1.1\r\nHost: h\r\nIf-None-Match: \"a\"\r\nif-none-match: \"b\"\r\n\r\n");
-        assert_eq!(h.fields.if_none_match.as_deref(), Some("\"a\", \"b\""));
+        assert_eq!(h.if_none_match(), Some("\"a\", \"b\""));
     }
 
     /// Regression (fuzz: version-error-depends-on-segmentation): a bad
@@ -874,7 +1237,7 @@ mod tests {
             match parse(raw.as_bytes(), LIMIT) {
                 Ok(Parsed::Complete { head, .. }) => {
                     assert!(*want, "{host:?} was accepted");
-                    assert_eq!(head.fields.host.as_deref(), Some(*host));
+                    assert_eq!(head.host(), Some(*host));
                 }
                 Err(e) => {
                     assert!(!*want, "{host:?} was refused");
@@ -886,10 +1249,7 @@ mod tests {
         // Surrounding whitespace is not part of the value; HTTP/1.0 hosts are
         // checked too.
         assert_eq!(
-            ok("GET / HTTP/1.1\r\nHost: \t h:1 \r\n\r\n")
-                .fields
-                .host
-                .as_deref(),
+            ok("GET / HTTP/1.1\r\nHost: \t h:1 \r\n\r\n").host(),
             Some("h:1")
         );
         assert_eq!(
@@ -1018,9 +1378,113 @@ mod tests {
         assert!(!h.expect_continue);
     }
 
+    /// Repeated fields are joined in order even when other fields come
+    /// between them, and a value that is not UTF-8 is left out of the join.
+    #[test]
+    fn interleaved_repeated_fields_are_joined_in_order() {
+        let h = ok(
+            "GET / HTTP/1.1\r\nRange: bytes=0-1\r\nHost: h\r\nIf-Match: \"a\"\r\n\
+             User-Agent: u\r\nif-match:  \"b\" \r\nIF-MATCH: \"c\"\r\n\r\n",
+        );
+        assert_eq!(h.if_match(), Some("\"a\", \"b\", \"c\""));
+        assert_eq!(h.range(), Some("bytes=0-1"));
+        assert_eq!(h.user_agent(), Some("u"));
+        assert_eq!(h.host(), Some("h"));
+        assert_eq!(h.accept(), None);
+        let raw = b"GET / HTTP/1.1\r\nHost: h\r\nAccept: a\r\nAccept: \xff\r\nAccept: b\r\n\r\n";
+        let Ok(Parsed::Complete { head, .. }) = parse(raw, LIMIT) else {
+            panic!("refused");
+        };
+        assert_eq!(head.accept(), Some("a, b"));
+        let raw = b"GET / HTTP/1.1\r\nHost: h\r\nAccept: \xff\r\n\r\n";
+        let Ok(Parsed::Complete { head, .. }) = parse(raw, LIMIT) else {
+            panic!("refused");
+        };
+        assert_eq!(head.accept(), None);
+    }
+
+    /// A reused head carries nothing over from its previous request: every
+    /// accessor answers as for a freshly allocated head.
+    #[test]
+    fn reused_head_forgets_its_previous_request() {
+        let mut spares = SpareHeads::default();
+        let first = "GET http://a.example/old/path?q=1 HTTP/1.1\r\nHost: a.example\r\n\
+             Range: bytes=1-2\r\nIf-None-Match: \"x\"\r\nUser-Agent: long agent\r\n\
+             Referer: r\r\nContent-Length: 3\r\n\r\n";
+        let Ok(Parsed::Complete { head, .. }) = parse_with(first.as_bytes(), LIMIT, &mut spares)
+        else {
+            panic!("refused");
+        };
+        spares.put(head);
+        assert_eq!(spares.len(), 1);
+        let second = "HEAD /n HTTP/1.0\r\n\r\n";
+        let Ok(Parsed::Complete { head, .. }) = parse_with(second.as_bytes(), LIMIT, &mut spares)
+        else {
+            panic!("refused");
+        };
+        assert!(spares.is_empty(), "the spare head was used");
+        assert_eq!(*head, *ok(second));
+        assert_eq!(
+            (head.path(), head.query(), head.target()),
+            ("/n", None, "/n")
+        );
+        for field in Field::ALL {
+            assert_eq!(head.field(field), None, "{field:?}");
+        }
+        assert_eq!(
+            (head.method, head.body, head.keep_alive),
+            (Method::Head, BodyFraming::None, false)
+        );
+    }
+
+    /// The spare list is bounded, and a head that grew large is not kept.
+    #[test]
+    fn spare_heads_are_bounded() {
+        let mut spares = SpareHeads::default();
+        for _ in 0..MAX_SPARE_HEADS + 5 {
+            spares.put(ok("GET / HTTP/1.1\r\nHost: h\r\n\r\n"));
+        }
+        assert_eq!(spares.len(), MAX_SPARE_HEADS);
+        let mut spares = SpareHeads::default();
+        let big = format!(
+            "GET / HTTP/1.1\r\nHost: h\r\nUser-Agent: {}\r\n\r\n",
+            "u".repeat(MAX_SPARE_HEAD_TEXT)
+        );
+        spares.put(ok(&big));
+        assert!(spares.is_empty());
+    }
+
+    #[test]
+    fn transfer_codings_across_fields() {
+        let table = [
+            (
+                "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked",
+                Err(ParseError::UnknownTransferCoding),
+            ),
+            (
+                "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked",
+                Err(ParseError::AmbiguousFraming),
+            ),
+            ("Transfer-Encoding: ,chunked,", Ok(BodyFraming::Chunked)),
+            ("Transfer-Encoding: ", Err(ParseError::AmbiguousFraming)),
+            (
+                "Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip",
+                Err(ParseError::AmbiguousFraming),
+            ),
+        ];
+        for (fields, want) in table {
+            let raw = format!("POST / HTTP/1.1\r\nHost: h\r\n{fields}\r\n\r\n");
+            let got = parse(raw.as_bytes(), LIMIT).map(|p| match p {
+                Parsed::Complete { head, .. } => head.body,
+                Parsed::Partial => panic!("partial"),
+            });
+            assert_eq!(got, want, "{fields:?}");
+        }
+    }
+
     #[test]
     fn leading_crlf_is_skipped() {
         let raw = "\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n";
-        assert_eq!(ok(raw).path, "/");
+        assert_eq!(ok(raw).path(), "/");
     }
 }

@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-use crate::conn::{Action, Connection, Cx, Limits, Transport};
+use crate::conn::{Action, Connection, Cx, Limits, Spares, Transport};
 use crate::http::request::RequestHead;
 use crate::limits::CUT_OFF_GRACE;
 use crate::models::{
@@ -368,6 +368,7 @@ fn drive(client: Client, scratch: &mut [u8]) {
     // whose request is on its way (the reactor's `has_requested`).
     let mut requests = 0;
     let mut next = Next::Resume;
+    let mut spares = Spares::default();
     loop {
         let now = Instant::now();
         let mut cx = Cx {
@@ -377,6 +378,7 @@ fn drive(client: Client, scratch: &mut [u8]) {
             draining: requests > 0 && shared.shutdown.is_requested(),
             readable: true,
             read_closed: false,
+            spares: &mut spares,
         };
         let action = match next {
             Next::Answer(head) => {
@@ -390,6 +392,7 @@ fn drive(client: Client, scratch: &mut [u8]) {
                 if let Some(s) = story {
                     s.stage(format_args!("answer ready ({})", response.status.0));
                 }
+                cx.spares.heads.put(head);
                 conn.complete(response, &mut cx)
             }
             Next::Warmed => conn.warmed(&mut cx),
@@ -899,6 +902,7 @@ mod tests {
             keepalive_timeout: Duration::from_secs(1),
         };
         let mut scratch = [0u8; 16];
+        let mut spares = Spares::default();
         let before = Instant::now();
         let mut cx = Cx {
             now: before,
@@ -907,6 +911,7 @@ mod tests {
             draining: false,
             readable: true,
             read_closed: false,
+            spares: &mut spares,
         };
         std::thread::sleep(Duration::from_millis(5));
         stream.shutdown.request();

@@ -195,7 +195,7 @@ pub(super) fn serve_file(
         }
     }
     let has_sidecar = brotli.is_some() || gzip.is_some();
-    let accept = AcceptEncoding::parse(req.fields.accept_encoding.as_deref());
+    let accept = AcceptEncoding::parse(req.accept_encoding());
     let chosen = accept.choose(brotli.is_some(), gzip.is_some());
 
     // On-the-fly compression (site::compress): only when the client wants
@@ -308,11 +308,11 @@ pub(super) fn serve_file(
     }
 
     let conditions = Conditions {
-        if_match: req.fields.if_match.as_deref(),
-        if_none_match: req.fields.if_none_match.as_deref(),
-        if_modified_since: req.fields.if_modified_since.as_deref(),
-        if_unmodified_since: req.fields.if_unmodified_since.as_deref(),
-        if_range: req.fields.if_range.as_deref(),
+        if_match: req.if_match(),
+        if_none_match: req.if_none_match(),
+        if_modified_since: req.if_modified_since(),
+        if_unmodified_since: req.if_unmodified_since(),
+        if_range: req.if_range(),
     };
     match conditional::evaluate(true, &conditions, &validators) {
         Precondition::Proceed => {}
@@ -324,7 +324,7 @@ pub(super) fn serve_file(
         Precondition::Failed => return error(req, Status::PRECONDITION_FAILED, vary),
     }
 
-    let ranges = match req.fields.range.as_deref() {
+    let ranges = match req.range() {
         Some(r)
             if conditions
                 .if_range

@@ -145,9 +145,7 @@ fn serve_listing(
     decoded: &str,
 ) -> Response {
     let wants_json = req
-        .fields
-        .accept
-        .as_deref()
+        .accept()
         .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"));
     let (format, ty) = if wants_json {
         (Format::Json, "application/json")

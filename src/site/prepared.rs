@@ -123,11 +123,10 @@ pub(super) fn serve(
     relative: &Path,
 ) -> Option<Response> {
     let prepared = hit.prepared.as_deref()?;
-    let fields = &req.fields;
-    if fields.range.is_some()
-        || fields.if_match.is_some()
-        || fields.if_unmodified_since.is_some()
-        || fields.if_range.is_some()
+    if req.range().is_some()
+        || req.if_match().is_some()
+        || req.if_unmodified_since().is_some()
+        || req.if_range().is_some()
     {
         return None;
     }
@@ -146,10 +145,7 @@ pub(super) fn serve(
     }
     // As `serve_file` decides, with no sidecar on offer. No
     // `Accept-Encoding` at all means identity only (`AcceptEncoding::parse`).
-    if let (false, Some(accept)) = (
-        prepared.compressible.is_empty(),
-        fields.accept_encoding.as_deref(),
-    ) {
+    if let (false, Some(accept)) = (prepared.compressible.is_empty(), req.accept_encoding()) {
         let accept = AcceptEncoding::parse(Some(accept));
         let chosen = accept.choose(false, false);
         if compress::pick(&accept, chosen, prepared.compressible).is_some() {
@@ -162,8 +158,8 @@ pub(super) fn serve(
         now,
     };
     let conditions = Conditions {
-        if_none_match: fields.if_none_match.as_deref(),
-        if_modified_since: fields.if_modified_since.as_deref(),
+        if_none_match: req.if_none_match(),
+        if_modified_since: req.if_modified_since(),
         ..Conditions::default()
     };
     let (status, lines) = match conditional::evaluate(true, &conditions, &validators) {

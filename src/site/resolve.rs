@@ -31,25 +31,25 @@ const INDEX: &str = "index.html";
 /// GET and HEAD: what the URL names (a file, a directory's index or its
 /// listing), or the status that says why not.
 pub(super) fn serve(site: &Site, req: &RequestHead) -> Response {
-    if req.path == "*" {
+    if req.path() == "*" {
         return error(req, Status::BAD_REQUEST, &[]);
     }
-    if cfg!(feature = "test-hooks") && req.path == "/__stoke_test_panic" {
+    if cfg!(feature = "test-hooks") && req.path() == "/__stoke_test_panic" {
         panic!("forced by the test-only panic path");
     }
-    if cfg!(feature = "test-hooks") && req.path == "/__stoke_test_hang" {
+    if cfg!(feature = "test-hooks") && req.path() == "/__stoke_test_hang" {
         test_hang(site);
     }
     // The common case first: a plain path (nothing to decode) whose file
     // is cached, found without building a path (see `url_path::plain`).
     let mut plain_buf = [0; url_path::PLAIN_MAX];
-    let plain = url_path::plain(&req.path, INDEX, &mut plain_buf);
+    let plain = url_path::plain(req.path(), INDEX, &mut plain_buf);
     if let Some(likely) = plain {
         if let Some(hit) = site.cache.get(&site.root, likely) {
             return serve_hit(site, req, hit, likely);
         }
     }
-    let url = match url_path::decode(&req.path, site.config.hidden) {
+    let url = match url_path::decode(req.path(), site.config.hidden) {
         Ok(url) => url,
         Err(e) => return error(req, errors::for_path_error(e), &[]),
     };
@@ -88,7 +88,7 @@ pub(super) fn serve(site: &Site, req: &RequestHead) -> Response {
     if !url.trailing_slash {
         let mut location = url_path::encode(&url.decoded);
         location.push('/');
-        if let Some(q) = &req.query {
+        if let Some(q) = req.query() {
             location.push('?');
             location.push_str(q);
         }

@@ -2,7 +2,8 @@
 //! for file bodies, the `setuid` family for dropping root, `getrlimit(2)`
 //! for the descriptor limit, and (in `open.rs`) opening and stat-ing a path
 //! without leaving the served root, and (in `page_cache.rs`) probing and
-//! warming the page cache so that `sendfile` does not wait for the disk.
+//! warming the page cache so that `sendfile` does not wait for the disk;
+//! and (in `alloc_count.rs`) a counting allocator for the allocation tests.
 //!
 //! This is the only module with `unsafe`; each block says why it is sound.
 //! Everything OS-specific sits behind these functions, `cfg`-gated, with a
@@ -26,6 +27,8 @@ mod poll;
 pub use poll::wait_readable;
 
 pub mod page_cache;
+
+pub mod alloc_count;
 
 /// Copies up to `len` bytes of `file`, starting at `offset`, to the socket
 /// `socket` inside the kernel. Returns the number of bytes sent; a short count

@@ -33,8 +33,8 @@ pub fn to_https(
 
 /// `https://host[:port]/path[?query]`, or `None` if the Host is unusable.
 fn location(head: &RequestHead, https_port: u16) -> Option<String> {
-    let host = host_without_port(head.fields.host.as_deref()?)?;
-    if head.path == "*" {
+    let host = host_without_port(head.host()?)?;
+    if head.path() == "*" {
         return None;
     }
     let port = if https_port == 443 {
@@ -42,12 +42,8 @@ fn location(head: &RequestHead, https_port: u16) -> Option<String> {
     } else {
         format!(":{https_port}")
     };
-    let query = head
-        .query
-        .as_deref()
-        .map(|q| format!("?{q}"))
-        .unwrap_or_default();
-    Some(format!("https://{host}{port}{}{query}", head.path))
+    let query = head.query().map(|q| format!("?{q}")).unwrap_or_default();
+    Some(format!("https://{host}{port}{}{query}", head.path()))
 }
 
 /// The host part of a Host field: a DNS name, an IPv4 address or a

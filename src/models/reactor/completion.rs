@@ -30,6 +30,7 @@ use std::sync::Mutex;
 use mio::Waker;
 
 use crate::http::response::Response;
+use crate::models::reactor::event_loop::AnswerJob;
 use crate::tls::stream::Signed;
 
 /// A finished job for connection `key`, which must still be the
@@ -42,8 +43,9 @@ pub struct Completion {
 
 /// What a worker did for a connection.
 pub enum Done {
-    /// Answered its request.
-    Response(Response),
+    /// Answered its request; the job comes back with the answer, for the
+    /// reactor to reuse (its box, and the head in it).
+    Response(Response, Option<Box<AnswerJob>>),
     /// Brought the next part of the file it is sending into the page cache.
     Warmed,
     /// Did the expensive step of its TLS handshake (`tls::stream::Hello`).
@@ -144,12 +146,15 @@ mod tests {
         Completion {
             key,
             generation: 1,
-            done: Done::Response(Response {
-                status: Status::OK,
-                chunks: Vec::new(),
-                close: false,
-                log: None,
-            }),
+            done: Done::Response(
+                Response {
+                    status: Status::OK,
+                    chunks: Vec::new(),
+                    close: false,
+                    log: None,
+                },
+                None,
+            ),
         }
     }
 

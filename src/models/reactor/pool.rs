@@ -32,7 +32,19 @@ use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use crate::trace::{self, Source};
 
 /// Anything a worker can run. The server's jobs answer one request each.
-pub type Job = Box<dyn FnOnce() + Send + 'static>;
+pub type Job = Box<dyn Task>;
+
+/// A job: any closure, or a type that runs itself from its box (the
+/// reactor's request job, whose box comes back with the answer for reuse).
+pub trait Task: Send + 'static {
+    fn run(self: Box<Self>);
+}
+
+impl<F: FnOnce() + Send + 'static> Task for F {
+    fn run(self: Box<Self>) {
+        (*self)()
+    }
+}
 
 /// What the reactor and the workers share.
 struct Shared {
@@ -229,7 +241,7 @@ fn work(index: usize, local: &Worker<Job>, shared: &Shared) {
             shared.busy[index].store(true, Ordering::SeqCst);
             // A job that panics must not take the worker with it; the server's
             // jobs catch their own panics to answer 500, this is the backstop.
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run())).is_err() {
                 log::error!("a job panicked on worker {index}");
             }
             shared.busy[index].store(false, Ordering::SeqCst);

@@ -26,17 +26,23 @@ use crate::tls::stream::{Hello, Signed, TlsStream};
 /// Where a socket stands with its PROXY header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Preamble {
-    /// The listener does not use the PROXY protocol.
-    None,
     /// The header must come first and has not been read yet.
     Expected,
     /// Read; the client's address if it named one.
     Done(Option<IpAddr>),
 }
 
-/// An accepted socket and its PROXY header state.
+/// An accepted socket and, behind a PROXY listener, its header state.
 pub struct Socket {
     tcp: TcpStream,
+    /// Boxed: every connection holds a `Socket`, few come through a proxy,
+    /// and an idle connection should cost little memory.
+    proxy: Option<Box<Proxied>>,
+}
+
+/// The PROXY protocol side of a socket.
+struct Proxied {
+    /// The proxy's address, for log lines.
     peer: SocketAddr,
     preamble: Preamble,
 }
@@ -52,10 +58,12 @@ impl Socket {
     pub fn new(tcp: TcpStream, peer: SocketAddr, proxy: ProxyHeader) -> Socket {
         Socket {
             tcp,
-            peer,
-            preamble: match proxy {
-                ProxyHeader::Absent => Preamble::None,
-                ProxyHeader::Required => Preamble::Expected,
+            proxy: match proxy {
+                ProxyHeader::Absent => None,
+                ProxyHeader::Required => Some(Box::new(Proxied {
+                    peer,
+                    preamble: Preamble::Expected,
+                })),
             },
         }
     }
@@ -66,16 +74,16 @@ impl Socket {
 
     /// Reads the PROXY header if it has arrived whole. `WouldBlock` while
     /// only part of it is here; an error (logged) closes the connection.
-    fn read_preamble(&mut self) -> io::Result<()> {
+    fn read_preamble(tcp: &mut TcpStream, proxied: &mut Proxied) -> io::Result<()> {
         let mut peek = [0u8; MAX_HEADER];
         let n = loop {
-            match self.tcp.peek(&mut peek) {
+            match tcp.peek(&mut peek) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 other => break other?,
             }
         };
         let refuse = |what: &dyn std::fmt::Display| {
-            log::warn!("{}: {what}; closing", self.peer);
+            log::warn!("{}: {what}; closing", proxied.peer);
             Err(io::Error::new(io::ErrorKind::InvalidData, what.to_string()))
         };
         match proxy_protocol::parse(&peek[..n]) {
@@ -93,14 +101,14 @@ impl Socket {
             Ok(Parsed::Header { len, client }) => {
                 let mut consumed = 0;
                 while consumed < len {
-                    match io::Read::read(&mut self.tcp, &mut peek[consumed..len]) {
+                    match io::Read::read(tcp, &mut peek[consumed..len]) {
                         Ok(0) => return refuse(&"connection closed inside the PROXY header"),
                         Ok(k) => consumed += k,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(e) => return Err(e),
                     }
                 }
-                self.preamble = Preamble::Done(client.map(|c| c.ip()));
+                proxied.preamble = Preamble::Done(client.map(|c| c.ip()));
                 Ok(())
             }
         }
@@ -109,8 +117,10 @@ impl Socket {
 
 impl Transport for Socket {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.preamble == Preamble::Expected {
-            self.read_preamble()?;
+        if let Some(proxied) = &mut self.proxy {
+            if proxied.preamble == Preamble::Expected {
+                Socket::read_preamble(&mut self.tcp, proxied)?;
+            }
         }
         io::Read::read(&mut self.tcp, buf)
     }
@@ -128,13 +138,15 @@ impl Transport for Socket {
     }
 
     fn handshaking(&self) -> bool {
-        self.preamble == Preamble::Expected
+        self.proxy
+            .as_ref()
+            .is_some_and(|p| p.preamble == Preamble::Expected)
     }
 
     fn client_addr(&self) -> Option<IpAddr> {
-        match self.preamble {
+        match self.proxy.as_ref()?.preamble {
             Preamble::Done(client) => client,
-            _ => None,
+            Preamble::Expected => None,
         }
     }
 }
