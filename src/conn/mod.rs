@@ -1396,3 +1396,6 @@ mod tests {
 
 #[cfg(test)]
 mod cold_file_tests;
+
+#[cfg(test)]
+mod write_budget_tests;
