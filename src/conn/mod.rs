@@ -28,7 +28,10 @@
 //! and go on where they were at the next `resume`. Back in Idle, bytes
 //! already buffered (pipelined requests) are parsed before reading again.
 //! Straight to `Closed`, from the state named: EOF or a socket error
-//! while reading or writing; a timeout in Idle (keep-alive), Writing (`SEND_TIMEOUT`) or
+//! while reading or writing; Writing, after the answer to a request that
+//! said `Connection: close` (or HTTP/1.0) and left nothing unread (the
+//! client sends nothing more, so nothing can make the kernel reset the
+//! response: no half-close and linger, as nginx); a timeout in Idle (keep-alive), Writing (`SEND_TIMEOUT`) or
 //! DiscardingBody; Idle when shutdown begins (`on_shutdown`), or while
 //! draining once the client has sent nothing more. A refusal always
 //! closes after its answer: the rest of the byte stream can't be trusted.
@@ -87,6 +90,15 @@ pub trait Transport {
     fn send_file(&mut self, file: &File, offset: u64, len: usize) -> io::Result<usize>;
     /// Half-closes: the peer sees EOF after the bytes already sent.
     fn shutdown_write(&mut self);
+
+    /// Whether dropping the transport ends the stream cleanly by itself, so
+    /// that a client known to send nothing more needs no half-close and
+    /// linger: true of a TCP socket (`close` sends FIN after the queued
+    /// response when nothing unread is left), not of TLS (`close_notify`
+    /// must go first). The default lingers, as every close used to.
+    fn drop_is_clean_close(&self) -> bool {
+        false
+    }
 
     /// Whether `send_file(file, offset, len)` would run without waiting for
     /// the disk. The reactor's transports probe the page cache, and a `false`
@@ -286,6 +298,22 @@ struct After {
     /// Request-body bytes still to skip before the next head (at most
     /// [`MAX_DISCARDED_BODY`], so a `u32`, which keeps `State` small).
     skip_body: u32,
+    /// Whether the client may send more after this response.
+    more: MoreFromClient,
+}
+
+/// Whether the client may still send bytes after the response being
+/// written: what decides, when the connection closes, between a plain close
+/// and a half-close that lingers (reads until EOF) so that late bytes do
+/// not make the kernel reset the response away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MoreFromClient {
+    /// It may: a keep-alive request, a body we answered before reading, a
+    /// byte stream we refused.
+    Possible,
+    /// Its request said it closes (`Connection: close`, or HTTP/1.0) and
+    /// carried no body: it must send nothing more (RFC 9112 §9.6).
+    None,
 }
 
 const _: () = assert!(MAX_DISCARDED_BODY <= u32::MAX as u64);
@@ -297,6 +325,11 @@ impl After {
         After {
             close: !head.keep_alive || draining,
             skip_body: 0,
+            more: if head.keep_alive {
+                MoreFromClient::Possible
+            } else {
+                MoreFromClient::None
+            },
         }
     }
 
@@ -305,6 +338,7 @@ impl After {
         After {
             close: true,
             skip_body: 0,
+            more: MoreFromClient::Possible,
         }
     }
 }
@@ -691,7 +725,10 @@ impl<T: Transport> Connection<T> {
             // say whether it closes. The client reconnects for its next
             // request; an Expect request whose body has begun arriving is
             // unambiguous and keeps the connection like any other.
-            _ if head.expect_continue && !body_started => after.close = true,
+            _ if head.expect_continue && !body_started => {
+                after.close = true;
+                after.more = MoreFromClient::Possible;
+            }
             // Not over MAX_DISCARDED_BODY (above), so it fits.
             BodyFraming::Length(n) => after.skip_body = n as u32,
             BodyFraming::Chunked => {
@@ -866,7 +903,17 @@ impl<T: Transport> Connection<T> {
             t.finished(out.sent, "last byte written");
         }
         let after = out.after;
-        let next = if after.close {
+        let nothing_unread = after.skip_body == 0 && self.buf.is_empty();
+        let next = if after.close
+            && after.more == MoreFromClient::None
+            && nothing_unread
+            && self.io.drop_is_clean_close()
+        {
+            // The client sends nothing more: no bytes can arrive to make
+            // the kernel reset the response, so a plain close is as safe
+            // as a linger, without its `shutdown`, EOF read and wake-up.
+            State::Closed
+        } else if after.close {
             self.io.shutdown_write();
             State::Lingering {
                 until: cx.now + LINGER_TIMEOUT,
@@ -1103,6 +1150,8 @@ mod tests {
         output: Vec<u8>,
         shut: bool,
         reads: usize,
+        /// What `drop_is_clean_close` answers (a TCP socket: true).
+        clean_close: bool,
     }
 
     impl Fake {
@@ -1114,6 +1163,7 @@ mod tests {
                 output: Vec::new(),
                 shut: false,
                 reads: 0,
+                clean_close: false,
             }
         }
     }
@@ -1156,6 +1206,10 @@ mod tests {
 
         fn shutdown_write(&mut self) {
             self.shut = true;
+        }
+
+        fn drop_is_clean_close(&self) -> bool {
+            self.clean_close
         }
     }
 
@@ -1316,6 +1370,68 @@ mod tests {
         }
     }
 
+    /// Regression (every `Connection: close` response half-closed and
+    /// lingered for the client's EOF: a `shutdown`, a read and a wake-up per
+    /// connection beyond nginx's): after the answer to a client that said it
+    /// closes and sent nothing more, the connection closes at once; whenever
+    /// the client may still send (keep-alive request closed by us, a body
+    /// not read, pipelined bytes, TLS) it still half-closes and lingers.
+    #[test]
+    fn client_that_closes_and_sent_nothing_more_is_closed_without_lingering() {
+        let table: &[(&[u8], bool, bool)] = &[
+            // (request bytes, draining, plain close expected)
+            (
+                b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+                false,
+                true,
+            ),
+            (b"GET / HTTP/1.0\r\n\r\n", false, true),
+            (
+                b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+                true,
+                true,
+            ),
+            // Closed by us: the client may have sent its next request.
+            (b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", true, false),
+            // A body not yet read.
+            (
+                b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\nContent-Length: 9\r\n\r\n",
+                false,
+                false,
+            ),
+            // Bytes after the head, against its word.
+            (
+                b"GET / HTTP/1.0\r\n\r\nGET / HTTP/1.0\r\n\r\n",
+                false,
+                false,
+            ),
+        ];
+        for &(request, draining, plain) in table {
+            let mut h = Harness::new();
+            h.conn.io.clean_close = true;
+            let req = dispatched(h.send(request));
+            h.draining = draining;
+            let action = h.answer(&req);
+            let what = String::from_utf8_lossy(request);
+            assert!(h.output().ends_with("\r\n\r\nok"), "{what}");
+            if plain {
+                assert!(matches!(action, Action::Close), "{what}: {action:?}");
+                assert!(!h.conn.io.shut, "{what}: half-closed");
+            } else {
+                assert!(h.conn.io.shut, "{what}: not half-closed");
+                assert!(!matches!(action, Action::Close), "{what}: {action:?}");
+            }
+        }
+        // A transport whose drop is not a clean close (TLS) always lingers.
+        let mut h = Harness::new();
+        let req = dispatched(h.send(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"));
+        let action = h.answer(&req);
+        assert!(
+            h.conn.io.shut && matches!(action, Action::Wait),
+            "{action:?}"
+        );
+    }
+
     /// Same, for a response that was ready but waiting for the socket when
     /// shutdown began.
     #[test]
@@ -1396,3 +1512,6 @@ mod tests {
 
 #[cfg(test)]
 mod cold_file_tests;
+
+#[cfg(test)]
+mod write_budget_tests;

@@ -137,6 +137,10 @@ impl Transport for Socket {
         self.tcp.shutdown_write();
     }
 
+    fn drop_is_clean_close(&self) -> bool {
+        true
+    }
+
     fn handshaking(&self) -> bool {
         self.proxy
             .as_ref()
@@ -219,6 +223,14 @@ impl Transport for Stream {
         match self {
             Stream::Plain(s) => s.shutdown_write(),
             Stream::Tls(t) => t.shutdown_write(),
+        }
+    }
+
+    fn drop_is_clean_close(&self) -> bool {
+        match self {
+            Stream::Plain(s) => s.drop_is_clean_close(),
+            // `close_notify` first (see `shutdown_write`).
+            Stream::Tls(_) => false,
         }
     }
 
