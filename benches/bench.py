@@ -38,6 +38,7 @@ Every point is bounded in time and wrapped so that one failure is recorded
 in the report and the run goes on. Knobs (defaults; BENCH_QUICK=1 in []):
   BENCH_SECONDS 5 [2]   BENCH_WARMUP 1 [1]   BENCH_ROUNDS 3 [1]
   BENCH_WORKERS 2       BENCH_SERVERS "stoke nginx lighttpd h2o"
+  BENCH_STOKE_R2 1 (a stoke --reactors 2 row in the loads; 0: none)
   BENCH_LOADS "ka1k-1 ka1k-64 ka1k-512 close1k-64 1m-16 100m-4"
   BENCH_IDLE_CONNS 9000 [1000]   BENCH_SEQ_REQUESTS 2000 [200]
   BENCH_COLD_MIB 300 [32]  BENCH_COLD_SECONDS 10 [3]
@@ -72,6 +73,9 @@ WARMUP = bl.env_int("BENCH_WARMUP", 1)
 ROUNDS = bl.env_int("BENCH_ROUNDS", 1 if QUICK else 3)
 WORKERS = bl.env_int("BENCH_WORKERS", 2)
 SERVERS = bl.env_list("BENCH_SERVERS", "stoke nginx lighttpd h2o")
+# stoke with two event loops (--reactors 2) as an extra row in the loads:
+# nginx, lighttpd and h2o each run WORKERS event loops, stoke one by default.
+STOKE_R2 = bl.env_int("BENCH_STOKE_R2", 1) != 0
 LOAD_KEYS = bl.env_list("BENCH_LOADS", "ka1k-1 ka1k-64 ka1k-512 close1k-64 1m-16 100m-4")
 SECTIONS = bl.env_list("BENCH_SECTIONS",
                        "loads idle syscalls instructions cold compress https")
@@ -147,6 +151,9 @@ SETTINGS = {
     "nginx": f"`worker_processes {WORKERS}`, `access_log off`, `sendfile on`, `tcp_nopush on`, "
              f"`worker_connections {bl.MAX_CONNECTIONS}`, `keepalive_requests 1000000`, "
              f"`keepalive_timeout {KEEPALIVE_S}s`, no `open_file_cache` (its default)",
+    "stoke-r2": "as stoke, plus `--reactors 2` (two event loops sharing the same pool; "
+                "loads only, BENCH_STOKE_R2=0 leaves it out): the peers each run "
+                f"{WORKERS} event loops, stoke one by default",
     "nginx-aio": "as nginx, plus `aio threads` (the default pool: 32 threads per worker)",
     "lighttpd": f"`server.max-worker = {WORKERS}` (forked processes), no mod_accesslog, "
                 "`server.network-backend = \"sendfile\"`, "
@@ -216,10 +223,11 @@ def make_server(name: str, root: Path, port: int, workdir: Path,
                 f'deflate.cache-dir = "{cache}"\n'
                 f"deflate.mimetypes = ( {types} )\n"
                 f"deflate.allowed-encodings = ( {encs} )\n"))
-    if name == "stoke":
+    if name in ("stoke", "stoke-r2"):
+        reactors = ["--reactors", "2"] if name == "stoke-r2" else []
         return bl.stoke_server(root, port, WORKERS, workdir, [
             "--max-connections", str(bl.MAX_CONNECTIONS),
-            "--keepalive-timeout", str(KEEPALIVE_S), "--shutdown-timeout", "2"])
+            "--keepalive-timeout", str(KEEPALIVE_S), "--shutdown-timeout", "2", *reactors])
     if name == "nginx":
         return bl.nginx_server(root, port, WORKERS, workdir, KEEPALIVE_S)
     if name == "nginx-aio":
@@ -285,6 +293,9 @@ def template_cmd(argv: list[str], port: int, lua: Path) -> str:
 
 def section_loads(run: Run, servers: list[str]) -> None:
     lua = lua_file(run)
+    if STOKE_R2 and "stoke" in servers:
+        servers = servers[:1 + servers.index("stoke")] + ["stoke-r2"] + \
+            servers[1 + servers.index("stoke"):]
     loads = [LOADS[k] for k in LOAD_KEYS]
     res: dict[str, dict[str, list[dict]]] = {l.key: {s: [] for s in servers} for l in loads}
     run.results["loads"] = res
@@ -320,7 +331,7 @@ def section_loads(run: Run, servers: list[str]) -> None:
                         if WARMUP > 0:
                             bl.run_wrk(bl.wrk_argv(srv.port, load.path, load.conns, WARMUP,
                                                    lua, list(load.headers)), WARMUP)
-                        w = bl.measure(srv, argv, SECONDS, per_thread=(name == "stoke"))
+                        w = bl.measure(srv, argv, SECONDS, per_thread=name.startswith("stoke"))
                         w["round"] = rnd + 1
                         res[load.key][name].append(w)
                     except (OSError, RuntimeError, subprocess.TimeoutExpired) as e:
@@ -903,6 +914,10 @@ def load_tables(run: Run, servers: list[str]) -> tuple[list[str], dict]:
     lines: list[str] = []
     ratios: dict[str, dict[str, tuple[float | None, float | None]]] = {}
     res = run.results.get("loads", {})
+    if "stoke" in servers and any("stoke-r2" in res.get(k, {}) for k in LOAD_KEYS):
+        i = servers.index("stoke") + 1
+        servers = servers[:i] + ["stoke-r2"] + servers[i:]
+    peers = [s for s in servers if not s.startswith("stoke")]
     for key in LOAD_KEYS:
         load = LOADS[key]
         sums = {s: load_summary(load, res.get(key, {}).get(s, [])) for s in servers}
@@ -918,20 +933,29 @@ def load_tables(run: Run, servers: list[str]) -> tuple[list[str], dict]:
             if r is None:
                 lines.append(f"| {s} | failed or skipped | | | | | | | | |")
                 continue
-            tput = ratio(st["throughput"], r["throughput"]) if st and s != "stoke" else None
-            eff = ratio(st["efficiency"], r["efficiency"]) if st and s != "stoke" else None
-            if s != "stoke":
+            own = s.startswith("stoke")
+            tput = ratio(st["throughput"], r["throughput"]) if st and not own else None
+            eff = ratio(st["efficiency"], r["efficiency"]) if st and not own else None
+            if not own:
                 ratios[key][s] = (tput, eff)
             lines.append(
                 f"| {s} | {bl.fmt_num(r['rps'])} | {bl.fmt_num(r['mbps'], 1)} | "
                 f"{bl.fmt_ms(r['p50'])} | {bl.fmt_ms(r['p99'])} | {r['cpu_pct']:.0f}% | "
                 f"{rough(r)}{bl.fmt_num(r['efficiency'], 1)} | {r['errors']} | "
-                f"{'' if s == 'stoke' else fmt_ratio(tput)} | "
-                f"{'' if s == 'stoke' else fmt_ratio(eff)} |")
-        if st and st["split"]:
-            split = ", ".join(f"`{g}` {v:.0f}%" for g, v in
-                              sorted(st["split"].items(), key=lambda kv: -kv[1]))
-            lines += ["", f"stoke CPU by thread: {split}."]
+                f"{'' if own else fmt_ratio(tput)} | "
+                f"{'' if own else fmt_ratio(eff)} |")
+        r2 = sums.get("stoke-r2")
+        if r2:
+            vs = ", ".join(
+                f"{p} {fmt_ratio(ratio(r2['throughput'], sums[p]['throughput']))} / "
+                f"{fmt_ratio(ratio(r2['efficiency'], sums[p]['efficiency']))}"
+                for p in peers if sums.get(p))
+            lines += ["", f"stoke-r2 (`--reactors 2`) ÷ each peer, throughput / per CPU-s: {vs}."]
+        for name in ("stoke", "stoke-r2"):
+            if sums.get(name) and sums[name]["split"]:
+                split = ", ".join(f"`{g}` {v:.0f}%" for g, v in
+                                  sorted(sums[name]["split"].items(), key=lambda kv: -kv[1]))
+                lines += ["", f"{name} CPU by thread: {split}."]
         lines.append("")
     return lines, ratios
 
@@ -1080,7 +1104,9 @@ def report(run: Run, servers: list[str], started: float, load_before: str) -> st
     lines += ["", "## Settings", "",
               "Every server: loopback only, the same worker count, no access log, "
               "keep-alive on; each run bounded in time.", ""]
-    for s in servers + (["nginx-aio"] if "cold" in SECTIONS and "nginx" in servers else []):
+    r2 = ["stoke-r2"] if STOKE_R2 and "loads" in SECTIONS and "stoke" in servers else []
+    for s in (servers[:1] + r2 + servers[1:]
+              + (["nginx-aio"] if "cold" in SECTIONS and "nginx" in servers else [])):
         if s in SETTINGS:
             lines.append(f"- **{s}**: {SETTINGS[s]}")
     lines += ["",
