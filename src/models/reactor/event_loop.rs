@@ -32,7 +32,9 @@
 //! for [`Action::Warm`], a worker reads that window in
 //! (`sys::page_cache::warm`) and posts `Done::Warmed`, and the connection
 //! sends on. A worker answering with a cold file warms its first window
-//! before posting the answer (`warm_first_window`).
+//! before posting the answer (`warm::warm_first_window`). Both kinds count
+//! against one cap per loop (`warm::WarmSlots`), so cached requests always
+//! find a worker that is not waiting for the disk.
 //!
 //! Nor for a TLS handshake's expensive step: once a connection's ClientHello
 //! is read (after any step, `drive` asks its stream), a worker resolves the
@@ -52,7 +54,7 @@ use std::io;
 use std::mem;
 use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -62,14 +64,15 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::config::ListenKind;
-use crate::conn::{Action, Connection, Cx, Limits, Transport, WarmUp, WARM_WINDOW};
+use crate::conn::{Action, Connection, Cx, Limits, Transport, WarmUp};
 use crate::http::request::RequestHead;
-use crate::http::response::{Chunk, Response};
+use crate::http::response::Response;
 use crate::limits::{EVENTS_CAPACITY, FAIR_SHARE_SLACK, WORKER_EXIT_GRACE};
 use crate::models::reactor::completion::{Completion, CompletionQueue, Done};
 use crate::models::reactor::pool::Pool;
 use crate::models::reactor::stream::{ProxyHeader, Socket, Stream};
 use crate::models::reactor::timer::{Expiry, Timers};
+use crate::models::reactor::warm::{warm_first_window, WarmSlots};
 use crate::models::reactor::Shared;
 use crate::models::{is_resource_exhaustion, Summary, ACCEPT_BACKOFF, SCRATCH_SIZE};
 use crate::site::{self, Site};
@@ -168,11 +171,11 @@ pub struct Reactor {
     /// The work-stealing pool (shared by every loop); `None` for
     /// `reactor-inline`.
     pool: Option<Arc<Pool>>,
-    /// Warm-ups this loop has on the pool now, at most `max_warming`: a
-    /// burst of cold downloads must leave workers for the cached requests
-    /// (as `site::compress` caps compressions).
-    warming: usize,
-    max_warming: usize,
+    /// Warm-ups this loop has on the pool now, its own and its workers'
+    /// first windows, at most half the workers: a burst of cold downloads
+    /// must leave workers for the cached requests (as `site::compress` caps
+    /// compressions).
+    warm_slots: Arc<WarmSlots>,
     /// Warm-ups waiting for a slot, oldest first.
     deferred_warmups: VecDeque<(usize, u64, WarmUp)>,
     /// TLS handshakes this loop has on the pool now, at most `max_signing`:
@@ -240,8 +243,10 @@ impl Reactor {
             next_generation: 0,
             timers: Timers::new(),
             pool,
-            warming: 0,
-            max_warming: (config.threads / 2).max(1),
+            warm_slots: Arc::new(WarmSlots::new(
+                config.threads / 2,
+                Arc::clone(&shared.warmups),
+            )),
             deferred_warmups: VecDeque::new(),
             signing: 0,
             max_signing: (config.threads / 2).max(1),
@@ -624,7 +629,7 @@ impl Reactor {
             }
             Done::Warmed => {
                 if self.pool.is_some() {
-                    self.warming -= 1;
+                    self.warm_slots.give_back();
                     self.start_deferred_warmup(submitted);
                 }
                 self.drive(
@@ -639,6 +644,8 @@ impl Reactor {
             }
         };
         let woken = self.pool.is_some();
+        // The worker may have warmed (and so held a slot) for this answer.
+        self.start_deferred_warmup(submitted);
         self.drive(
             c.key,
             Some(c.generation),
@@ -739,7 +746,7 @@ impl Reactor {
                 };
                 let site = Arc::clone(&self.site);
                 let queue = Arc::clone(&self.completions);
-                let warmups = Arc::clone(&self.shared.warmups);
+                let warm_slots = Arc::clone(&self.warm_slots);
                 if let Some(s) = story {
                     s.stage(format_args!("queued (depth {})", pool.queued() + 1));
                 }
@@ -749,7 +756,7 @@ impl Reactor {
                     }
                     let response =
                         trace::handling(story, || answer(&site, kind, https_port, &head, peer));
-                    warm_first_window(&response, &warmups);
+                    warm_first_window(&response, &warm_slots);
                     if let Some(s) = story {
                         s.stage(format_args!(
                             "answer ready ({}), completion posted",
@@ -785,8 +792,8 @@ impl Reactor {
                 warm.offset, warm.len
             ));
         }
-        self.shared.warmups.fetch_add(1, Ordering::Relaxed);
-        if self.pool.is_some() && self.warming >= self.max_warming {
+        self.warm_slots.count();
+        if self.pool.is_some() && !self.warm_slots.try_take() {
             self.deferred_warmups.push_back((key, generation, warm));
             return;
         }
@@ -811,7 +818,6 @@ impl Reactor {
             return;
         };
         let queue = Arc::clone(&self.completions);
-        self.warming += 1;
         pool.submit(Box::new(move || {
             job();
             queue.push(Completion {
@@ -823,14 +829,24 @@ impl Reactor {
         *submitted += 1;
     }
 
-    /// A warm-up slot freed: start the oldest deferred warm-up whose
-    /// connection is still there.
+    /// Warm slots may have freed: start the oldest deferred warm-ups whose
+    /// connections are still there, one per free slot.
     fn start_deferred_warmup(&mut self, submitted: &mut usize) {
-        while let Some((key, generation, warm)) = self.deferred_warmups.pop_front() {
-            if self.is_current(key, generation) {
-                self.start_warm(key, generation, warm, submitted);
+        while !self.deferred_warmups.is_empty() && self.warm_slots.try_take() {
+            let next = loop {
+                match self.deferred_warmups.pop_front() {
+                    Some((key, generation, warm)) if self.is_current(key, generation) => {
+                        break Some((key, generation, warm));
+                    }
+                    Some(_) => {}
+                    None => break None,
+                }
+            };
+            let Some((key, generation, warm)) = next else {
+                self.warm_slots.give_back();
                 return;
-            }
+            };
+            self.start_warm(key, generation, warm, submitted);
         }
     }
 
@@ -1092,27 +1108,6 @@ impl Reactor {
                 }
             }
             None => log::info!("received SIGHUP; no TLS certificate to reload"),
-        }
-    }
-}
-
-/// On a worker, before the answer goes to the reactor: a file body whose
-/// start is not in the page cache has its first window read in here, so the
-/// reactor's first `sendfile` finds it cached (else the first write would
-/// only ask for the same warm-up through a round trip).
-fn warm_first_window(response: &Response, warmups: &AtomicU64) {
-    let first_file = response.chunks.iter().find_map(|c| match c {
-        Chunk::File { file, offset, len } => Some((file, *offset, *len)),
-        _ => None,
-    });
-    let Some((file, offset, len)) = first_file else {
-        return;
-    };
-    let window = len.min(WARM_WINDOW);
-    if !sys::page_cache::range_cached(file, offset, window as usize) {
-        warmups.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = sys::page_cache::warm(file, offset, window) {
-            log::debug!("warming a file failed: {e}");
         }
     }
 }

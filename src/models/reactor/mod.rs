@@ -36,6 +36,7 @@ pub mod event_loop;
 pub mod pool;
 pub mod stream;
 pub mod timer;
+pub mod warm;
 
 /// Who runs `site::handle` for a complete request head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
