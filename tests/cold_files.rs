@@ -126,3 +126,64 @@ fn pages_evicted_mid_download_are_warmed_off_the_reactor() {
         println!("SKIPPED the warm-up check: cannot evict pages here (tmpfs?)");
     }
 }
+
+/// Regression (a worker handing back a cold file warmed its first window
+/// outside the loop's warm cap, and a warm-up deferred for want of a slot
+/// was started again only by another warm-up's completion): with two
+/// workers (one warm slot), several cold downloads starting at once and a
+/// client asking for a cached file meanwhile all finish, byte-correct.
+/// A slot leaked or a deferred warm-up never restarted would leave a
+/// download hanging (the read times out); the small requests go through
+/// the reactor's answers delivered between the downloads' sends.
+#[test]
+fn cold_downloads_share_the_warm_cap_and_cached_requests_go_through() {
+    if !reactor_model("cold_downloads_share_the_warm_cap_and_cached_requests_go_through") {
+        return;
+    }
+    const DOWNLOADS: usize = 4;
+    let dir = TempDir::new("cold-cap");
+    let bodies: Vec<Vec<u8>> = (0..DOWNLOADS)
+        .map(|i| pattern(6 * MIB, 20 + i as u64))
+        .collect();
+    let files: Vec<File> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, b)| write_synced(&dir, &format!("cold-{i}.bin"), b))
+        .collect();
+    let small = pattern(1024, 30);
+    dir.write("small.bin", &small);
+    let server = TestServer::with(dir.path(), |c| c.threads = 2);
+    let cold = files.iter().all(|f| evicted(f, 0));
+    std::thread::scope(|scope| {
+        let downloads: Vec<_> = (0..DOWNLOADS)
+            .map(|i| {
+                let (server, body) = (&server, &bodies[i]);
+                scope.spawn(move || {
+                    let (mut r, len) = request(server, Path::new(&format!("cold-{i}.bin")));
+                    assert_eq!(len, body.len());
+                    let mut got = Vec::with_capacity(len);
+                    r.read_to_end(&mut got).unwrap();
+                    assert!(got == *body, "download {i}: the body differs from the file");
+                })
+            })
+            .collect();
+        for _ in 0..50 {
+            let (mut r, len) = request(&server, Path::new("small.bin"));
+            assert_eq!(len, small.len());
+            let mut got = Vec::new();
+            r.read_to_end(&mut got).unwrap();
+            assert!(got == small, "the small file's body differs");
+        }
+        for d in downloads {
+            d.join().unwrap();
+        }
+    });
+    if cold {
+        assert!(
+            server.file_warmups() >= DOWNLOADS as u64,
+            "cold files sent unwarmed"
+        );
+    } else {
+        println!("SKIPPED the warm-up count: cannot evict pages here (tmpfs?)");
+    }
+}
