@@ -10,8 +10,12 @@ mod common;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Instant;
 
-use common::{model, pattern, TempDir, TestServer, IO_TIMEOUT};
+use common::{
+    connect, model, pattern, read_response, ChildServer, TempDir, TestServer, IO_TIMEOUT,
+};
 use stoke::models::Model;
 use stoke::sys::page_cache::{self, Residency};
 
@@ -70,8 +74,8 @@ fn request(server: &TestServer, path: &Path) -> (BufReader<std::net::TcpStream>,
 }
 
 /// Regression (`sendfile` ran on the reactor for a file not in the page
-/// cache): a cold file's first window is read in by the worker that
-/// answers, so the reactor's first `sendfile` finds it cached.
+/// cache): a cold file's first window is read in off the reactor (by a
+/// warm-up thread) before the reactor's first `sendfile`.
 #[test]
 fn cold_file_is_warmed_off_the_reactor_before_it_is_sent() {
     if !reactor_model("cold_file_is_warmed_off_the_reactor_before_it_is_sent") {
@@ -128,13 +132,12 @@ fn pages_evicted_mid_download_are_warmed_off_the_reactor() {
 }
 
 /// Regression (a worker handing back a cold file warmed its first window
-/// outside the loop's warm cap, and a warm-up deferred for want of a slot
-/// was started again only by another warm-up's completion): with two
-/// workers (one warm slot), several cold downloads starting at once and a
-/// client asking for a cached file meanwhile all finish, byte-correct.
-/// A slot leaked or a deferred warm-up never restarted would leave a
-/// download hanging (the read times out); the small requests go through
-/// the reactor's answers delivered between the downloads' sends.
+/// outside the loop's warm cap): with two workers (one warm slot),
+/// several cold downloads starting at once and a client asking for a
+/// cached file meanwhile all finish, byte-correct. A warm slot leaked or a
+/// deferred warm-up never restarted would leave a download hanging (the
+/// read times out); the small requests go through the reactor's answers
+/// delivered between the downloads' sends.
 #[test]
 fn cold_downloads_share_the_warm_cap_and_cached_requests_go_through() {
     if !reactor_model("cold_downloads_share_the_warm_cap_and_cached_requests_go_through") {
@@ -186,4 +189,74 @@ fn cold_downloads_share_the_warm_cap_and_cached_requests_go_through() {
     } else {
         println!("SKIPPED the warm-up count: cannot evict pages here (tmpfs?)");
     }
+}
+
+/// Waits (bounded) for a stderr line containing `needle`.
+fn wait_for_line(lines: &Receiver<String>, needle: &str) {
+    let deadline = Instant::now() + IO_TIMEOUT;
+    let mut seen = Vec::new();
+    loop {
+        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) if line.contains(needle) => return,
+            Ok(line) => seen.push(line),
+            Err(RecvTimeoutError::Timeout) => panic!("no {needle:?} on stderr: {seen:?}"),
+            Err(RecvTimeoutError::Disconnected) => panic!("stderr closed: {seen:?}"),
+        }
+    }
+}
+
+/// Regression (warm-ups ran on the request workers: while a download was
+/// being warmed, a two-worker server served cached requests with one
+/// worker, and the cached requests' tail latency was the disk's): with the
+/// only request worker held (the test hook), a download whose pages were
+/// evicted mid-way still completes, so its warm-ups need no request worker.
+#[test]
+fn cold_download_is_warmed_while_every_request_worker_is_busy() {
+    let test = "cold_download_is_warmed_while_every_request_worker_is_busy";
+    if model() != Model::Reactor {
+        println!("SKIPPED {test}: only the pooled reactor has request workers apart from warm-ups");
+        return;
+    }
+    if !cfg!(feature = "test-hooks") {
+        println!("SKIPPED {test}: needs --features test-hooks");
+        return;
+    }
+    let dir = TempDir::new("cold-busy");
+    let body = pattern(16 * MIB, 40);
+    let file = write_synced(&dir, "long.bin", &body);
+    dir.write("__stoke_test_hang", "released");
+    let mut server = ChildServer::start(dir.path(), &["--threads", "1"]);
+    let lines = server.stderr_lines();
+
+    let mut s = connect(server.addr);
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.write_all(b"GET /long.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    while line != "\r\n" {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+    }
+    let mut got = vec![0; MIB];
+    r.read_exact(&mut got).unwrap();
+
+    // The only request worker is held from here on.
+    let mut hang = connect(server.addr);
+    hang.write_all(b"GET /__stoke_test_hang HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    wait_for_line(&lines, "test hook: worker blocked");
+    let cold = evicted(&file, 8 * MIB as u64);
+
+    r.read_to_end(&mut got).unwrap();
+    assert!(got == body, "the body differs from the file");
+    if !cold {
+        println!("SKIPPED the eviction half of {test}: cannot evict pages here (tmpfs?)");
+    }
+
+    dir.write("__stoke_test_release", "");
+    hang.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let resp = read_response(&mut BufReader::new(hang), false).unwrap();
+    assert_eq!(resp.status, 200);
+    drop(server);
 }

@@ -32,12 +32,11 @@
 //!
 //! The reactor never waits for the disk: a file body whose next bytes are
 //! not in the page cache is not handed to `sendfile`. The connection asks
-//! for [`Action::Warm`], a worker reads that window in
+//! for [`Action::Warm`], a warm-up thread reads that window in
 //! (`sys::page_cache::warm`) and posts `Done::Warmed`, and the connection
-//! sends on. A worker answering with a cold file warms its first window
-//! before posting the answer (`warm::warm_first_window`). Both kinds count
-//! against one cap per loop (`warm::WarmSlots`), so cached requests always
-//! find a worker that is not waiting for the disk.
+//! sends on. Nor do the request workers wait for file data: warm-ups run on
+//! threads of their own, at most `warm::warm_cap` per loop at once
+//! (`warm.rs`), so cached requests always find a worker.
 //!
 //! Nor for a TLS handshake's expensive step: once a connection's ClientHello
 //! is read (after any step, `drive` asks its stream), a worker resolves the
@@ -75,7 +74,7 @@ use crate::models::reactor::completion::{Completion, CompletionQueue, Done};
 use crate::models::reactor::pool::Pool;
 use crate::models::reactor::stream::{ProxyHeader, Socket, Stream};
 use crate::models::reactor::timer::{Expiry, Timers};
-use crate::models::reactor::warm::{warm_first_window, WarmSlots};
+use crate::models::reactor::warm::{warm_cap, WarmSlots};
 use crate::models::reactor::Shared;
 use crate::models::{is_resource_exhaustion, Summary, ACCEPT_BACKOFF, SCRATCH_SIZE};
 use crate::site::{self, Site};
@@ -174,11 +173,15 @@ pub struct Reactor {
     /// The work-stealing pool (shared by every loop); `None` for
     /// `reactor-inline`.
     pool: Option<Arc<Pool>>,
-    /// Warm-ups this loop has on the pool now, its own and its workers'
-    /// first windows, at most half the workers: a burst of cold downloads
-    /// must leave workers for the cached requests (as `site::compress` caps
-    /// compressions).
-    warm_slots: Arc<WarmSlots>,
+    /// The threads that read cold file windows in (`warm.rs`), shared by
+    /// every loop; `None` for `reactor-inline`. Not `pool`: a warm-up
+    /// waits for the device, and a request worker waiting there leaves the
+    /// cached requests one worker fewer.
+    pub(crate) warm_pool: Option<Arc<Pool>>,
+    /// Warm-ups this loop has on `warm_pool` now, at most half the request
+    /// workers: how many cold reads a burst of downloads queues at the
+    /// device at once.
+    warm_slots: WarmSlots,
     /// Warm-ups waiting for a slot, oldest first.
     deferred_warmups: VecDeque<(usize, u64, WarmUp)>,
     /// TLS handshakes this loop has on the pool now, at most `max_signing`:
@@ -246,10 +249,8 @@ impl Reactor {
             next_generation: 0,
             timers: Timers::new(),
             pool,
-            warm_slots: Arc::new(WarmSlots::new(
-                config.threads / 2,
-                Arc::clone(&shared.warmups),
-            )),
+            warm_pool: None,
+            warm_slots: WarmSlots::new(warm_cap(config.threads), Arc::clone(&shared.warmups)),
             deferred_warmups: VecDeque::new(),
             signing: 0,
             max_signing: (config.threads / 2).max(1),
@@ -653,9 +654,9 @@ impl Reactor {
                 return;
             }
             Done::Warmed => {
-                if self.pool.is_some() {
+                if self.warm_pool.is_some() {
                     self.warm_slots.give_back();
-                    self.start_deferred_warmup(submitted);
+                    self.start_deferred_warmup();
                 }
                 self.drive(
                     c.key,
@@ -669,8 +670,6 @@ impl Reactor {
             }
         };
         let woken = self.pool.is_some();
-        // The worker may have warmed (and so held a slot) for this answer.
-        self.start_deferred_warmup(submitted);
         self.drive(
             c.key,
             Some(c.generation),
@@ -771,7 +770,6 @@ impl Reactor {
                 };
                 let site = Arc::clone(&self.site);
                 let queue = Arc::clone(&self.completions);
-                let warm_slots = Arc::clone(&self.warm_slots);
                 if let Some(s) = story {
                     s.stage(format_args!("queued (depth {})", pool.queued() + 1));
                 }
@@ -781,7 +779,6 @@ impl Reactor {
                     }
                     let response =
                         trace::handling(story, || answer(&site, kind, https_port, &head, peer));
-                    warm_first_window(&response, &warm_slots);
                     if let Some(s) = story {
                         s.stage(format_args!(
                             "answer ready ({}), completion posted",
@@ -796,7 +793,7 @@ impl Reactor {
                 }));
                 *submitted += 1;
             }
-            Action::Warm(warm) => self.warm(key, warm, submitted),
+            Action::Warm(warm) => self.warm(key, warm),
             Action::Close => self.close(key, now),
         }
     }
@@ -806,7 +803,7 @@ impl Reactor {
     /// connection sends nothing meanwhile (it is still held to its send
     /// timeout). `reactor-inline` reads it here: that model's point is
     /// doing the file work on this thread.
-    fn warm(&mut self, key: usize, warm: WarmUp, submitted: &mut usize) {
+    fn warm(&mut self, key: usize, warm: WarmUp) {
         let Some(entry) = self.connections.get(key) else {
             return;
         };
@@ -818,22 +815,23 @@ impl Reactor {
             ));
         }
         self.warm_slots.count();
-        if self.pool.is_some() && !self.warm_slots.try_take() {
+        if self.warm_pool.is_some() && !self.warm_slots.try_take() {
             self.deferred_warmups.push_back((key, generation, warm));
             return;
         }
-        self.start_warm(key, generation, warm, submitted);
+        self.start_warm(key, generation, warm);
     }
 
-    /// Hands a warm-up to the pool (or, `reactor-inline`, does it here).
-    fn start_warm(&mut self, key: usize, generation: u64, warm: WarmUp, submitted: &mut usize) {
+    /// Hands a warm-up to the warm-up threads (or, `reactor-inline`, does
+    /// it here).
+    fn start_warm(&mut self, key: usize, generation: u64, warm: WarmUp) {
         let job = move || {
             if let Err(e) = crate::sys::page_cache::warm(&warm.file, warm.offset, warm.len) {
                 // `sendfile` will meet the error too and end the response.
                 log::debug!("warming a file range failed: {e}");
             }
         };
-        let Some(pool) = &self.pool else {
+        let Some(pool) = &self.warm_pool else {
             job();
             self.inline.push(Completion {
                 key,
@@ -851,12 +849,13 @@ impl Reactor {
                 done: Done::Warmed,
             });
         }));
-        *submitted += 1;
+        // Rare (one per 2 MiB window at most): woken one by one.
+        pool.notify(1);
     }
 
     /// Warm slots may have freed: start the oldest deferred warm-ups whose
     /// connections are still there, one per free slot.
-    fn start_deferred_warmup(&mut self, submitted: &mut usize) {
+    fn start_deferred_warmup(&mut self) {
         while !self.deferred_warmups.is_empty() && self.warm_slots.try_take() {
             let next = loop {
                 match self.deferred_warmups.pop_front() {
@@ -871,7 +870,7 @@ impl Reactor {
                 self.warm_slots.give_back();
                 return;
             };
-            self.start_warm(key, generation, warm, submitted);
+            self.start_warm(key, generation, warm);
         }
     }
 
