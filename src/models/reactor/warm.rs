@@ -18,7 +18,7 @@
 //! Runs on: the reactor thread (`WarmSlots`); the warm-up jobs on the
 //! warm-up threads.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Warm-ups one loop has in flight at most, for `--threads` request
@@ -28,11 +28,12 @@ pub fn warm_cap(threads: usize) -> usize {
     (threads / 2).max(1)
 }
 
-/// The warm-ups one loop has in flight now, at most `max`; also holds the
-/// server-wide count of warm-ups (`Handle::file_warmups`).
+/// The warm-ups one loop has in flight now, at most `max` (the loop's own:
+/// only its thread counts them); also holds the server-wide count of
+/// warm-ups (`Handle::file_warmups`).
 #[derive(Debug)]
 pub struct WarmSlots {
-    busy: AtomicUsize,
+    busy: usize,
     max: usize,
     count: Arc<AtomicU64>,
 }
@@ -41,25 +42,23 @@ impl WarmSlots {
     /// At most `max` at once (at least one); `count` counts every warm-up.
     pub fn new(max: usize, count: Arc<AtomicU64>) -> WarmSlots {
         WarmSlots {
-            busy: AtomicUsize::new(0),
+            busy: 0,
             max: max.max(1),
             count,
         }
     }
 
     /// Takes a slot if one is free.
-    pub fn try_take(&self) -> bool {
-        self.busy
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max).then_some(n + 1)
-            })
-            .is_ok()
+    pub fn try_take(&mut self) -> bool {
+        let free = self.busy < self.max;
+        self.busy += usize::from(free);
+        free
     }
 
     /// Gives back a slot taken with [`WarmSlots::try_take`].
-    pub fn give_back(&self) {
-        let before = self.busy.fetch_sub(1, Ordering::AcqRel);
-        debug_assert!(before > 0, "gave back a warm slot never taken");
+    pub fn give_back(&mut self) {
+        debug_assert!(self.busy > 0, "gave back a warm slot never taken");
+        self.busy = self.busy.saturating_sub(1);
     }
 
     /// Counts one warm-up (asked for, deferred or started).
@@ -75,7 +74,7 @@ mod tests {
     #[test]
     fn slots_cap_at_max() {
         let count = Arc::new(AtomicU64::new(0));
-        let slots = WarmSlots::new(2, Arc::clone(&count));
+        let mut slots = WarmSlots::new(2, Arc::clone(&count));
         assert!(slots.try_take() && slots.try_take());
         assert!(!slots.try_take());
         slots.give_back();
