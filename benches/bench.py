@@ -1129,7 +1129,8 @@ def report(run: Run, servers: list[str], started: float, load_before: str) -> st
         run.results["ratios"] = {k: {s: list(v) for s, v in d.items()} for k, d in ratios.items()}
         lines += [f"![stoke's ratio to each peer]({os.path.relpath(SVG, OUT.parent)})", ""]
         lines += ["stoke's threads: the reactor is the main thread, named `stoke` "
-                  "(`ps -L`); the file-work pool threads are `stoke-worker-N`.", ""]
+                  "(`ps -L`); the file-work pool threads are `stoke-worker-N`, the "
+                  "cold-file warm-up threads `stoke-warm-N`.", ""]
     else:
         lines += ["(not run)", ""]
 

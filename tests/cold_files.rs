@@ -10,8 +10,12 @@ mod common;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Instant;
 
-use common::{model, pattern, TempDir, TestServer, IO_TIMEOUT};
+use common::{
+    connect, model, pattern, read_response, ChildServer, TempDir, TestServer, IO_TIMEOUT,
+};
 use stoke::models::Model;
 use stoke::sys::page_cache::{self, Residency};
 
@@ -70,8 +74,8 @@ fn request(server: &TestServer, path: &Path) -> (BufReader<std::net::TcpStream>,
 }
 
 /// Regression (`sendfile` ran on the reactor for a file not in the page
-/// cache): a cold file's first window is read in by the worker that
-/// answers, so the reactor's first `sendfile` finds it cached.
+/// cache): a cold file's first window is read in off the reactor (by a
+/// warm-up thread) before the reactor's first `sendfile`.
 #[test]
 fn cold_file_is_warmed_off_the_reactor_before_it_is_sent() {
     if !reactor_model("cold_file_is_warmed_off_the_reactor_before_it_is_sent") {
@@ -125,4 +129,134 @@ fn pages_evicted_mid_download_are_warmed_off_the_reactor() {
     } else {
         println!("SKIPPED the warm-up check: cannot evict pages here (tmpfs?)");
     }
+}
+
+/// Regression (a worker handing back a cold file warmed its first window
+/// outside the loop's warm cap): with two workers (one warm slot),
+/// several cold downloads starting at once and a client asking for a
+/// cached file meanwhile all finish, byte-correct. A warm slot leaked or a
+/// deferred warm-up never restarted would leave a download hanging (the
+/// read times out); the small requests go through the reactor's answers
+/// delivered between the downloads' sends.
+#[test]
+fn cold_downloads_share_the_warm_cap_and_cached_requests_go_through() {
+    if !reactor_model("cold_downloads_share_the_warm_cap_and_cached_requests_go_through") {
+        return;
+    }
+    const DOWNLOADS: usize = 4;
+    let dir = TempDir::new("cold-cap");
+    let bodies: Vec<Vec<u8>> = (0..DOWNLOADS)
+        .map(|i| pattern(6 * MIB, 20 + i as u64))
+        .collect();
+    let files: Vec<File> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, b)| write_synced(&dir, &format!("cold-{i}.bin"), b))
+        .collect();
+    let small = pattern(1024, 30);
+    dir.write("small.bin", &small);
+    let server = TestServer::with(dir.path(), |c| c.threads = 2);
+    let cold = files.iter().all(|f| evicted(f, 0));
+    std::thread::scope(|scope| {
+        let downloads: Vec<_> = (0..DOWNLOADS)
+            .map(|i| {
+                let (server, body) = (&server, &bodies[i]);
+                scope.spawn(move || {
+                    let (mut r, len) = request(server, Path::new(&format!("cold-{i}.bin")));
+                    assert_eq!(len, body.len());
+                    let mut got = Vec::with_capacity(len);
+                    r.read_to_end(&mut got).unwrap();
+                    assert!(got == *body, "download {i}: the body differs from the file");
+                })
+            })
+            .collect();
+        for _ in 0..50 {
+            let (mut r, len) = request(&server, Path::new("small.bin"));
+            assert_eq!(len, small.len());
+            let mut got = Vec::new();
+            r.read_to_end(&mut got).unwrap();
+            assert!(got == small, "the small file's body differs");
+        }
+        for d in downloads {
+            d.join().unwrap();
+        }
+    });
+    if cold {
+        assert!(
+            server.file_warmups() >= DOWNLOADS as u64,
+            "cold files sent unwarmed"
+        );
+    } else {
+        println!("SKIPPED the warm-up count: cannot evict pages here (tmpfs?)");
+    }
+}
+
+/// Waits (bounded) for a stderr line containing `needle`.
+fn wait_for_line(lines: &Receiver<String>, needle: &str) {
+    let deadline = Instant::now() + IO_TIMEOUT;
+    let mut seen = Vec::new();
+    loop {
+        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) if line.contains(needle) => return,
+            Ok(line) => seen.push(line),
+            Err(RecvTimeoutError::Timeout) => panic!("no {needle:?} on stderr: {seen:?}"),
+            Err(RecvTimeoutError::Disconnected) => panic!("stderr closed: {seen:?}"),
+        }
+    }
+}
+
+/// Regression (warm-ups ran on the request workers: while a download was
+/// being warmed, a two-worker server served cached requests with one
+/// worker, and the cached requests' tail latency was the disk's): with the
+/// only request worker held (the test hook), a download whose pages were
+/// evicted mid-way still completes, so its warm-ups need no request worker.
+#[test]
+fn cold_download_is_warmed_while_every_request_worker_is_busy() {
+    let test = "cold_download_is_warmed_while_every_request_worker_is_busy";
+    if model() != Model::Reactor {
+        println!("SKIPPED {test}: only the pooled reactor has request workers apart from warm-ups");
+        return;
+    }
+    if !cfg!(feature = "test-hooks") {
+        println!("SKIPPED {test}: needs --features test-hooks");
+        return;
+    }
+    let dir = TempDir::new("cold-busy");
+    let body = pattern(16 * MIB, 40);
+    let file = write_synced(&dir, "long.bin", &body);
+    dir.write("__stoke_test_hang", "released");
+    let mut server = ChildServer::start(dir.path(), &["--threads", "1"]);
+    let lines = server.stderr_lines();
+
+    let mut s = connect(server.addr);
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.write_all(b"GET /long.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    while line != "\r\n" {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+    }
+    let mut got = vec![0; MIB];
+    r.read_exact(&mut got).unwrap();
+
+    // The only request worker is held from here on.
+    let mut hang = connect(server.addr);
+    hang.write_all(b"GET /__stoke_test_hang HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    wait_for_line(&lines, "test hook: worker blocked");
+    let cold = evicted(&file, 8 * MIB as u64);
+
+    r.read_to_end(&mut got).unwrap();
+    assert!(got == body, "the body differs from the file");
+    if !cold {
+        println!("SKIPPED the eviction half of {test}: cannot evict pages here (tmpfs?)");
+    }
+
+    dir.write("__stoke_test_release", "");
+    hang.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let resp = read_response(&mut BufReader::new(hang), false).unwrap();
+    assert_eq!(resp.status, 200);
+    drop(server);
 }

@@ -10,7 +10,8 @@
 //! Linux (glibc) only; elsewhere [`probe`] answers [`Residency::Unknown`]
 //! and callers treat that as cached (`sendfile` may then wait, as before).
 //!
-//! Runs on: `probe` on the reactor thread, `warm` on pool workers.
+//! Runs on: `probe` on the reactor thread, `warm` on the warm-up threads
+//! (`models/reactor/warm.rs`; the blocking models' connection threads).
 
 use std::fs::File;
 use std::io;

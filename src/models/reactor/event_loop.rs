@@ -16,7 +16,10 @@
 //! 3. deliver every finished job from the completion queue (workers wake
 //!    us only while we are parked in `poll`; see `completion.rs`);
 //! 4. expire due deadlines;
-//! 5. wake as many workers as jobs were submitted this turn (once per batch).
+//! 5. wake as many workers as jobs were submitted this turn (once per batch);
+//! 6. let the connections that used their write budget (big bodies) go on:
+//!    last, so that no cached request's read waits behind them, and with
+//!    the answers that came back meanwhile delivered between two of them.
 //!
 //! Sockets are registered once, for both readable and writable, edge-
 //! triggered: no `epoll_ctl` per request. The price is that every operation
@@ -29,10 +32,11 @@
 //!
 //! The reactor never waits for the disk: a file body whose next bytes are
 //! not in the page cache is not handed to `sendfile`. The connection asks
-//! for [`Action::Warm`], a worker reads that window in
+//! for [`Action::Warm`], a warm-up thread reads that window in
 //! (`sys::page_cache::warm`) and posts `Done::Warmed`, and the connection
-//! sends on. A worker answering with a cold file warms its first window
-//! before posting the answer (`warm_first_window`).
+//! sends on. Nor do the request workers wait for file data: warm-ups run on
+//! threads of their own, at most `warm::warm_cap` per loop at once
+//! (`warm.rs`), so cached requests always find a worker.
 //!
 //! Nor for a TLS handshake's expensive step: once a connection's ClientHello
 //! is read (after any step, `drive` asks its stream), a worker resolves the
@@ -52,7 +56,7 @@ use std::io;
 use std::mem;
 use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -62,14 +66,15 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::config::ListenKind;
-use crate::conn::{Action, Connection, Cx, Limits, Spares, Transport, WarmUp, WARM_WINDOW};
+use crate::conn::{Action, Connection, Cx, Limits, Spares, Transport, WarmUp};
 use crate::http::request::RequestHead;
-use crate::http::response::{Chunk, Response};
+use crate::http::response::Response;
 use crate::limits::{EVENTS_CAPACITY, FAIR_SHARE_SLACK, MAX_SPARE_HEADS, WORKER_EXIT_GRACE};
 use crate::models::reactor::completion::{Completion, CompletionQueue, Done};
 use crate::models::reactor::pool::{Pool, Task};
 use crate::models::reactor::stream::{ProxyHeader, Socket, Stream};
 use crate::models::reactor::timer::{Expiry, Timers};
+use crate::models::reactor::warm::{warm_cap, WarmSlots};
 use crate::models::reactor::Shared;
 use crate::models::{is_resource_exhaustion, Summary, ACCEPT_BACKOFF, SCRATCH_SIZE};
 use crate::site::{self, Site};
@@ -168,11 +173,15 @@ pub struct Reactor {
     /// The work-stealing pool (shared by every loop); `None` for
     /// `reactor-inline`.
     pool: Option<Arc<Pool>>,
-    /// Warm-ups this loop has on the pool now, at most `max_warming`: a
-    /// burst of cold downloads must leave workers for the cached requests
-    /// (as `site::compress` caps compressions).
-    warming: usize,
-    max_warming: usize,
+    /// The threads that read cold file windows in (`warm.rs`), shared by
+    /// every loop; `None` for `reactor-inline`. Not `pool`: a warm-up
+    /// waits for the device, and a request worker waiting there leaves the
+    /// cached requests one worker fewer.
+    pub(crate) warm_pool: Option<Arc<Pool>>,
+    /// Warm-ups this loop has on `warm_pool` now, at most half the request
+    /// workers: how many cold reads a burst of downloads queues at the
+    /// device at once.
+    warm_slots: WarmSlots,
     /// Warm-ups waiting for a slot, oldest first.
     deferred_warmups: VecDeque<(usize, u64, WarmUp)>,
     /// TLS handshakes this loop has on the pool now, at most `max_signing`:
@@ -247,8 +256,8 @@ impl Reactor {
             next_generation: 0,
             timers: Timers::new(),
             pool,
-            warming: 0,
-            max_warming: (config.threads / 2).max(1),
+            warm_pool: None,
+            warm_slots: WarmSlots::new(warm_cap(config.threads), Arc::clone(&shared.warmups)),
             deferred_warmups: VecDeque::new(),
             signing: 0,
             max_signing: (config.threads / 2).max(1),
@@ -380,11 +389,6 @@ impl Reactor {
             let mut submitted = 0;
             let mut woken = false;
 
-            for (key, generation) in mem::take(&mut self.yielded) {
-                if self.is_current(key, generation) {
-                    self.resume(key, Readiness::NONE, now, &mut submitted);
-                }
-            }
             for event in events.iter() {
                 match event.token() {
                     // Completions are delivered below, woken or not.
@@ -403,11 +407,7 @@ impl Reactor {
                 }
             }
             if woken || self.completions.pending() {
-                // Draining also re-arms the wake-up (`wake_pending`).
-                self.completions.drain_into(&mut completions);
-                for c in completions.drain(..) {
-                    self.complete(c, now, &mut submitted);
-                }
+                self.deliver(&mut completions, now, &mut submitted);
             }
             if woken && self.shared.shutdown_requested.load(Ordering::Acquire) {
                 self.begin_shutdown(now);
@@ -428,6 +428,7 @@ impl Reactor {
             self.expire(now, &mut submitted);
             self.answer_inline(now, &mut submitted);
             self.notify_pool(submitted);
+            self.resume_yielded(&mut completions, now);
 
             if let Some(deadline) = self.drain_deadline {
                 // Loop 0 polls on (for a second signal) until the others end.
@@ -456,6 +457,36 @@ impl Reactor {
             }
         }
         Ok(self.summary)
+    }
+
+    /// Delivers every finished job (draining also re-arms the wake-up,
+    /// `wake_pending`). `buf` is the caller's, reused turn after turn.
+    fn deliver(&mut self, buf: &mut Vec<Completion>, now: Instant, submitted: &mut usize) {
+        self.completions.drain_into(buf);
+        for c in buf.drain(..) {
+            self.complete(c, now, submitted);
+        }
+    }
+
+    /// Step 6: connections that used their write budget go on, after the
+    /// turn's requests were read, its answers written and the workers
+    /// woken. Each one's budget is a `sendfile` of about half a millisecond
+    /// per MiB over loopback; answers the workers finish meanwhile are
+    /// delivered between two of them, not after all (a cached request
+    /// waits for one download's send, not for every download's).
+    fn resume_yielded(&mut self, buf: &mut Vec<Completion>, now: Instant) {
+        for (key, generation) in mem::take(&mut self.yielded) {
+            let mut submitted = 0;
+            if self.is_current(key, generation) {
+                self.resume(key, Readiness::NONE, now, &mut submitted);
+            }
+            if self.completions.pending() {
+                self.deliver(buf, now, &mut submitted);
+            }
+            // Not at the end: the workers get a warm-up or a pipelined
+            // request now, not after the other downloads' sends.
+            self.notify_pool(submitted);
+        }
     }
 
     fn notify_pool(&self, submitted: usize) {
@@ -642,9 +673,9 @@ impl Reactor {
                 return;
             }
             Done::Warmed => {
-                if self.pool.is_some() {
-                    self.warming -= 1;
-                    self.start_deferred_warmup(submitted);
+                if self.warm_pool.is_some() {
+                    self.warm_slots.give_back();
+                    self.start_deferred_warmup();
                 }
                 self.drive(
                     c.key,
@@ -765,7 +796,6 @@ impl Reactor {
                     Box::new(AnswerJob {
                         site: Arc::clone(&self.site),
                         queue: Arc::clone(&self.completions),
-                        warmups: Arc::clone(&self.shared.warmups),
                         head: None,
                         key,
                         generation,
@@ -781,7 +811,7 @@ impl Reactor {
                 pool.submit(job);
                 *submitted += 1;
             }
-            Action::Warm(warm) => self.warm(key, warm, submitted),
+            Action::Warm(warm) => self.warm(key, warm),
             Action::Close => self.close(key, now),
         }
     }
@@ -791,7 +821,7 @@ impl Reactor {
     /// connection sends nothing meanwhile (it is still held to its send
     /// timeout). `reactor-inline` reads it here: that model's point is
     /// doing the file work on this thread.
-    fn warm(&mut self, key: usize, warm: WarmUp, submitted: &mut usize) {
+    fn warm(&mut self, key: usize, warm: WarmUp) {
         let Some(entry) = self.connections.get(key) else {
             return;
         };
@@ -802,23 +832,24 @@ impl Reactor {
                 warm.offset, warm.len
             ));
         }
-        self.shared.warmups.fetch_add(1, Ordering::Relaxed);
-        if self.pool.is_some() && self.warming >= self.max_warming {
+        self.warm_slots.count();
+        if self.warm_pool.is_some() && !self.warm_slots.try_take() {
             self.deferred_warmups.push_back((key, generation, warm));
             return;
         }
-        self.start_warm(key, generation, warm, submitted);
+        self.start_warm(key, generation, warm);
     }
 
-    /// Hands a warm-up to the pool (or, `reactor-inline`, does it here).
-    fn start_warm(&mut self, key: usize, generation: u64, warm: WarmUp, submitted: &mut usize) {
+    /// Hands a warm-up to the warm-up threads (or, `reactor-inline`, does
+    /// it here).
+    fn start_warm(&mut self, key: usize, generation: u64, warm: WarmUp) {
         let job = move || {
             if let Err(e) = crate::sys::page_cache::warm(&warm.file, warm.offset, warm.len) {
                 // `sendfile` will meet the error too and end the response.
                 log::debug!("warming a file range failed: {e}");
             }
         };
-        let Some(pool) = &self.pool else {
+        let Some(pool) = &self.warm_pool else {
             job();
             self.inline.push(Completion {
                 key,
@@ -828,7 +859,6 @@ impl Reactor {
             return;
         };
         let queue = Arc::clone(&self.completions);
-        self.warming += 1;
         pool.submit(Box::new(move || {
             job();
             queue.push(Completion {
@@ -837,17 +867,28 @@ impl Reactor {
                 done: Done::Warmed,
             });
         }));
-        *submitted += 1;
+        // Rare (one per 2 MiB window at most): woken one by one.
+        pool.notify(1);
     }
 
-    /// A warm-up slot freed: start the oldest deferred warm-up whose
-    /// connection is still there.
-    fn start_deferred_warmup(&mut self, submitted: &mut usize) {
-        while let Some((key, generation, warm)) = self.deferred_warmups.pop_front() {
-            if self.is_current(key, generation) {
-                self.start_warm(key, generation, warm, submitted);
+    /// Warm slots may have freed: start the oldest deferred warm-ups whose
+    /// connections are still there, one per free slot.
+    fn start_deferred_warmup(&mut self) {
+        while !self.deferred_warmups.is_empty() && self.warm_slots.try_take() {
+            let next = loop {
+                match self.deferred_warmups.pop_front() {
+                    Some((key, generation, warm)) if self.is_current(key, generation) => {
+                        break Some((key, generation, warm));
+                    }
+                    Some(_) => {}
+                    None => break None,
+                }
+            };
+            let Some((key, generation, warm)) = next else {
+                self.warm_slots.give_back();
                 return;
-            }
+            };
+            self.start_warm(key, generation, warm);
         }
     }
 
@@ -1120,7 +1161,6 @@ impl Reactor {
 pub struct AnswerJob {
     site: Arc<Site>,
     queue: Arc<CompletionQueue>,
-    warmups: Arc<AtomicU64>,
     /// The request; taken back out by the loop when the answer arrives.
     head: Option<Box<RequestHead>>,
     key: usize,
@@ -1143,7 +1183,6 @@ impl Task for AnswerJob {
         let response = trace::handling(story, || {
             answer(&self.site, self.kind, self.https_port, head, self.peer)
         });
-        warm_first_window(&response, &self.warmups);
         if let Some(s) = story {
             s.stage(format_args!(
                 "answer ready ({}), completion posted",
@@ -1156,27 +1195,6 @@ impl Task for AnswerJob {
             generation: self.generation,
             done: Done::Response(response, Some(self)),
         });
-    }
-}
-
-/// On a worker, before the answer goes to the reactor: a file body whose
-/// start is not in the page cache has its first window read in here, so the
-/// reactor's first `sendfile` finds it cached (else the first write would
-/// only ask for the same warm-up through a round trip).
-fn warm_first_window(response: &Response, warmups: &AtomicU64) {
-    let first_file = response.chunks.iter().find_map(|c| match c {
-        Chunk::File { file, offset, len } => Some((file, *offset, *len)),
-        _ => None,
-    });
-    let Some((file, offset, len)) = first_file else {
-        return;
-    };
-    let window = len.min(WARM_WINDOW);
-    if !sys::page_cache::range_cached(file, offset, window as usize) {
-        warmups.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = sys::page_cache::warm(file, offset, window) {
-            log::debug!("warming a file failed: {e}");
-        }
     }
 }
 

@@ -2,7 +2,8 @@
 //! deadline heap ([`timer`]) owns every socket; a work-stealing [`pool`]
 //! does the blocking file work (and the CPU-heavy step of each TLS
 //! handshake) and hands answers back through the [`completion`] queue,
-//! which wakes the reactor.
+//! which wakes the reactor. Cold file windows are read in by a second,
+//! smaller pool of warm-up threads ([`warm`]).
 //!
 //! `--reactors N` runs that shape N times: N loops, each with its own
 //! poller, connections, timers and completion queue, sharing one pool and
@@ -36,6 +37,7 @@ pub mod event_loop;
 pub mod pool;
 pub mod stream;
 pub mod timer;
+pub mod warm;
 
 /// Who runs `site::handle` for a complete request head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +74,15 @@ pub(crate) fn bind(
         FileWork::Inline => None,
     };
     let n = site.config.reactors.max(1);
+    // Every loop's warm-ups in flight at once get a thread: none waits
+    // behind another loop's (they wait for the device, not for CPU).
+    let warm_pool = match work {
+        FileWork::Pool => Some(Arc::new(
+            Pool::named(warm::warm_cap(site.config.threads) * n, "stoke-warm")
+                .map_err(|e| ("start warm-up threads", e))?,
+        )),
+        FileWork::Inline => None,
+    };
     let shared = Arc::new(Shared {
         shutdown_requested: Arc::new(AtomicBool::new(false)),
         abort_requested: AtomicBool::new(false),
@@ -112,6 +123,7 @@ pub(crate) fn bind(
         reactor.listener_kinds = listeners.kinds.clone();
         reactor.tls = listeners.tls.clone();
         reactor.https_port = listeners.https_port;
+        reactor.warm_pool = warm_pool.clone();
         loops.push(reactor);
     }
     // Every loop can wake every other (signals arrive at loop 0 only).

@@ -79,8 +79,13 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Starts `n` workers (at least one).
+    /// Starts `n` workers (at least one), named `stoke-worker-K`.
     pub fn new(n: usize) -> std::io::Result<Pool> {
+        Pool::named(n, "stoke-worker")
+    }
+
+    /// Starts `n` workers (at least one), named `{name}-K`.
+    pub fn named(n: usize, name: &str) -> std::io::Result<Pool> {
         let n = n.max(1);
         let locals: Vec<Worker<Job>> = (0..n).map(|_| Worker::new_fifo()).collect();
         let shared = Arc::new(Shared {
@@ -98,7 +103,7 @@ impl Pool {
         for (i, local) in locals.into_iter().enumerate() {
             let shared = Arc::clone(&shared);
             let handle = thread::Builder::new()
-                .name(format!("stoke-worker-{i}"))
+                .name(format!("{name}-{i}"))
                 .spawn(move || run_worker(i, local, &shared))?;
             threads.push(handle);
         }
