@@ -10,7 +10,10 @@
 //! what `serve_file` would send (no sidecar, and no coding the client wants
 //! more). The head is then the status line and `Date`, these lines (all of
 //! them for a 200, the validators' part for a 304) and the connection's
-//! line; the body is the cached bytes themselves, shared, not copied. The
+//! line; the body is the cached bytes themselves, shared, not copied. Head
+//! and chunk list are built in a written response's buffers when the
+//! caller has some (`http::response::Recycled`): a hit allocates nothing.
+//! The
 //! bytes are the ones `serve_file` writes for the same request (tested
 //! byte for byte); anything else goes to `serve_file`.
 //!
@@ -23,6 +26,7 @@
 //!
 //! Runs on: worker threads.
 
+use std::mem;
 use std::ops::Range;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -36,7 +40,7 @@ use crate::http::conditional::{self, Conditions, Precondition, Validators};
 use crate::http::date;
 use crate::http::encoding::{AcceptEncoding, Coding};
 use crate::http::request::RequestHead;
-use crate::http::response::{self, Body, Chunk, Persistence, Response, Status};
+use crate::http::response::{self, Body, Chunk, Persistence, Recycled, Response, Status};
 use crate::sys::{self, FileStamp};
 
 /// Room for the status line, `Server` and `Date`, and for the longest
@@ -121,6 +125,7 @@ pub(super) fn serve(
     req: &RequestHead,
     hit: &Hit,
     relative: &Path,
+    recycled: &mut Recycled,
 ) -> Option<Response> {
     let prepared = hit.prepared.as_deref()?;
     if req.range().is_some()
@@ -171,11 +176,19 @@ pub(super) fn serve(
         Precondition::Failed => return None,
     };
     let persistence = Persistence::for_request(req);
-    let mut head = Vec::with_capacity(HEAD_EXTRA + lines.len());
+    // Built in the buffers of an earlier response when there are any
+    // (`Recycled`): then this allocates nothing.
+    let Recycled {
+        mut head,
+        mut chunks,
+    } = mem::take(recycled);
+    head.clear();
+    chunks.clear();
+    head.reserve(HEAD_EXTRA + lines.len());
+    chunks.reserve(2);
     response::start_head_at(&mut head, status, now_secs);
     head.extend_from_slice(lines);
     head.extend_from_slice(persistence.head_end());
-    let mut chunks = Vec::with_capacity(2);
     chunks.push(Chunk::Bytes(head));
     let body = Body::for_method(req.method) == Body::Full;
     if status == Status::OK && body && !hit.data.is_empty() {
