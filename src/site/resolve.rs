@@ -127,7 +127,7 @@ fn serve_hit(
         None => Prepare::Wanted,
     };
     let source = Source::cached(hit.data, hit.no_sidecars_in, prepare);
-    serve_file(site, req, source, hit.meta, likely)
+    serve_file(site, req, source, Metadata::clone(&hit.meta), likely)
 }
 
 /// Test-only: blocks this worker, as a hung network mount would, until a
