@@ -32,7 +32,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::cache::Hit;
 use super::{compress, Site};
@@ -60,6 +60,8 @@ pub struct Prepared {
     etag: Box<str>,
     /// The `Last-Modified` sent, in whole seconds; `None`: none is sent.
     last_modified: Option<SystemTime>,
+    /// The same, in UNIX seconds (compared with the clock on every hit).
+    last_modified_secs: Option<i64>,
     /// The type may have `.br`/`.gz` sidecars: a hit needs the slot's "no
     /// sidecar" memo to hold.
     may_have_sidecar: bool,
@@ -99,6 +101,7 @@ impl Prepared {
             common,
             etag: parts.etag.into(),
             last_modified: parts.last_modified.map(conditional::http_seconds),
+            last_modified_secs: parts.last_modified.map(date::unix_seconds),
             may_have_sidecar: parts.may_have_sidecar,
             compressible: parts.compressible,
             sidecars_confirmed: AtomicI64::new(i64::MIN),
@@ -135,16 +138,15 @@ pub(super) fn serve(
     {
         return None;
     }
-    let now = SystemTime::now();
-    let now_secs = date::unix_seconds(now);
+    // One cheap clock read, in whole seconds (all a head says): the
+    // `Date`, and `now` for the validators.
+    let now_secs = sys::unix_seconds_now();
     // A clock set back behind the file's time: `serve_file` sends "now"
-    // as `Last-Modified` then.
-    if prepared
-        .last_modified
-        .is_some_and(|lm| date::unix_seconds(lm) > now_secs)
-    {
+    // as `Last-Modified` then. (Also a clock before 1970.)
+    if now_secs < 0 || prepared.last_modified_secs.is_some_and(|lm| lm > now_secs) {
         return None;
     }
+    let now = UNIX_EPOCH + Duration::from_secs(now_secs.unsigned_abs());
     if prepared.may_have_sidecar && !no_sidecars(site, hit, prepared, relative, now_secs) {
         return None;
     }
