@@ -42,7 +42,7 @@ pub(super) fn serve(site: &Site, req: &RequestHead, recycled: &mut Recycled) -> 
     }
     // The common case first: a plain path (nothing to decode) whose file
     // is cached, found without building a path (see `url_path::plain`).
-    let mut plain_buf = [0; url_path::PLAIN_MAX];
+    let mut plain_buf = None;
     let plain = url_path::plain(req.path(), INDEX, &mut plain_buf);
     if let Some(likely) = plain {
         if let Some(hit) = site.cache.get(&site.root, likely) {
