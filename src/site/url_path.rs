@@ -120,6 +120,17 @@ pub fn decode(raw: &str, allow_hidden: bool) -> Result<UrlPath, PathError> {
 /// index's name. Longer paths take the full [`decode`].
 pub const PLAIN_MAX: usize = 512;
 
+/// The bytes a plain path's segments may hold: printable ASCII but `%`.
+const PLAIN_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0x21;
+    while b < 0x7f {
+        table[b] = b != b'%' as usize;
+        b += 1;
+    }
+    table
+};
+
 /// The file a plain request path names, without decoding or allocating,
 /// for the cache's lookup on the common path: `Some` only when [`decode`]
 /// would change nothing, so its answer is exactly `decode`'s `relative`
@@ -144,19 +155,23 @@ pub fn plain<'a>(
     if dir.is_empty() && !rest.is_empty() {
         return None;
     }
-    // One pass over the bytes; `previous` is `/` at the start of a segment.
-    let mut previous = b'/';
-    for &b in dir.as_bytes() {
-        if previous == b'/' && (b == b'.' || b == b'/') {
-            return None;
-        }
-        if !(0x21..0x7f).contains(&b) || b == b'%' {
-            return None;
-        }
-        previous = b;
-    }
-    if previous == b'/' && !dir.is_empty() {
+    let bytes = dir.as_bytes();
+    if !bytes.iter().all(|&b| PLAIN_BYTE[usize::from(b)]) {
         return None;
+    }
+    // Each segment starts with neither `.` nor `/` (an empty segment), and
+    // the last one is not empty (`dir` has its final `/` stripped already).
+    let mut start = 0;
+    loop {
+        match bytes.get(start) {
+            Some(b'.' | b'/') => return None,
+            None if !bytes.is_empty() => return None,
+            _ => {}
+        }
+        match bytes[start..].iter().position(|&b| b == b'/') {
+            Some(at) => start += at + 1,
+            None => break,
+        }
     }
     if !trailing_slash {
         return Some(Path::new(dir));

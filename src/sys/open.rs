@@ -490,6 +490,9 @@ fn readlinkat(dir: &File, name: &OsStr) -> io::Result<Vec<u8>> {
 }
 
 /// `fstatat` of `name` in `dir`, not following a final symlink.
+// Inlined: its `stat` is then built where the caller keeps it, not copied
+// out (it runs on every cache hit).
+#[inline(always)]
 fn fstatat(dir: &File, name: &OsStr) -> io::Result<libc::stat> {
     with_c_path(name, |name| {
         // SAFETY: `stat` is plain data for which all-zero bytes are valid.

@@ -182,7 +182,7 @@ pub struct Reactor {
     signing: usize,
     max_signing: usize,
     /// ClientHellos waiting for a slot, oldest first.
-    deferred_hellos: VecDeque<(usize, u64, Hello)>,
+    deferred_hellos: VecDeque<(usize, u64, Box<Hello>)>,
     /// Which loop this is (`--reactors`; 0 owns the signals).
     index: usize,
     /// What the loops share: shutdown flags, connection count, counters.
@@ -869,7 +869,7 @@ impl Reactor {
     /// posts `Done::Signed`. Meanwhile the connection reads nothing and is
     /// still held to its handshake deadline. `reactor-inline` signs here:
     /// that model's point is doing the work on this thread.
-    fn sign(&mut self, key: usize, generation: u64, hello: Hello, submitted: &mut usize) {
+    fn sign(&mut self, key: usize, generation: u64, hello: Box<Hello>, submitted: &mut usize) {
         if self.pool.is_none() {
             self.inline.push(Completion {
                 key,
@@ -885,7 +885,13 @@ impl Reactor {
         self.start_signing(key, generation, hello, submitted);
     }
 
-    fn start_signing(&mut self, key: usize, generation: u64, hello: Hello, submitted: &mut usize) {
+    fn start_signing(
+        &mut self,
+        key: usize,
+        generation: u64,
+        hello: Box<Hello>,
+        submitted: &mut usize,
+    ) {
         let Some(pool) = &self.pool else {
             return;
         };
