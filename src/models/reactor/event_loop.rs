@@ -635,7 +635,7 @@ impl Reactor {
                     now,
                     submitted,
                     |conn, cx| {
-                        conn.transport_mut().signed(signed);
+                        conn.transport_mut().signed(*signed);
                         conn.resume(cx)
                     },
                 );
@@ -874,7 +874,7 @@ impl Reactor {
             self.inline.push(Completion {
                 key,
                 generation,
-                done: Done::Signed(hello.sign()),
+                done: Done::Signed(Box::new(hello.sign())),
             });
             return;
         }
@@ -902,7 +902,7 @@ impl Reactor {
             queue.push(Completion {
                 key,
                 generation,
-                done: Done::Signed(hello.sign()),
+                done: Done::Signed(Box::new(hello.sign())),
             });
         }));
         *submitted += 1;
