@@ -47,6 +47,7 @@ pub fn unix_seconds_now() -> i64 {
     // the call; the clock id is a constant the kernel knows.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
     if rc == 0 {
+        #[allow(clippy::useless_conversion)] // `time_t` is 32 bits on some systems
         return i64::from(ts.tv_sec);
     }
     portable_unix_seconds_now()
