@@ -33,6 +33,16 @@ pub const MAX_SPARE_HEADS: usize = 128;
 /// heads must not pin their memory for good. Ordinary browser heads fit.
 pub const MAX_SPARE_HEAD_TEXT: usize = 2048;
 
+/// A written response's head buffer is kept for the next response
+/// (`http::response::Recycled`) only up to this capacity: a prepared
+/// cached-file head is a few hundred bytes, while a head that carried a
+/// small file's body or an error page must not pin that memory.
+pub const MAX_RECYCLED_HEAD: usize = 2048;
+
+/// ... and its list of chunks only up to this many: a plain answer has
+/// two (head, body); a multipart range answer may have dozens.
+pub const MAX_RECYCLED_CHUNKS: usize = 4;
+
 /// Whole time allowed for one request head (slowloris defence).
 pub const DEFAULT_HEADER_TIMEOUT_SECS: f64 = 10.0;
 

@@ -5,25 +5,25 @@
 //! (`stoke::sys::alloc_count`, counting per thread, so the harness's other
 //! threads do not disturb the figures). It drives the sans-IO `Connection`
 //! exactly as the reactor does: the request arrives (`resume`: read, parse,
-//! dispatch), a worker answers (not counted: that is the worker's side),
-//! the head comes back with the answer and goes to the spares, and
-//! `complete` writes the response and returns to idle.
+//! dispatch), a worker answers (not counted: that is the worker's side) in
+//! the buffers of the previous response taken from the spares, the head
+//! comes back with the answer and goes to the spares, and `complete` writes
+//! the response, keeps its buffers and returns to idle.
 //!
-//! Not covered here, and still allocating on the reactor thread per request
-//! (see `models/reactor/event_loop.rs`, `act`): the pool job, a boxed
-//! closure (one allocation), and crossbeam's injector queue, one block per
-//! 63 jobs. The frees of the worker's response chunks happen on the reactor
-//! too (they are not allocations).
+//! Not covered here: the pool's job box (reused by the loop) and
+//! crossbeam's injector queue, one block per 63 jobs; the whole path is
+//! counted by `tests/alloc_end_to_end.rs`.
 
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, IoSlice};
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use stoke::conn::{Action, Connection, Cx, Limits, Spares, Transport};
 use stoke::http::request::{parse_with, Parsed, RequestHead, SpareHeads};
-use stoke::http::response::{Chunk, HeadBuilder, Persistence, Response, Status};
+use stoke::http::response::{Chunk, HeadBuilder, Persistence, Recycled, Response, Status};
 use stoke::sys::alloc_count::CountingAlloc;
 
 #[global_allocator]
@@ -70,18 +70,23 @@ impl Transport for Fake {
     fn shutdown_write(&mut self) {}
 }
 
-/// The worker's side: a small cached file's answer (allocations here are
-/// not the reactor's).
-fn answer(head: &RequestHead) -> Response {
-    let body: &[u8] = b"<p>hello</p>";
+/// The worker's side: a small cached file's answer, built as
+/// `site::prepared` builds it, in the buffers of a written response that
+/// the loop hands over with the job (allocations here are not the
+/// reactor's).
+fn answer(head: &RequestHead, body: &Arc<[u8]>, recycled: Option<Recycled>) -> Response {
+    let Recycled {
+        head: mut bytes,
+        mut chunks,
+    } = recycled.unwrap_or_default();
     let mut b = HeadBuilder::new(Status::OK);
     b.content_length(body.len() as u64);
+    bytes.extend_from_slice(&b.finish(Persistence::for_request(head)));
+    chunks.push(Chunk::Bytes(bytes));
+    chunks.push(Chunk::Shared(Arc::clone(body)));
     Response {
         status: Status::OK,
-        chunks: vec![
-            Chunk::Bytes(b.finish(Persistence::for_request(head))),
-            Chunk::Shared(body.into()),
-        ],
+        chunks,
         close: false,
         log: None,
     }
@@ -106,6 +111,7 @@ fn keep_alive_request_allocates_nothing_on_the_reactor_side() {
     };
     let mut conn = Connection::new(fake, IpAddr::V4(Ipv4Addr::LOCALHOST), Instant::now());
     let mut per_request = Vec::with_capacity(16);
+    let body: Arc<[u8]> = Arc::from(&b"<p>hello</p>"[..]);
     for round in 0..8 {
         conn.transport_mut().input.extend(REQUEST);
         let mut cx = Cx {
@@ -124,7 +130,8 @@ fn keep_alive_request_allocates_nothing_on_the_reactor_side() {
         };
         let reading = allocations() - before;
 
-        let response = answer(&head);
+        let recycled = cx.spares.take_recycled();
+        let response = answer(&head, &body, recycled);
 
         let before = allocations();
         // The head comes back with the completion and is kept for reuse.

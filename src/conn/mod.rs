@@ -67,7 +67,7 @@ use crate::http::chunked::{ChunkedDecoder, Decoded};
 use crate::http::errors::{self, error_response};
 use crate::http::request::{self, BodyFraming, HeadScanner, Parsed, RequestHead, SpareHeads};
 use crate::http::response::{
-    rewrite_head_to_close, AccessRecord, Body, Chunk, ReplyTo, Response, Status,
+    rewrite_head_to_close, AccessRecord, Body, Chunk, Recycled, ReplyTo, Response, Status,
 };
 use crate::limits::{
     LINGER_READ_BUDGET, LINGER_TIMEOUT, MAX_DISCARDED_BODY, MAX_SPARE_HEADS, SEND_TIMEOUT,
@@ -199,9 +199,11 @@ pub struct Cx<'a> {
 }
 
 /// What a driver keeps between requests so that a keep-alive request
-/// allocates nothing on its side: answered heads (the driver hands them
-/// back with [`SpareHeads::put`] once the worker is done) and the boxes
-/// responses were written from. Shared by all of a driver's connections,
+/// allocates nothing: answered heads (the driver hands them back with
+/// [`SpareHeads::put`] once the worker is done), the boxes responses were
+/// written from, and the written responses' buffers ([`Recycled`]), which
+/// the driver hands to the worker with the next request
+/// ([`Spares::take_recycled`]). Shared by all of a driver's connections,
 /// so an idle connection holds none; bounded by [`MAX_SPARE_HEADS`] each.
 #[derive(Debug, Default)]
 pub struct Spares {
@@ -209,15 +211,35 @@ pub struct Spares {
     // The boxes are what is kept: each becomes a `State::Writing` again.
     #[allow(clippy::vec_box)]
     outgoing: Vec<Box<Outgoing>>,
+    recycled: Vec<Recycled>,
 }
 
 impl Spares {
     fn put_outgoing(&mut self, mut out: Box<Outgoing>) {
+        // The written response's buffers (head and chunk list) are kept
+        // for a later response; the shared body in them is let go.
+        let chunks = mem::take(&mut out.chunks);
+        if self.recycled.len() < MAX_SPARE_HEADS {
+            if let Some(recycled) = Recycled::from_written(chunks) {
+                self.recycled.push(recycled);
+            }
+        }
         if self.outgoing.len() < MAX_SPARE_HEADS {
-            // The chunks were the worker's; only the box is kept.
-            out.chunks = Vec::new();
             out.log = None;
             self.outgoing.push(out);
+        }
+    }
+
+    /// A written response's buffers to build the next response in, if any
+    /// are kept.
+    pub fn take_recycled(&mut self) -> Option<Recycled> {
+        self.recycled.pop()
+    }
+
+    /// Keeps buffers taken with [`Spares::take_recycled`] and not used.
+    pub fn put_recycled(&mut self, recycled: Recycled) {
+        if self.recycled.len() < MAX_SPARE_HEADS {
+            self.recycled.push(recycled);
         }
     }
 

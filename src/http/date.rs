@@ -202,11 +202,19 @@ pub fn with_imf_fixdate<R>(now: SystemTime, f: impl FnOnce(&str) -> R) -> R {
 
 /// [`with_imf_fixdate`] for a "now" the caller has as UNIX seconds.
 pub fn with_imf_fixdate_of_seconds<R>(secs: i64, f: impl FnOnce(&str) -> R) -> R {
+    let text = imf_fixdate_of_seconds_cached(secs);
+    // Only ASCII is ever written (see `imf_fixdate_bytes`).
+    f(std::str::from_utf8(&text).unwrap_or("Thu, 01 Jan 1970 00:00:00 GMT"))
+}
+
+/// The bytes [`with_imf_fixdate_of_seconds`] passes on, from the same
+/// per-thread cache, for a caller that writes bytes (a response head).
+pub fn imf_fixdate_of_seconds_cached(secs: i64) -> [u8; IMF_FIXDATE_LEN] {
     thread_local! {
         static CACHE: Cell<(i64, [u8; IMF_FIXDATE_LEN])> =
             const { Cell::new((i64::MIN, [b' '; IMF_FIXDATE_LEN])) };
     }
-    let text = CACHE.with(|cell| {
+    CACHE.with(|cell| {
         let (cached, text) = cell.get();
         if cached == secs {
             return text;
@@ -214,9 +222,7 @@ pub fn with_imf_fixdate_of_seconds<R>(secs: i64, f: impl FnOnce(&str) -> R) -> R
         let text = imf_fixdate_of_seconds(secs);
         cell.set((secs, text));
         text
-    });
-    // Only ASCII is ever written (see `imf_fixdate_bytes`).
-    f(std::str::from_utf8(&text).unwrap_or("Thu, 01 Jan 1970 00:00:00 GMT"))
+    })
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use std::time::SystemTime;
 
 use super::date;
 use super::request::{Method, RequestHead};
+use crate::limits::{MAX_RECYCLED_CHUNKS, MAX_RECYCLED_HEAD};
 
 /// An HTTP status code with its reason phrase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,6 +121,51 @@ pub struct Response {
     pub close: bool,
     /// The access-log line, minus the byte count, when access logging is on.
     pub log: Option<Box<AccessRecord>>,
+}
+
+/// The heap buffers of a written response, emptied with their capacity
+/// kept, to build a later response in: the head's bytes and the list of
+/// chunks. A cached small file's answer (`site::prepared`) is built in
+/// them, so it allocates nothing (issue #10). The reactor's loop takes
+/// them back from each written response (`conn::Spares`) and hands them
+/// to the next request's job.
+#[derive(Debug, Default)]
+pub struct Recycled {
+    pub head: Vec<u8>,
+    pub chunks: Vec<Chunk>,
+}
+
+impl Recycled {
+    /// What a written response's `chunks` leave for reuse: the head's
+    /// buffer (the first chunk's bytes) and the list itself, both emptied.
+    /// `None` when either grew past its bound ([`MAX_RECYCLED_HEAD`],
+    /// [`MAX_RECYCLED_CHUNKS`]), or holds nothing worth keeping: one large
+    /// answer must not pin its memory for good.
+    pub fn from_written(mut chunks: Vec<Chunk>) -> Option<Recycled> {
+        if chunks.capacity() > MAX_RECYCLED_CHUNKS {
+            return None;
+        }
+        let head = match chunks.first_mut() {
+            Some(Chunk::Bytes(head)) if head.capacity() <= MAX_RECYCLED_HEAD => {
+                std::mem::take(head)
+            }
+            _ => return None,
+        };
+        let mut recycled = Recycled { head, chunks };
+        recycled.clear();
+        Some(recycled)
+    }
+
+    /// Empties both buffers, keeping their capacity.
+    pub fn clear(&mut self) {
+        self.head.clear();
+        self.chunks.clear();
+    }
+
+    /// Whether there is nothing to reuse (a fresh, unallocated pair).
+    pub fn is_unallocated(&self) -> bool {
+        self.head.capacity() == 0 && self.chunks.capacity() == 0
+    }
 }
 
 /// An access-log line waiting for its byte count: built by
@@ -283,17 +329,26 @@ pub fn start_head(buf: &mut Vec<u8>, status: Status) {
 
 /// [`start_head`] with the `Date` of `now`, in UNIX seconds.
 pub fn start_head_at(buf: &mut Vec<u8>, status: Status, now: i64) {
-    buf.extend_from_slice(b"HTTP/1.1 ");
-    let code = status.0.min(999);
-    buf.extend_from_slice(&[
-        b'0' + (code / 100) as u8,
-        b'0' + (code / 10 % 10) as u8,
-        b'0' + (code % 10) as u8,
-        b' ',
-    ]);
-    buf.extend_from_slice(status.reason().as_bytes());
-    buf.extend_from_slice(b"\r\nServer: stoke\r\nDate: ");
-    date::with_imf_fixdate_of_seconds(now, |date| buf.extend_from_slice(date.as_bytes()));
+    // The cached file's answers, 200 and 304, in one piece each.
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\nServer: stoke\r\nDate: ";
+    const NOT_MODIFIED: &[u8] = b"HTTP/1.1 304 Not Modified\r\nServer: stoke\r\nDate: ";
+    match status {
+        Status::OK => buf.extend_from_slice(OK),
+        Status::NOT_MODIFIED => buf.extend_from_slice(NOT_MODIFIED),
+        _ => {
+            buf.extend_from_slice(b"HTTP/1.1 ");
+            let code = status.0.min(999);
+            buf.extend_from_slice(&[
+                b'0' + (code / 100) as u8,
+                b'0' + (code / 10 % 10) as u8,
+                b'0' + (code % 10) as u8,
+                b' ',
+            ]);
+            buf.extend_from_slice(status.reason().as_bytes());
+            buf.extend_from_slice(b"\r\nServer: stoke\r\nDate: ");
+        }
+    }
+    buf.extend_from_slice(&date::imf_fixdate_of_seconds_cached(now));
     buf.extend_from_slice(b"\r\n");
 }
 
@@ -342,6 +397,25 @@ pub fn rewrite_head_to_close(bytes: &mut Vec<u8>) {
 mod tests {
     use super::*;
 
+    /// A written response's buffers are kept for the next one only while
+    /// small: a head that carried a body, or a long list of chunks, is let
+    /// go rather than pinned in the spares.
+    #[test]
+    fn only_small_response_buffers_are_recycled() {
+        let small = vec![Chunk::Bytes(b"HTTP/1.1 200 OK\r\n\r\n".to_vec())];
+        let kept = Recycled::from_written(small).expect("kept");
+        assert!(kept.head.is_empty() && kept.chunks.is_empty());
+        assert!(kept.head.capacity() > 0 && kept.chunks.capacity() > 0);
+
+        let big_head = vec![Chunk::Bytes(vec![b'x'; MAX_RECYCLED_HEAD + 1])];
+        assert!(Recycled::from_written(big_head).is_none());
+        let mut many = Vec::with_capacity(MAX_RECYCLED_CHUNKS + 1);
+        many.push(Chunk::Bytes(Vec::with_capacity(64)));
+        assert!(Recycled::from_written(many).is_none());
+        let no_head = vec![Chunk::Shared(Arc::from(&b"x"[..]))];
+        assert!(Recycled::from_written(no_head).is_none());
+    }
+
     #[test]
     fn head_shape() {
         let mut b = HeadBuilder::new(Status::NOT_FOUND);
@@ -362,6 +436,22 @@ mod tests {
             assert_eq!(decimal(n, &mut buf), n.to_string());
             assert_eq!(decimal(n - 1, &mut buf), (n - 1).to_string());
             n = next;
+        }
+    }
+
+    /// The one-piece prefixes of 200 and 304 are what the general case
+    /// writes.
+    #[test]
+    fn fast_status_lines_match_the_general_ones() {
+        for status in [Status::OK, Status::NOT_MODIFIED] {
+            let mut fast = Vec::new();
+            start_head_at(&mut fast, status, 1_000_000_000);
+            let general = format!(
+                "HTTP/1.1 {} {}\r\nServer: stoke\r\nDate: Sun, 09 Sep 2001 01:46:40 GMT\r\n",
+                status.0,
+                status.reason()
+            );
+            assert_eq!(String::from_utf8(fast).unwrap(), general);
         }
     }
 

@@ -15,7 +15,8 @@
 //! - at most one call per turn may block (`Turn`): a state change inside
 //!   the turn moves the deadline, and the timeout on the socket would be
 //!   stale for a second call;
-//! - a `Dispatch` is answered right here with `site::handle`, a `Yield`
+//! - a `Dispatch` is answered right here with `site::handle_reusing` (in
+//!   the buffers of the connection's last response), a `Yield`
 //!   (write budget used) is just another turn.
 //!
 //! Shutdown has to reach threads asleep waiting for a client or for a
@@ -388,7 +389,15 @@ fn drive(client: Client, scratch: &mut [u8]) {
                     let name = thread.name().unwrap_or("?");
                     s.stage(format_args!("file work on this thread ({name})"));
                 }
-                let response = trace::handling(story, || site::handle(&shared.site, &head, peer));
+                // The connection's last written response's buffers, so a
+                // cached small file's answer allocates nothing here either.
+                let mut recycled = cx.spares.take_recycled().unwrap_or_default();
+                let response = trace::handling(story, || {
+                    site::handle_reusing(&shared.site, &head, peer, &mut recycled)
+                });
+                if !recycled.is_unallocated() {
+                    cx.spares.put_recycled(recycled);
+                }
                 if let Some(s) = story {
                     s.stage(format_args!("answer ready ({})", response.status.0));
                 }

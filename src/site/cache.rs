@@ -38,7 +38,7 @@
 //! a hit returns only while it belongs to the cached version of the file.
 //!
 //! Runs on: worker threads, shared by all of them behind one `RwLock`. A hit
-//! takes it for reading only (a hash lookup, `Arc` and `Metadata` clones
+//! takes it for reading only (a hash lookup, a few `Arc` clones
 //! and an atomic reference bit), so hits on many threads do not wait for
 //! each other; insertions, misses, evictions and the notes above take it
 //! for writing.
@@ -80,6 +80,14 @@ pub struct Stats {
     pub bytes: usize,
 }
 
+/// The maps' hasher: foldhash, seeded at random per map. Every hit hashes
+/// its path, and SipHash (std's default) cost about a fifth of a hit's
+/// instructions. Flooding a map with colliding keys (HashDoS) is not open
+/// to a client anyway: only files that exist under the root are inserted,
+/// at most `MAX_CACHED_PATHS`, and a lookup never inserts; the random seed
+/// still keeps collisions from being computed offline.
+type Hasher = foldhash::fast::RandomState;
+
 /// A file's identity: what its aliases share.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct FileId {
@@ -91,7 +99,9 @@ struct FileId {
 struct FileData {
     data: Arc<[u8]>,
     /// The metadata read with the data; still true while the stamp matches.
-    meta: Metadata,
+    /// Shared with hits: a hit answered from its prepared answer never
+    /// looks at it, so it is not copied per hit.
+    meta: Arc<Metadata>,
     stamp: FileStamp,
     /// Paths of the index that point here; the data goes with the last.
     paths: usize,
@@ -118,7 +128,7 @@ struct Slot {
 /// A cache hit.
 pub struct Hit {
     pub data: Arc<[u8]>,
-    pub meta: Metadata,
+    pub meta: Arc<Metadata>,
     /// See [`FileCache::note_no_sidecars`].
     pub no_sidecars_in: Option<FileStamp>,
     /// See [`FileCache::prepare`]; only for the version hit.
@@ -132,12 +142,12 @@ pub struct FileCache {
 
 #[derive(Default)]
 struct Inner {
-    index: HashMap<Arc<[u8]>, usize>,
+    index: HashMap<Arc<[u8]>, usize, Hasher>,
     /// CLOCK's circle; `None` is a free place, listed in `free`.
     slots: Vec<Option<Slot>>,
     free: Vec<usize>,
     hand: usize,
-    files: HashMap<FileId, FileData>,
+    files: HashMap<FileId, FileData, Hasher>,
     /// Bytes of every `FileData::data` and every `Slot::path`.
     bytes: usize,
 }
@@ -176,7 +186,7 @@ impl FileCache {
             }
             let hit = Hit {
                 data: Arc::clone(&file.data),
-                meta: file.meta.clone(),
+                meta: Arc::clone(&file.meta),
                 no_sidecars_in: slot.no_sidecars_in,
                 prepared: slot
                     .prepared
@@ -239,7 +249,7 @@ impl FileCache {
                     // A newer version of a file cached under another name.
                     inner.bytes = inner.bytes - held.data.len() + data.len();
                     held.data = data;
-                    held.meta = meta.clone();
+                    held.meta = Arc::new(meta.clone());
                     held.stamp = stamp;
                 }
                 held.paths += 1;
@@ -248,7 +258,7 @@ impl FileCache {
                 inner.bytes += data.len();
                 place.insert(FileData {
                     data,
-                    meta: meta.clone(),
+                    meta: Arc::new(meta.clone()),
                     stamp,
                     paths: 1,
                 });

@@ -46,7 +46,9 @@ use crate::access_log;
 use crate::config::Config;
 use crate::http::errors::{self, error_response};
 use crate::http::request::{Method, RequestHead};
-use crate::http::response::{Body, Chunk, HeadBuilder, Persistence, ReplyTo, Response, Status};
+use crate::http::response::{
+    Body, Chunk, HeadBuilder, Persistence, Recycled, ReplyTo, Response, Status,
+};
 use cache::FileCache;
 use compress::Compressor;
 use listing_cache::{Format, OverBudget, PageCache, PageKey};
@@ -91,9 +93,24 @@ impl Site {
 }
 
 /// Answers `req`. Never panics: a bug that panics answers 500 and is logged,
-/// and the worker goes on.
+/// and the worker goes on. Allocates the response's buffers; the reactor
+/// uses [`handle_reusing`] instead.
 pub fn handle(site: &Site, req: &RequestHead, peer: IpAddr) -> Response {
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| respond(site, req)));
+    handle_reusing(site, req, peer, &mut Recycled::default())
+}
+
+/// [`handle`], building the answer of a cached small file in `recycled`
+/// (taken out of it), so that the answer allocates nothing; other answers
+/// leave it alone, for the next request.
+pub fn handle_reusing(
+    site: &Site,
+    req: &RequestHead,
+    peer: IpAddr,
+    recycled: &mut Recycled,
+) -> Response {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        respond(site, req, recycled)
+    }));
     let mut response = outcome.unwrap_or_else(|_| {
         log::error!(
             "internal error answering {:?}; responded 500",
@@ -106,9 +123,9 @@ pub fn handle(site: &Site, req: &RequestHead, peer: IpAddr) -> Response {
     response
 }
 
-fn respond(site: &Site, req: &RequestHead) -> Response {
+fn respond(site: &Site, req: &RequestHead, recycled: &mut Recycled) -> Response {
     match req.method {
-        Method::Get | Method::Head => serve(site, req),
+        Method::Get | Method::Head => serve(site, req, recycled),
         Method::Options => {
             let mut head = HeadBuilder::new(Status::NO_CONTENT);
             head.header("Allow", ALLOW);
@@ -441,7 +458,7 @@ mod tests {
                     let likely = Path::new(&path[1..]);
                     let hit = warm.cache.get(&warm.root, likely).expect("cached");
                     assert!(hit.prepared.is_some(), "{name}: prepared by the miss");
-                    let fast = prepared::serve(&warm, &req, &hit, likely)
+                    let fast = prepared::serve(&warm, &req, &hit, likely, &mut Recycled::default())
                         .unwrap_or_else(|| panic!("{raw:?}: not answered from the prepared head"));
                     assert_eq!(fast.status, cold.status, "{raw:?}");
                     assert_eq!(fast.close, cold.close, "{raw:?}");
@@ -486,7 +503,7 @@ mod tests {
         let likely = Path::new("page.html");
         let hit = site.cache.get(&site.root, likely).expect("cached");
         let prepared = hit.prepared.clone().expect("prepared");
-        assert!(prepared::serve(&site, &get(""), &hit, likely).is_some());
+        assert!(prepared::serve(&site, &get(""), &hit, likely, &mut Recycled::default()).is_some());
         for extra in [
             "Range: bytes=0-1\r\n",
             "If-Match: \"x\"\r\n",
@@ -495,7 +512,8 @@ mod tests {
             "Accept-Encoding: gzip\r\n",
         ] {
             assert!(
-                prepared::serve(&site, &get(extra), &hit, likely).is_none(),
+                prepared::serve(&site, &get(extra), &hit, likely, &mut Recycled::default())
+                    .is_none(),
                 "{extra:?}"
             );
         }
@@ -504,7 +522,7 @@ mod tests {
         // finds the sidecar.
         fs::write(dir.join("page.html.gz"), b"gz").unwrap();
         prepared.forget_confirmation();
-        assert!(prepared::serve(&site, &get(""), &hit, likely).is_none());
+        assert!(prepared::serve(&site, &get(""), &hit, likely, &mut Recycled::default()).is_none());
         let r = handle(&site, &get("Accept-Encoding: gzip\r\n"), peer);
         assert!(bytes_without_date(&r).contains("\r\nContent-Encoding: gzip\r\n"));
         let r = handle(&site, &get(""), peer);

@@ -10,7 +10,10 @@
 //! what `serve_file` would send (no sidecar, and no coding the client wants
 //! more). The head is then the status line and `Date`, these lines (all of
 //! them for a 200, the validators' part for a 304) and the connection's
-//! line; the body is the cached bytes themselves, shared, not copied. The
+//! line; the body is the cached bytes themselves, shared, not copied. Head
+//! and chunk list are built in a written response's buffers when the
+//! caller has some (`http::response::Recycled`): a hit allocates nothing.
+//! The
 //! bytes are the ones `serve_file` writes for the same request (tested
 //! byte for byte); anything else goes to `serve_file`.
 //!
@@ -23,12 +26,13 @@
 //!
 //! Runs on: worker threads.
 
+use std::mem;
 use std::ops::Range;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::cache::Hit;
 use super::{compress, Site};
@@ -36,7 +40,7 @@ use crate::http::conditional::{self, Conditions, Precondition, Validators};
 use crate::http::date;
 use crate::http::encoding::{AcceptEncoding, Coding};
 use crate::http::request::RequestHead;
-use crate::http::response::{self, Body, Chunk, Persistence, Response, Status};
+use crate::http::response::{self, Body, Chunk, Persistence, Recycled, Response, Status};
 use crate::sys::{self, FileStamp};
 
 /// Room for the status line, `Server` and `Date`, and for the longest
@@ -56,6 +60,8 @@ pub struct Prepared {
     etag: Box<str>,
     /// The `Last-Modified` sent, in whole seconds; `None`: none is sent.
     last_modified: Option<SystemTime>,
+    /// The same, in UNIX seconds (compared with the clock on every hit).
+    last_modified_secs: Option<i64>,
     /// The type may have `.br`/`.gz` sidecars: a hit needs the slot's "no
     /// sidecar" memo to hold.
     may_have_sidecar: bool,
@@ -95,6 +101,7 @@ impl Prepared {
             common,
             etag: parts.etag.into(),
             last_modified: parts.last_modified.map(conditional::http_seconds),
+            last_modified_secs: parts.last_modified.map(date::unix_seconds),
             may_have_sidecar: parts.may_have_sidecar,
             compressible: parts.compressible,
             sidecars_confirmed: AtomicI64::new(i64::MIN),
@@ -121,6 +128,7 @@ pub(super) fn serve(
     req: &RequestHead,
     hit: &Hit,
     relative: &Path,
+    recycled: &mut Recycled,
 ) -> Option<Response> {
     let prepared = hit.prepared.as_deref()?;
     if req.range().is_some()
@@ -130,16 +138,15 @@ pub(super) fn serve(
     {
         return None;
     }
-    let now = SystemTime::now();
-    let now_secs = date::unix_seconds(now);
+    // One cheap clock read, in whole seconds (all a head says): the
+    // `Date`, and `now` for the validators.
+    let now_secs = sys::unix_seconds_now();
     // A clock set back behind the file's time: `serve_file` sends "now"
-    // as `Last-Modified` then.
-    if prepared
-        .last_modified
-        .is_some_and(|lm| date::unix_seconds(lm) > now_secs)
-    {
+    // as `Last-Modified` then. (Also a clock before 1970.)
+    if now_secs < 0 || prepared.last_modified_secs.is_some_and(|lm| lm > now_secs) {
         return None;
     }
+    let now = UNIX_EPOCH + Duration::from_secs(now_secs.unsigned_abs());
     if prepared.may_have_sidecar && !no_sidecars(site, hit, prepared, relative, now_secs) {
         return None;
     }
@@ -171,11 +178,19 @@ pub(super) fn serve(
         Precondition::Failed => return None,
     };
     let persistence = Persistence::for_request(req);
-    let mut head = Vec::with_capacity(HEAD_EXTRA + lines.len());
+    // Built in the buffers of an earlier response when there are any
+    // (`Recycled`): then this allocates nothing.
+    let Recycled {
+        mut head,
+        mut chunks,
+    } = mem::take(recycled);
+    head.clear();
+    chunks.clear();
+    head.reserve(HEAD_EXTRA + lines.len());
+    chunks.reserve(2);
     response::start_head_at(&mut head, status, now_secs);
     head.extend_from_slice(lines);
     head.extend_from_slice(persistence.head_end());
-    let mut chunks = Vec::with_capacity(2);
     chunks.push(Chunk::Bytes(head));
     let body = Body::for_method(req.method) == Body::Full;
     if status == Status::OK && body && !hit.data.is_empty() {

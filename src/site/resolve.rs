@@ -22,7 +22,7 @@ use super::file::serve_file;
 use super::{error, prepared, serve_listing, url_path, Site};
 use crate::http::errors::{self, OpenFailure};
 use crate::http::request::RequestHead;
-use crate::http::response::{ReplyTo, Response, Status};
+use crate::http::response::{Recycled, ReplyTo, Response, Status};
 use crate::sys;
 
 /// The file that answers for a directory.
@@ -30,7 +30,7 @@ const INDEX: &str = "index.html";
 
 /// GET and HEAD: what the URL names (a file, a directory's index or its
 /// listing), or the status that says why not.
-pub(super) fn serve(site: &Site, req: &RequestHead) -> Response {
+pub(super) fn serve(site: &Site, req: &RequestHead, recycled: &mut Recycled) -> Response {
     if req.path() == "*" {
         return error(req, Status::BAD_REQUEST, &[]);
     }
@@ -42,11 +42,11 @@ pub(super) fn serve(site: &Site, req: &RequestHead) -> Response {
     }
     // The common case first: a plain path (nothing to decode) whose file
     // is cached, found without building a path (see `url_path::plain`).
-    let mut plain_buf = [0; url_path::PLAIN_MAX];
+    let mut plain_buf = None;
     let plain = url_path::plain(req.path(), INDEX, &mut plain_buf);
     if let Some(likely) = plain {
         if let Some(hit) = site.cache.get(&site.root, likely) {
-            return serve_hit(site, req, hit, likely);
+            return serve_hit(site, req, hit, likely, recycled);
         }
     }
     let url = match url_path::decode(req.path(), site.config.hidden) {
@@ -63,7 +63,7 @@ pub(super) fn serve(site: &Site, req: &RequestHead) -> Response {
     // (A plain path was looked up already, under the same name.)
     if plain.is_none() {
         if let Some(hit) = site.cache.get(&site.root, likely) {
-            return serve_hit(site, req, hit, likely);
+            return serve_hit(site, req, hit, likely, recycled);
         }
     }
     let (file, meta) = match open(site, &url.relative) {
@@ -109,10 +109,17 @@ pub(super) fn serve(site: &Site, req: &RequestHead) -> Response {
 }
 
 /// A cache hit for `likely`: its prepared answer when the request allows
-/// (`site::prepared`), else `serve_file` on the cached bytes.
-fn serve_hit(site: &Site, req: &RequestHead, hit: Hit, likely: &Path) -> Response {
+/// (`site::prepared`, built in `recycled`), else `serve_file` on the
+/// cached bytes.
+fn serve_hit(
+    site: &Site,
+    req: &RequestHead,
+    hit: Hit,
+    likely: &Path,
+    recycled: &mut Recycled,
+) -> Response {
     crate::trace::resolved(format_args!("cache hit"));
-    if let Some(response) = prepared::serve(site, req, &hit, likely) {
+    if let Some(response) = prepared::serve(site, req, &hit, likely, recycled) {
         return response;
     }
     let prepare = match hit.prepared {
@@ -120,7 +127,7 @@ fn serve_hit(site: &Site, req: &RequestHead, hit: Hit, likely: &Path) -> Respons
         None => Prepare::Wanted,
     };
     let source = Source::cached(hit.data, hit.no_sidecars_in, prepare);
-    serve_file(site, req, source, hit.meta, likely)
+    serve_file(site, req, source, Metadata::clone(&hit.meta), likely)
 }
 
 /// Test-only: blocks this worker, as a hung network mount would, until a

@@ -120,16 +120,32 @@ pub fn decode(raw: &str, allow_hidden: bool) -> Result<UrlPath, PathError> {
 /// index's name. Longer paths take the full [`decode`].
 pub const PLAIN_MAX: usize = 512;
 
+/// The bytes a plain path's segments may hold: printable ASCII but `%`.
+const PLAIN_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0x21;
+    while b < 0x7f {
+        table[b] = b != b'%' as usize;
+        b += 1;
+    }
+    table
+};
+
 /// The file a plain request path names, without decoding or allocating,
 /// for the cache's lookup on the common path: `Some` only when [`decode`]
 /// would change nothing, so its answer is exactly `decode`'s `relative`
-/// (for a path ending in `/`, joined with `index`, built in `buf`).
+/// (for a path ending in `/`, joined with `index`, built in `buf`, which
+/// is only then filled: the common file path zeroes no buffer).
 ///
 /// Plain means: origin-form, no empty segment (`//`) but a final `/`, and
 /// every segment of printable ASCII other than `%`, not starting with `.`
 /// (so no dot segment and nothing the dotfile policy refuses, whatever
 /// `--hidden` says). Anything else is `None`, and the caller decodes.
-pub fn plain<'a>(raw: &'a str, index: &str, buf: &'a mut [u8; PLAIN_MAX]) -> Option<&'a Path> {
+pub fn plain<'a>(
+    raw: &'a str,
+    index: &str,
+    buf: &'a mut Option<[u8; PLAIN_MAX]>,
+) -> Option<&'a Path> {
     let rest = raw.strip_prefix('/')?;
     // The root is a directory asked for with its slash.
     let (dir, trailing_slash) = match rest.strip_suffix('/') {
@@ -139,19 +155,23 @@ pub fn plain<'a>(raw: &'a str, index: &str, buf: &'a mut [u8; PLAIN_MAX]) -> Opt
     if dir.is_empty() && !rest.is_empty() {
         return None;
     }
-    // One pass over the bytes; `previous` is `/` at the start of a segment.
-    let mut previous = b'/';
-    for &b in dir.as_bytes() {
-        if previous == b'/' && (b == b'.' || b == b'/') {
-            return None;
-        }
-        if !(0x21..0x7f).contains(&b) || b == b'%' {
-            return None;
-        }
-        previous = b;
-    }
-    if previous == b'/' && !dir.is_empty() {
+    let bytes = dir.as_bytes();
+    if !bytes.iter().all(|&b| PLAIN_BYTE[usize::from(b)]) {
         return None;
+    }
+    // Each segment starts with neither `.` nor `/` (an empty segment), and
+    // the last one is not empty (`dir` has its final `/` stripped already).
+    let mut start = 0;
+    loop {
+        match bytes.get(start) {
+            Some(b'.' | b'/') => return None,
+            None if !bytes.is_empty() => return None,
+            _ => {}
+        }
+        match bytes[start..].iter().position(|&b| b == b'/') {
+            Some(at) => start += at + 1,
+            None => break,
+        }
     }
     if !trailing_slash {
         return Some(Path::new(dir));
@@ -159,7 +179,7 @@ pub fn plain<'a>(raw: &'a str, index: &str, buf: &'a mut [u8; PLAIN_MAX]) -> Opt
     // `dir/index`, or `index` alone for the root.
     let sep = usize::from(!dir.is_empty());
     let len = dir.len() + sep + index.len();
-    let out = buf.get_mut(..len)?;
+    let out = buf.insert([0; PLAIN_MAX]).get_mut(..len)?;
     out[..dir.len()].copy_from_slice(dir.as_bytes());
     out[dir.len()..dir.len() + sep].copy_from_slice(&b"/"[..sep]);
     out[dir.len() + sep..].copy_from_slice(index.as_bytes());
@@ -316,7 +336,7 @@ mod tests {
     /// `plain` answers only where `decode` would change nothing, and then
     /// exactly what `decode` (joined with the index) gives.
     fn check_plain(raw: &str) {
-        let mut buf = [0; PLAIN_MAX];
+        let mut buf = None;
         let Some(plain) = plain(raw, "index.html", &mut buf) else {
             return;
         };
@@ -338,7 +358,7 @@ mod tests {
 
     #[test]
     fn plain_paths_are_what_decode_makes_of_them() {
-        let mut buf = [0; PLAIN_MAX];
+        let mut buf = None;
         let mut plain = |raw: &str| plain(raw, "index.html", &mut buf).map(Path::to_path_buf);
         assert_eq!(plain("/"), Some("index.html".into()));
         assert_eq!(plain("/a.txt"), Some("a.txt".into()));

@@ -1,6 +1,7 @@
-//! A global allocator that counts, per thread, the allocations made: tests
-//! install it (`#[global_allocator]`) to check that a path allocates
-//! nothing (`tests/alloc_reactor.rs`). The server itself never uses it.
+//! A global allocator that counts the allocations made, per thread and in
+//! the whole process: tests install it (`#[global_allocator]`) to check
+//! that a path allocates nothing (`tests/alloc_reactor.rs`,
+//! `tests/alloc_end_to_end.rs`). The server itself never uses it.
 //!
 //! Here because implementing `GlobalAlloc` takes `unsafe`, which stoke keeps
 //! in `sys`. It forwards every call to the system allocator unchanged.
@@ -9,6 +10,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 thread_local! {
     // Const-initialised and without a destructor: reading it never
@@ -16,8 +18,11 @@ thread_local! {
     static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
 }
 
-/// The system allocator, counting this thread's allocations (`alloc`,
-/// `alloc_zeroed` and `realloc`; frees are not counted).
+/// Allocations made so far by every thread.
+static IN_PROCESS: AtomicU64 = AtomicU64::new(0);
+
+/// The system allocator, counting allocations (`alloc`, `alloc_zeroed`
+/// and `realloc`; frees are not counted) per thread and in the process.
 pub struct CountingAlloc;
 
 impl CountingAlloc {
@@ -25,9 +30,15 @@ impl CountingAlloc {
     pub fn allocations_on_this_thread() -> u64 {
         ALLOCATIONS.with(Cell::get)
     }
+
+    /// Allocations every thread of the process has made so far.
+    pub fn allocations_in_process() -> u64 {
+        IN_PROCESS.load(Ordering::Relaxed)
+    }
 }
 
 fn count() {
+    IN_PROCESS.fetch_add(1, Ordering::Relaxed);
     // `try_with`: during thread teardown the slot may be gone; then the
     // allocation simply goes uncounted.
     let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));

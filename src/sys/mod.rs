@@ -3,6 +3,7 @@
 //! for the descriptor limit, and (in `open.rs`) opening and stat-ing a path
 //! without leaving the served root, and (in `page_cache.rs`) probing and
 //! warming the page cache so that `sendfile` does not wait for the disk;
+//! a cheap read of the wall clock in seconds (`unix_seconds_now`);
 //! and (in `alloc_count.rs`) a counting allocator for the allocation tests.
 //!
 //! This is the only module with `unsafe`; each block says why it is sound.
@@ -29,6 +30,51 @@ pub use poll::wait_readable;
 pub mod page_cache;
 
 pub mod alloc_count;
+
+/// The wall clock in whole UNIX seconds, read as cheaply as the OS allows.
+/// On Linux, `CLOCK_REALTIME_COARSE`: the time of the last timer tick (a
+/// few milliseconds behind at most), read from the vDSO without
+/// `SystemTime`'s arithmetic. For a response's `Date` and the
+/// second-granular checks of a cached file's prepared answer
+/// (`site::prepared`), where lagging by a tick is harmless.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn unix_seconds_now() -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, exclusive out-pointer for the duration of
+    // the call; the clock id is a constant the kernel knows.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
+    if rc == 0 {
+        #[allow(clippy::useless_conversion)] // `time_t` is 32 bits on some systems
+        return i64::from(ts.tv_sec);
+    }
+    portable_unix_seconds_now()
+}
+
+/// [`unix_seconds_now`] elsewhere.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub fn unix_seconds_now() -> i64 {
+    portable_unix_seconds_now()
+}
+
+fn portable_unix_seconds_now() -> i64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        // Before 1970: whole seconds, rounded down.
+        Err(e) => {
+            let d = e.duration();
+            let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+            if d.subsec_nanos() > 0 {
+                -secs - 1
+            } else {
+                -secs
+            }
+        }
+    }
+}
 
 /// Copies up to `len` bytes of `file`, starting at `offset`, to the socket
 /// `socket` inside the kernel. Returns the number of bytes sent; a short count
@@ -214,4 +260,21 @@ pub fn descriptor_limit() -> Option<u64> {
     }
     #[allow(clippy::unnecessary_cast)] // rlim_t differs between systems
     (lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cheap clock is the wall clock, at most a tick behind.
+    #[test]
+    fn unix_seconds_now_is_the_wall_clock() {
+        let before = portable_unix_seconds_now();
+        let cheap = unix_seconds_now();
+        let after = portable_unix_seconds_now();
+        assert!(
+            before - 1 <= cheap && cheap <= after,
+            "{before} {cheap} {after}"
+        );
+    }
 }

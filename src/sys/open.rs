@@ -437,9 +437,17 @@ fn with_c_path<R>(path: &OsStr, f: impl FnOnce(&CStr) -> io::Result<R>) -> io::R
     if bytes.len() >= STACK_PATH {
         return f(&c_path(path)?);
     }
-    let mut buf = [0u8; STACK_PATH];
-    buf[..bytes.len()].copy_from_slice(bytes);
-    match CStr::from_bytes_with_nul(&buf[..=bytes.len()]) {
+    // Not zeroed first: only the path and its NUL are written and read
+    // (this runs on every cache hit).
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); STACK_PATH];
+    for (slot, &b) in buf.iter_mut().zip(bytes) {
+        slot.write(b);
+    }
+    buf[bytes.len()].write(0);
+    // SAFETY: the first `bytes.len() + 1` bytes (within `STACK_PATH`, checked
+    // above) were all just written, and `MaybeUninit<u8>` has `u8`'s layout.
+    let written = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), bytes.len() + 1) };
+    match CStr::from_bytes_with_nul(written) {
         Ok(c) => f(c),
         Err(_) => Err(io::Error::from(io::ErrorKind::InvalidInput)),
     }
@@ -482,6 +490,9 @@ fn readlinkat(dir: &File, name: &OsStr) -> io::Result<Vec<u8>> {
 }
 
 /// `fstatat` of `name` in `dir`, not following a final symlink.
+// Inlined: its `stat` is then built where the caller keeps it, not copied
+// out (it runs on every cache hit).
+#[inline(always)]
 fn fstatat(dir: &File, name: &OsStr) -> io::Result<libc::stat> {
     with_c_path(name, |name| {
         // SAFETY: `stat` is plain data for which all-zero bytes are valid.

@@ -168,12 +168,14 @@ impl<S: Transport> TlsStream<S> {
     /// The ClientHello, if it has just been read whole: the caller must
     /// run [`Hello::sign`] and hand the outcome to [`TlsStream::signed`].
     /// Until then this stream reads nothing.
-    pub fn take_hello(&mut self) -> Option<Hello> {
+    /// Boxed as it is kept: a `Hello` is over a kilobyte, and the reactor
+    /// asks after every step of every connection.
+    pub fn take_hello(&mut self) -> Option<Box<Hello>> {
         if !matches!(self.session, Session::HelloRead(_)) {
             return None;
         }
         match std::mem::replace(&mut self.session, Session::Signing) {
-            Session::HelloRead(hello) => Some(*hello),
+            Session::HelloRead(hello) => Some(hello),
             _ => unreachable!("checked just above"),
         }
     }

@@ -68,7 +68,7 @@ use slab::Slab;
 use crate::config::ListenKind;
 use crate::conn::{Action, Connection, Cx, Limits, Spares, Transport, WarmUp};
 use crate::http::request::RequestHead;
-use crate::http::response::Response;
+use crate::http::response::{Recycled, Response};
 use crate::limits::{EVENTS_CAPACITY, FAIR_SHARE_SLACK, MAX_SPARE_HEADS, WORKER_EXIT_GRACE};
 use crate::models::reactor::completion::{Completion, CompletionQueue, Done};
 use crate::models::reactor::pool::{Pool, Task};
@@ -191,7 +191,7 @@ pub struct Reactor {
     signing: usize,
     max_signing: usize,
     /// ClientHellos waiting for a slot, oldest first.
-    deferred_hellos: VecDeque<(usize, u64, Hello)>,
+    deferred_hellos: VecDeque<(usize, u64, Box<Hello>)>,
     /// Which loop this is (`--reactors`; 0 owns the signals).
     index: usize,
     /// What the loops share: shutdown flags, connection count, counters.
@@ -666,7 +666,7 @@ impl Reactor {
                     now,
                     submitted,
                     |conn, cx| {
-                        conn.transport_mut().signed(signed);
+                        conn.transport_mut().signed(*signed);
                         conn.resume(cx)
                     },
                 );
@@ -775,9 +775,13 @@ impl Reactor {
                     if let Some(s) = story {
                         s.stage(format_args!("file work inline, on the reactor"));
                     }
+                    let mut recycled = self.spares.take_recycled().unwrap_or_default();
                     let response = trace::handling(story, || {
-                        answer(&self.site, kind, https_port, &head, peer)
+                        answer(&self.site, kind, https_port, &head, peer, &mut recycled)
                     });
+                    if !recycled.is_unallocated() {
+                        self.spares.put_recycled(recycled);
+                    }
                     if let Some(s) = story {
                         s.stage(format_args!("answer ready ({})", response.status.0));
                     }
@@ -797,6 +801,7 @@ impl Reactor {
                         site: Arc::clone(&self.site),
                         queue: Arc::clone(&self.completions),
                         head: None,
+                        recycled: Recycled::default(),
                         key,
                         generation,
                         peer,
@@ -806,6 +811,13 @@ impl Reactor {
                     })
                 });
                 job.head = Some(head);
+                // A written response's buffers to answer in (a job whose
+                // last answer did not use its pair still has it).
+                if job.recycled.is_unallocated() {
+                    if let Some(recycled) = self.spares.take_recycled() {
+                        job.recycled = recycled;
+                    }
+                }
                 (job.key, job.generation, job.peer) = (key, generation, peer);
                 (job.kind, job.https_port, job.story) = (kind, https_port, story);
                 pool.submit(job);
@@ -898,12 +910,12 @@ impl Reactor {
     /// posts `Done::Signed`. Meanwhile the connection reads nothing and is
     /// still held to its handshake deadline. `reactor-inline` signs here:
     /// that model's point is doing the work on this thread.
-    fn sign(&mut self, key: usize, generation: u64, hello: Hello, submitted: &mut usize) {
+    fn sign(&mut self, key: usize, generation: u64, hello: Box<Hello>, submitted: &mut usize) {
         if self.pool.is_none() {
             self.inline.push(Completion {
                 key,
                 generation,
-                done: Done::Signed(hello.sign()),
+                done: Done::Signed(Box::new(hello.sign())),
             });
             return;
         }
@@ -914,7 +926,13 @@ impl Reactor {
         self.start_signing(key, generation, hello, submitted);
     }
 
-    fn start_signing(&mut self, key: usize, generation: u64, hello: Hello, submitted: &mut usize) {
+    fn start_signing(
+        &mut self,
+        key: usize,
+        generation: u64,
+        hello: Box<Hello>,
+        submitted: &mut usize,
+    ) {
         let Some(pool) = &self.pool else {
             return;
         };
@@ -925,7 +943,7 @@ impl Reactor {
             queue.push(Completion {
                 key,
                 generation,
-                done: Done::Signed(hello.sign()),
+                done: Done::Signed(Box::new(hello.sign())),
             });
         }));
         *submitted += 1;
@@ -1157,12 +1175,17 @@ impl Reactor {
 /// One request's trip to a worker and back: what the worker needs to
 /// answer it, and the way home. The box travels to a worker as the job and
 /// back in the completion, and the loop keeps it (and the `Arc`s in it) for
-/// the next request: handing a request to the pool allocates nothing.
+/// the next request: handing a request to the pool allocates nothing. It
+/// also carries a written response's buffers, in which the worker builds a
+/// cached small file's answer (`site::handle_reusing`), so that answer
+/// allocates nothing either.
 pub struct AnswerJob {
     site: Arc<Site>,
     queue: Arc<CompletionQueue>,
     /// The request; taken back out by the loop when the answer arrives.
     head: Option<Box<RequestHead>>,
+    /// Buffers to answer in; emptied when the answer used them.
+    recycled: Recycled,
     key: usize,
     generation: u64,
     peer: IpAddr,
@@ -1172,16 +1195,24 @@ pub struct AnswerJob {
 }
 
 impl Task for AnswerJob {
-    fn run(self: Box<Self>) {
+    fn run(mut self: Box<Self>) {
         let story = self.story;
         if let (Some(s), Some((k, from))) = (story, trace::taken_here()) {
             s.stage(format_args!("taken by worker {k} from {from}"));
         }
-        let Some(head) = &self.head else {
+        let job = &mut *self;
+        let Some(head) = &job.head else {
             return;
         };
         let response = trace::handling(story, || {
-            answer(&self.site, self.kind, self.https_port, head, self.peer)
+            answer(
+                &job.site,
+                job.kind,
+                job.https_port,
+                head,
+                job.peer,
+                &mut job.recycled,
+            )
         });
         if let Some(s) = story {
             s.stage(format_args!(
@@ -1198,17 +1229,19 @@ impl Task for AnswerJob {
     }
 }
 
-/// The answer to `head` on a listener of `kind`: the site's, or a redirect.
+/// The answer to `head` on a listener of `kind`: the site's (built in
+/// `recycled` when it can be), or a redirect.
 fn answer(
     site: &Site,
     kind: ListenKind,
     https_port: u16,
     head: &RequestHead,
     peer: IpAddr,
+    recycled: &mut Recycled,
 ) -> Response {
     match kind {
         ListenKind::RedirectToHttps => crate::tls::redirect::to_https(head, https_port, peer),
-        ListenKind::Http | ListenKind::Https => site::handle(site, head, peer),
+        ListenKind::Http | ListenKind::Https => site::handle_reusing(site, head, peer, recycled),
     }
 }
 #[cfg(test)]

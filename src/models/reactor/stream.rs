@@ -172,7 +172,7 @@ impl Stream {
 
     /// A TLS ClientHello just read whole, for a worker to answer (see
     /// `tls::stream`); the reactor checks after every step.
-    pub fn take_hello(&mut self) -> Option<Hello> {
+    pub fn take_hello(&mut self) -> Option<Box<Hello>> {
         match self {
             Stream::Plain(_) => None,
             Stream::Tls(t) => t.take_hello(),
