@@ -10,8 +10,8 @@ SANITIZER ?= none
 MODELS := reactor reactor-inline pool thread-per-connection
 MODEL ?= reactor
 # Integration test files that start servers of the model in STOKE_TEST_MODEL
-# (models.rs starts each model itself; fuzz_corpus.rs and alloc_reactor.rs start none).
-MODEL_TESTS := $(patsubst tests/%.rs,--test %,$(filter-out tests/models.rs tests/fuzz_corpus.rs tests/alloc_reactor.rs,$(wildcard tests/*.rs)))
+# (models.rs starts each model itself; fuzz_corpus.rs and the alloc_*.rs counters start none or pin the reactor).
+MODEL_TESTS := $(patsubst tests/%.rs,--test %,$(filter-out tests/models.rs tests/fuzz_corpus.rs tests/alloc_reactor.rs tests/alloc_worker.rs tests/alloc_end_to_end.rs,$(wildcard tests/*.rs)))
 
 .PHONY: all build release run test test-model test-reactors unit lint fmt check-targets test-deps bench bench-deps bench-quick compare-models bench-idle fuzz fuzz-target fuzz-replay clean
 
