@@ -225,20 +225,20 @@ impl RequestHead {
 }
 
 /// Appends `piece` to `text` and says where it went.
-fn push(text: &mut Vec<u8>, piece: &[u8]) -> Span {
+fn push(text: &mut String, piece: &str) -> Span {
     let start = text.len() as u32;
-    text.extend_from_slice(piece);
+    text.push_str(piece);
     Span {
         start,
         end: text.len() as u32,
     }
 }
 
-/// Whether a field value may go into the head: UTF-8 (checked cheaply for
-/// the usual ASCII). Values that are not (obs-text) are dropped rather
+/// A field value as text if it may go into the head: UTF-8 (checked cheaply
+/// for the usual ASCII). Values that are not (obs-text) are dropped rather
 /// than refused: they can only be ones we would ignore anyway.
-fn is_text(value: &[u8]) -> bool {
-    value.is_ascii() || str::from_utf8(value).is_ok()
+fn as_text(value: &[u8]) -> Option<&str> {
+    crate::sys::ascii_str(value).or_else(|| str::from_utf8(value).ok())
 }
 
 impl std::fmt::Debug for RequestHead {
@@ -548,9 +548,9 @@ pub fn parse_with(
 
     // Second pass: copy the target and the kept values into the head.
     let mut head = spares.take();
-    // Built as bytes from pieces that are each UTF-8, and checked as a
-    // whole once at the end: cheaper than a check per piece.
-    let mut text = mem::take(&mut head.text).into_bytes();
+    // Built from pieces that are each text already (the target from
+    // httparse, the values through `as_text`): no check of the whole.
+    let mut text = mem::take(&mut head.text);
     text.clear();
     // Room for the target, a synthesized path ("/" or "*") and the kept
     // values: at most one allocation, none for a reused head of a similar
@@ -562,7 +562,7 @@ pub fn parse_with(
     head.keep_alive = keep_alive;
     head.expect_continue = expect_continue;
     head.body = body;
-    head.target = push(&mut text, target.as_bytes());
+    head.target = push(&mut text, target);
     let base = head.target.start;
     let within_target = |piece: Piece| match piece {
         Piece::Within(from, to) => Span {
@@ -573,7 +573,7 @@ pub fn parse_with(
     };
     let query = query.map(within_target);
     head.path = match path {
-        Piece::Is(fixed) => push(&mut text, fixed.as_bytes()),
+        Piece::Is(fixed) => push(&mut text, fixed),
         within => within_target(within),
     };
     head.query = query;
@@ -582,8 +582,7 @@ pub fn parse_with(
         let s = seen[field as usize];
         head.fields[field as usize] = copy_field(&mut text, req.headers, field, s);
     }
-    // Cannot fail: every piece was UTF-8.
-    head.text = String::from_utf8(text).map_err(|_| ParseError::Malformed)?;
+    head.text = text;
     Ok(Parsed::Complete {
         head,
         len: skip + len,
@@ -591,28 +590,31 @@ pub fn parse_with(
 }
 
 /// Copies the `s.count` values of `field` into `text`, joined with ", ",
-/// leaving out those that are not UTF-8 (see [`is_text`]).
+/// leaving out those that are not UTF-8 (see [`as_text`]).
 fn copy_field(
-    text: &mut Vec<u8>,
+    text: &mut String,
     fields: &[httparse::Header<'_>],
     field: Field,
     s: Seen,
 ) -> Option<Span> {
     let first = trim_ows(fields[s.first as usize].value);
     if s.count == 1 {
-        return is_text(first).then(|| push(text, first));
+        return as_text(first).map(|first| push(text, first));
     }
     let start = text.len() as u32;
     let mut joined = false;
     for h in &fields[s.first as usize..] {
         let value = trim_ows(h.value);
-        if Name::of(h.name) != Name::Kept(field) || !is_text(value) {
+        if Name::of(h.name) != Name::Kept(field) {
             continue;
         }
+        let Some(value) = as_text(value) else {
+            continue;
+        };
         if joined {
-            text.extend_from_slice(b", ");
+            text.push_str(", ");
         }
-        text.extend_from_slice(value);
+        text.push_str(value);
         joined = true;
     }
     joined.then_some(Span {

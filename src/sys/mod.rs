@@ -247,6 +247,18 @@ fn check(rc: libc::c_int) -> io::Result<()> {
 }
 pub mod dir;
 
+/// `bytes` as text when they are all ASCII: one word-at-a-time check
+/// instead of the UTF-8 decoder, for the short header values of every
+/// request (the reactor's parse).
+pub fn ascii_str(bytes: &[u8]) -> Option<&str> {
+    if bytes.is_ascii() {
+        // SAFETY: every ASCII byte sequence is valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+    } else {
+        None
+    }
+}
+
 /// The soft limit on open descriptors (`RLIMIT_NOFILE`), or `None` when it
 /// is unlimited or unknown.
 pub fn descriptor_limit() -> Option<u64> {
