@@ -355,6 +355,10 @@ impl Reactor {
         // one must, so that answers arriving back to back cannot keep the
         // sockets from being heard.
         let mut skipped_poll = false;
+        // The previous turn's "now", which also measures the poll's timeout:
+        // a deadline then fires at most one turn's work late, and a request
+        // costs no clock read before the sleep.
+        let mut now = Instant::now();
         loop {
             // Sleep only if no completion is waiting; from `park` on, a
             // worker that posts one wakes us (see `completion.rs`).
@@ -365,9 +369,8 @@ impl Reactor {
                 events.clear();
                 skipped_poll = true;
             } else {
-                // The clock is read for the timeout only when we may sleep.
                 let timeout = if parked {
-                    self.poll_timeout(Instant::now())
+                    self.poll_timeout(now)
                 } else {
                     Some(Duration::ZERO)
                 };
@@ -385,7 +388,7 @@ impl Reactor {
             }
             // "Now" is read once per turn: every deadline set in this turn
             // is measured from the same instant.
-            let now = Instant::now();
+            now = Instant::now();
             let mut submitted = 0;
             let mut woken = false;
 
