@@ -398,6 +398,12 @@ def make_tree(base: Path, files: dict[str, int]) -> Path:
         path = root / name
         path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         write_file(path, size, html=name.endswith(".html"))
+    # Dated a minute back, like a deployed tree: a directory changed in the
+    # last seconds is one stoke re-checks for new .gz/.br sidecars on every
+    # request (its memo of "none" waits until the directory settles).
+    then = time.time() - 60
+    for p in sorted(root.rglob("*"), reverse=True) + [root]:
+        os.utime(p, (then, then))
     return root
 
 
