@@ -234,11 +234,12 @@ fn push(text: &mut String, piece: &str) -> Span {
     }
 }
 
-/// A field value as text if it may go into the head: UTF-8 (checked cheaply
-/// for the usual ASCII). Values that are not (obs-text) are dropped rather
-/// than refused: they can only be ones we would ignore anyway.
+/// A field value as text if it may go into the head: UTF-8 (the standard
+/// check runs a word at a time over ASCII, so `http` stays free of `unsafe`
+/// and of `sys`). Values that are not (obs-text) are dropped rather than
+/// refused: they can only be ones we would ignore anyway.
 fn as_text(value: &[u8]) -> Option<&str> {
-    crate::sys::ascii_str(value).or_else(|| str::from_utf8(value).ok())
+    str::from_utf8(value).ok()
 }
 
 impl std::fmt::Debug for RequestHead {

@@ -4,7 +4,6 @@
 //! without leaving the served root, and (in `page_cache.rs`) probing and
 //! warming the page cache so that `sendfile` does not wait for the disk;
 //! a cheap read of the wall clock in seconds (`unix_seconds_now`);
-//! ASCII bytes as text without a second, UTF-8, check (`ascii_str`);
 //! and (in `alloc_count.rs`) a counting allocator for the allocation tests.
 //!
 //! This is the only module with `unsafe`; each block says why it is sound.
@@ -12,7 +11,7 @@
 //! portable fallback, so the rest of stoke reads the same on Linux (epoll),
 //! macOS and FreeBSD (kqueue).
 //!
-//! Runs on: `send_file` and `ascii_str` (request parsing) on the reactor thread, `open_beneath` and
+//! Runs on: `send_file` on the reactor thread, `open_beneath` and
 //! `stat_beneath` on workers, `drop_privileges` on the main thread;
 //! `wait_readable` (in `poll.rs`) on the blocking models' accepting threads.
 
@@ -247,18 +246,6 @@ fn check(rc: libc::c_int) -> io::Result<()> {
     }
 }
 pub mod dir;
-
-/// `bytes` as text when they are all ASCII: one word-at-a-time check
-/// instead of the UTF-8 decoder, for the short header values of every
-/// request (the reactor's parse).
-pub fn ascii_str(bytes: &[u8]) -> Option<&str> {
-    if bytes.is_ascii() {
-        // SAFETY: every ASCII byte sequence is valid UTF-8.
-        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
-    } else {
-        None
-    }
-}
 
 /// The soft limit on open descriptors (`RLIMIT_NOFILE`), or `None` when it
 /// is unlimited or unknown.
