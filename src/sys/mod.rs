@@ -245,6 +245,7 @@ fn check(rc: libc::c_int) -> io::Result<()> {
         Err(io::Error::last_os_error())
     }
 }
+
 pub mod dir;
 
 /// The soft limit on open descriptors (`RLIMIT_NOFILE`), or `None` when it
