@@ -146,7 +146,6 @@ pub(super) fn serve(
     if now_secs < 0 || prepared.last_modified_secs.is_some_and(|lm| lm > now_secs) {
         return None;
     }
-    let now = UNIX_EPOCH + Duration::from_secs(now_secs.unsigned_abs());
     if prepared.may_have_sidecar && !no_sidecars(site, hit, prepared, relative, now_secs) {
         return None;
     }
@@ -159,17 +158,25 @@ pub(super) fn serve(
             return None;
         }
     }
-    let validators = Validators {
-        etag: &prepared.etag,
-        last_modified: prepared.last_modified,
-        now,
-    };
     let conditions = Conditions {
         if_none_match: req.if_none_match(),
         if_modified_since: req.if_modified_since(),
         ..Conditions::default()
     };
-    let (status, lines) = match conditional::evaluate(true, &conditions, &validators) {
+    let precondition =
+        if conditions.if_none_match.is_none() && conditions.if_modified_since.is_none() {
+            // No condition asked (the other two were ruled out above): the
+            // common request, with nothing to evaluate.
+            Precondition::Proceed
+        } else {
+            let validators = Validators {
+                etag: &prepared.etag,
+                last_modified: prepared.last_modified,
+                now: UNIX_EPOCH + Duration::from_secs(now_secs.unsigned_abs()),
+            };
+            conditional::evaluate(true, &conditions, &validators)
+        };
+    let (status, lines) = match precondition {
         Precondition::Proceed => (Status::OK, &prepared.lines[..]),
         Precondition::NotModified => (
             Status::NOT_MODIFIED,

@@ -121,11 +121,35 @@ pub fn decode(raw: &str, allow_hidden: bool) -> Result<UrlPath, PathError> {
 pub const PLAIN_MAX: usize = 512;
 
 /// The bytes a plain path's segments may hold: printable ASCII but `%`.
-const PLAIN_BYTE: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0x21;
-    while b < 0x7f {
-        table[b] = b != b'%' as usize;
+const fn is_plain_byte(b: u8) -> bool {
+    matches!(b, 0x21..=0x7e) && b != b'%'
+}
+
+/// Where [`plain`]'s scan stands after a byte.
+const AT_SEGMENT_START: u8 = 0;
+const IN_SEGMENT: u8 = 1;
+/// Not plain; stays so whatever follows.
+const REFUSED: u8 = 2;
+
+/// [`plain`]'s scan as a table, `PLAIN_STEP[state][byte]`: one load per
+/// byte, no branch until the end. A segment may not start with `.` or `/`
+/// (a dot segment, a dotfile, an empty segment).
+const PLAIN_STEP: [[u8; 256]; 3] = {
+    let mut table = [[REFUSED; 256]; 3];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        if is_plain_byte(byte) {
+            let next = if byte == b'/' {
+                AT_SEGMENT_START
+            } else {
+                IN_SEGMENT
+            };
+            table[IN_SEGMENT as usize][b] = next;
+            if byte != b'.' && byte != b'/' {
+                table[AT_SEGMENT_START as usize][b] = next;
+            }
+        }
         b += 1;
     }
     table
@@ -156,22 +180,17 @@ pub fn plain<'a>(
         return None;
     }
     let bytes = dir.as_bytes();
-    if !bytes.iter().all(|&b| PLAIN_BYTE[usize::from(b)]) {
-        return None;
-    }
-    // Each segment starts with neither `.` nor `/` (an empty segment), and
-    // the last one is not empty (`dir` has its final `/` stripped already).
-    let mut start = 0;
-    loop {
-        match bytes.get(start) {
-            Some(b'.' | b'/') => return None,
-            None if !bytes.is_empty() => return None,
-            _ => {}
-        }
-        match bytes[start..].iter().position(|&b| b == b'/') {
-            Some(at) => start += at + 1,
-            None => break,
-        }
+    // One pass: every byte plain, and each segment starts with neither `.`
+    // nor `/` (an empty segment).
+    let state = bytes.iter().fold(AT_SEGMENT_START, |state, &b| {
+        PLAIN_STEP[usize::from(state)][usize::from(b)]
+    });
+    // The last segment is not empty either (`dir` has its final `/`
+    // stripped already, so a `/` left at its end made an empty one).
+    match state {
+        IN_SEGMENT => {}
+        AT_SEGMENT_START if bytes.is_empty() => {}
+        _ => return None,
     }
     if !trailing_slash {
         return Some(Path::new(dir));
@@ -370,6 +389,9 @@ mod tests {
             "a",
             "//",
             "/a//b",
+            "/a//",
+            "/a/b//",
+            "/a/.b",
             "//a",
             "/a/./b",
             "/a/../b",

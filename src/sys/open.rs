@@ -438,19 +438,24 @@ fn with_c_path<R>(path: &OsStr, f: impl FnOnce(&CStr) -> io::Result<R>) -> io::R
         return f(&c_path(path)?);
     }
     // Not zeroed first: only the path and its NUL are written and read
-    // (this runs on every cache hit).
+    // (this runs on every cache hit). The copy looks for a NUL inside as it
+    // goes: one pass, not a copy and then `CStr`'s own scan.
     let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); STACK_PATH];
+    let mut nul_inside = false;
     for (slot, &b) in buf.iter_mut().zip(bytes) {
         slot.write(b);
+        nul_inside |= b == 0;
+    }
+    if nul_inside {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
     }
     buf[bytes.len()].write(0);
     // SAFETY: the first `bytes.len() + 1` bytes (within `STACK_PATH`, checked
     // above) were all just written, and `MaybeUninit<u8>` has `u8`'s layout.
     let written = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), bytes.len() + 1) };
-    match CStr::from_bytes_with_nul(written) {
-        Ok(c) => f(c),
-        Err(_) => Err(io::Error::from(io::ErrorKind::InvalidInput)),
-    }
+    // SAFETY: `written` ends with the NUL just written and, as checked in
+    // the copy, holds no other.
+    f(unsafe { CStr::from_bytes_with_nul_unchecked(written) })
 }
 
 fn openat(dir: &File, path: &OsStr, flags: libc::c_int) -> io::Result<File> {
@@ -650,14 +655,18 @@ mod tests {
             let clean = "a".repeat(len);
             let got = with_c_path(OsStr::new(&clean), |c| Ok(c.to_bytes().to_vec()));
             assert_eq!(got.unwrap(), clean.as_bytes(), "{len}");
-            if len > 0 {
-                let mut bad = clean.into_bytes();
-                bad[len / 2] = 0;
+            if len == 0 {
+                continue;
+            }
+            // First, middle and last byte: the stack copy checks each one.
+            for at in [0, len / 2, len - 1] {
+                let mut bad = clean.clone().into_bytes();
+                bad[at] = 0;
                 let got = with_c_path(OsStr::from_bytes(&bad), |_| Ok(()));
                 assert_eq!(
                     got.unwrap_err().kind(),
                     io::ErrorKind::InvalidInput,
-                    "{len}"
+                    "{len} {at}"
                 );
             }
         }
