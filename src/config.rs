@@ -273,7 +273,8 @@ pub struct Config {
     /// Types compressed on the fly: `type/subtype` or `type/*`, lower case.
     pub compress_types: Vec<String>,
     pub cache_control: Option<String>,
-    /// Extra headers, already checked to be valid field names and values.
+    /// Extra headers, already checked to be valid field names and values and
+    /// none of the fields stoke manages itself (`SERVER_MANAGED_FIELDS`).
     pub headers: Vec<(String, String)>,
     /// Lower-case extension → content type.
     pub mime: HashMap<String, String>,
@@ -386,6 +387,15 @@ impl Config {
             if !is_field_value(cc) {
                 return Err(invalid("--cache-control: not a valid header value"));
             }
+            // Both would be written: two Cache-Control lines, combined by caches.
+            if headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("Cache-Control"))
+            {
+                return Err(invalid(
+                    "--cache-control and --header 'Cache-Control: ...' both set Cache-Control; use one",
+                ));
+            }
         }
         let tls = match (cli.tls_cert, cli.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
@@ -466,6 +476,42 @@ fn seconds(flag: &str, secs: f64) -> Result<Duration, ConfigError> {
     }
 }
 
+/// Fields `--header` may not set, because stoke writes them itself or they
+/// steer framing and the connection; a configured copy would sit beside (or
+/// contradict) stoke's own. Compared case-insensitively.
+const SERVER_MANAGED_FIELDS: &[&str] = &[
+    // Message framing: a second length or transfer coding lets the client
+    // and any proxy disagree on where the response ends (desync, splitting).
+    "Content-Length",
+    "Transfer-Encoding",
+    "Trailer",
+    "TE",
+    // Connection management (hop-by-hop): stoke alone decides keep-alive or
+    // close per request, and never switches protocols.
+    "Connection",
+    "Keep-Alive",
+    "Proxy-Connection",
+    "Upgrade",
+    // Representation metadata stoke computes per file and per request
+    // (http/response.rs, site/file.rs, site/body.rs, site/mod.rs): a fixed
+    // copy would be wrong for most files and break caches, ranges, decoding.
+    "Content-Type",
+    "Content-Encoding",
+    "Content-Range",
+    "ETag",
+    "Last-Modified",
+    "Accept-Ranges",
+    "Vary",
+    // Written on every head (`Server`, `Date`) or by status (`Location` on
+    // redirects, `Retry-After` on 503, `Allow` on 405/OPTIONS, in
+    // site/mod.rs and http/errors.rs): single-valued fields stoke owns.
+    "Date",
+    "Server",
+    "Location",
+    "Retry-After",
+    "Allow",
+];
+
 fn parse_header(h: &str) -> Result<(String, String), ConfigError> {
     let bad = || invalid(&format!("--header {h:?}: expected 'Name: value'"));
     let (name, value) = h.split_once(':').ok_or_else(bad)?;
@@ -473,6 +519,14 @@ fn parse_header(h: &str) -> Result<(String, String), ConfigError> {
     let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
     if name.is_empty() || !name.chars().all(token) || !is_field_value(value) {
         return Err(bad());
+    }
+    if SERVER_MANAGED_FIELDS
+        .iter()
+        .any(|f| f.eq_ignore_ascii_case(name))
+    {
+        return Err(invalid(&format!(
+            "--header {name:?}: stoke writes or controls this field itself"
+        )));
     }
     Ok((name.to_owned(), value.to_owned()))
 }
@@ -564,6 +618,90 @@ mod tests {
         assert_eq!(c.mime["md"], "text/markdown");
     }
 
+    /// Regression (`--header` accepted fields stoke writes itself, such as a
+    /// second `Content-Length`): every server-managed field is refused in any
+    /// case with one line naming it; policy headers still pass.
+    #[test]
+    fn server_managed_header_fields_are_refused_in_any_case() {
+        for name in [
+            "Content-Length",
+            "content-length",
+            "TRANSFER-ENCODING",
+            "Trailer",
+            "te",
+            "Connection",
+            "Keep-Alive",
+            "Proxy-Connection",
+            "Upgrade",
+            "Content-Type",
+            "Content-Encoding",
+            "Content-Range",
+            "etag",
+            "Last-Modified",
+            "Accept-Ranges",
+            "Vary",
+            "Date",
+            "Server",
+            "Location",
+            "Retry-After",
+            "Allow",
+        ] {
+            let e = cli(&[".", "--header", &format!("{name}: 5")]).unwrap_err();
+            assert_eq!(
+                e,
+                format!("--header {name:?}: stoke writes or controls this field itself")
+            );
+        }
+        for name in [
+            "Cache-Control",
+            "Strict-Transport-Security",
+            "Content-Security-Policy",
+            "X-Frame-Options",
+            "X-Content-Type-Options",
+            "Referrer-Policy",
+            "Link",
+            "Content-Language",
+            "Tear",
+            "Dates",
+        ] {
+            let c = cli(&[".", "--header", &format!("{name}: v")]).unwrap();
+            assert_eq!(c.headers, vec![(name.to_owned(), "v".to_owned())]);
+        }
+    }
+
+    /// A configured value cannot end the header line or carry other control
+    /// bytes or non-ASCII: each is refused, not written.
+    #[test]
+    fn header_values_with_control_characters_are_refused() {
+        for value in [
+            "a\rb",
+            "a\nb",
+            "a\r\nX-Evil: 1",
+            "a\0b",
+            "a\x7fb",
+            "a\x1bb",
+            "caf\u{e9}",
+        ] {
+            let e = cli(&[".", "--header", &format!("X-A: {value}")]).unwrap_err();
+            assert!(e.contains("expected 'Name: value'"), "{value:?}: {e}");
+        }
+        let c = cli(&[".", "--header", "X-A: a\tb"]).unwrap();
+        assert_eq!(c.headers, vec![("X-A".to_owned(), "a\tb".to_owned())]);
+    }
+
+    #[test]
+    fn cache_control_flag_and_header_are_not_both_allowed() {
+        let e = cli(&[
+            ".",
+            "--cache-control",
+            "max-age=1",
+            "--header",
+            "cache-control: no-store",
+        ])
+        .unwrap_err();
+        assert!(e.contains("both set Cache-Control"), "{e}");
+    }
+
     /// Regression (`--max-head-size` had no upper bound): a huge head limit
     /// is refused with one line naming the flag and its range.
     #[test]
@@ -612,6 +750,7 @@ mod tests {
             &[".", "--reactors", "100000"],
             &[".", "--header", "bad header"],
             &[".", "--header", "X: a\nb"],
+            &[".", "--header", "Content-Length: 5"],
             &[".", "--keepalive-timeout=-1"],
             &[".", "--mime", "md"],
             &[".", "--max-head-size", "100"],

@@ -2,7 +2,8 @@
 //! Cache-Control to file responses (200, 206, 304, HEAD); `headers` adds
 //! custom fields to file and listing responses; the `mime` table overrides
 //! the guessed Content-Type (case-insensitively on the extension). Also the
-//! defaults: no Cache-Control unless configured, and the built-in types.
+//! defaults: no Cache-Control unless configured, and the built-in types; and
+//! fields stoke writes itself are refused as `--header` at start-up.
 mod common;
 use common::*;
 
@@ -167,4 +168,28 @@ fn cli_flags_reach_the_real_binary() {
     child.signal(libc::SIGTERM);
     let status = child.child.wait().unwrap();
     assert!(status.success(), "{}", child.rest_of_stderr());
+}
+
+/// Regression (`--header 'Content-Length: 5'` was accepted and written beside
+/// stoke's own Content-Length, a desync risk): the binary refuses it at
+/// start-up with one `stoke:` line naming the field, and exits non-zero
+/// without serving.
+#[test]
+fn header_option_refuses_fields_the_server_manages() {
+    let root = tree();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stoke"))
+        .arg(root.path())
+        .args(["--listen", "127.0.0.1:0", "--header", "Content-Length: 5"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "exited successfully");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "stderr {stderr:?}");
+    assert!(lines[0].starts_with("stoke:"), "{stderr:?}");
+    assert!(
+        lines[0].contains("\"Content-Length\"") && lines[0].contains("itself"),
+        "{stderr:?}"
+    );
 }
