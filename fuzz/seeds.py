@@ -47,6 +47,7 @@ heads = {
     "h2-preface": "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
     "lowercase-method": "get / HTTP/1.1\r\nHost: h\r\n\r\n",
     "expect": "PUT /f HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+    "expect-unknown": "PUT /f HTTP/1.1\r\nHost: h\r\nExpect: 100-continue, foo\r\nContent-Length: 3\r\n\r\n",
     "conditional": "GET /f HTTP/1.1\r\nHost: h\r\nIf-None-Match: \"a\"\r\nif-none-match: W/\"b\"\r\nIf-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\nRange: bytes=0-1\r\nIf-Range: \"a\"\r\n\r\n",
     "huge-header": "GET / HTTP/1.1\r\nHost: h\r\nX: " + "a" * 9000 + "\r\n\r\n",
     "huge-target": "GET /" + "a" * 9000 + " HTTP/1.1\r\nHost: h\r\n\r\n",
@@ -160,6 +161,7 @@ connections = {
     "big-pipeline": conn([DELIVER(29), COMPLETE, DELIVER(29), COMPLETE], "".join(r(f"/{i:04}", "X: " + "y" * 100 + "\r\n") for i in range(200))),
     "huge-head": conn([DELIVER(ALL), WRITABLE(ALL)], "GET / HTTP/1.1\r\nHost: h\r\nX: " + "a" * 20000 + "\r\n\r\n"),
     "expect": conn([DELIVER(ALL), COMPLETE, COMPLETE], "PUT /e HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc" + r("/next")),
+    "expect-unknown": conn([DELIVER(ALL), WRITABLE(ALL)], "PUT /e HTTP/1.1\r\nHost: h\r\nExpect: foo\r\nContent-Length: 3\r\n\r\nabc" + r("/next")),
     "leading-crlf": conn([DELIVER(ALL), COMPLETE, COMPLETE], r("/a") + "\r\n" + r("/b")),
 }
 for name, raw in connections.items():

@@ -1,9 +1,10 @@
 //! Error answers over raw sockets: each way a request can be wrong earns its
-//! status code (400, 405, 413, 414, 431, 501, 505), every error carries a
+//! status code (400, 405, 413, 414, 417, 431, 501, 505), every error carries a
 //! small HTML body whose length matches `Content-Length`, a head that can't
 //! be trusted ends the connection (`Connection: close`, then EOF), and
 //! request bodies on GET are skipped without desynchronizing pipelined
-//! requests. Also: OPTIONS, absolute-form targets, `Expect: 100-continue`.
+//! requests. Also: OPTIONS, absolute-form targets, `Expect: 100-continue`, and
+//! any other expectation (417).
 mod common;
 use common::*;
 
@@ -308,6 +309,48 @@ fn expect_100_continue_never_hangs() {
     assert_eq!((r.status, r.body.as_slice()), (200, &b"file body\n"[..]));
 }
 
+/// Regression (unknown-expectation-ignored): `Expect: foo` was ignored
+/// and the request served as if nothing were asked. An expectation other
+/// than `100-continue` is one we cannot meet: 417 (RFC 9110 §10.1.1), like
+/// any refused head with `Connection: close`, and the connection ends, so
+/// the body and the pipelined request behind it are never read as requests.
+#[test]
+fn unknown_expectation_is_refused_with_417() {
+    let (_root, server) = site();
+    for expect in ["foo", "100-continue, foo", "FOO=bar"] {
+        let raw = format!(
+            "PUT /file.txt HTTP/1.1\r\nHost: t\r\nExpect: {expect}\r\nContent-Length: 30\r\n\r\n\
+             GET /x HTTP/1.1\r\nHost: t\r\n\r\n\
+             GET /x HTTP/1.1\r\nHost: t\r\n\r\n"
+        );
+        let all = until_close(server.addr, raw.as_bytes());
+        assert!(
+            all.starts_with(b"HTTP/1.1 417 Expectation Failed\r\n"),
+            "{expect}: {}",
+            String::from_utf8_lossy(&all)
+        );
+        let rs = responses(&all);
+        assert_eq!(rs.len(), 1, "{expect}: one answer, then EOF");
+        assert_error_page(&rs[0], expect);
+        assert_eq!(rs[0].header("connection"), Some("close"), "{expect}");
+    }
+    // HTTP/1.0 too: only 100-continue is ignored from an HTTP/1.0 client.
+    let rs = responses(&until_close(
+        server.addr,
+        b"GET /x HTTP/1.0\r\nExpect: foo\r\n\r\n",
+    ));
+    assert_eq!(rs.iter().map(|r| r.status).collect::<Vec<_>>(), [417]);
+    // An empty Expect asks nothing: served, and the connection stays usable.
+    let mut s = connect(server.addr);
+    let mut reader = BufReader::new(s.try_clone().unwrap());
+    for _ in 0..2 {
+        s.write_all(b"GET /x HTTP/1.1\r\nHost: t\r\nExpect:\r\n\r\n")
+            .unwrap();
+        let r = read_response(&mut reader, false).unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"x"[..]));
+    }
+}
+
 #[test]
 fn chunked_body_on_get_is_answered() {
     let (_root, server) = site();
@@ -388,6 +431,11 @@ fn error_answers_to_head_have_no_body() {
         ),
         ("missing Host", "HEAD / HTTP/1.1\r\n\r\n", 400),
         ("HTTP/2.0", "HEAD / HTTP/2.0\r\nHost: t\r\n\r\n", 505),
+        (
+            "unknown expectation",
+            "HEAD /file.txt HTTP/1.1\r\nHost: t\r\nExpect: foo\r\n\r\n",
+            417,
+        ),
         (
             "leading CRLF, bad version",
             "\r\nHEAD / HTTP/1.2\r\nHost: t\r\n\r\n",

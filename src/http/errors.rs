@@ -29,6 +29,7 @@ pub fn for_parse_error(e: ParseError) -> Status {
         ParseError::HeadTooLarge => Status::HEADER_FIELDS_TOO_LARGE,
         ParseError::UnsupportedVersion => Status::VERSION_NOT_SUPPORTED,
         ParseError::UnknownMethod | ParseError::UnknownTransferCoding => Status::NOT_IMPLEMENTED,
+        ParseError::UnknownExpectation => Status::EXPECTATION_FAILED,
     }
 }
 

@@ -358,6 +358,9 @@ pub enum ParseError {
     AmbiguousFraming,
     /// A transfer coding other than `chunked` (before the final `chunked`).
     UnknownTransferCoding,
+    /// An `Expect` member other than `100-continue` (RFC 9110 §10.1.1):
+    /// an expectation we cannot meet, refused rather than ignored.
+    UnknownExpectation,
 }
 
 /// The outcome of looking at a buffer that may hold a request head.
@@ -564,13 +567,16 @@ pub fn parse_with(
                     connection_keep_alive |= token.eq_ignore_ascii_case("keep-alive");
                 }
             }
-            Name::Expect => {
+            Name::Expect => match expectation(h.value) {
+                Expectation::Nothing => {}
                 // An HTTP/1.0 client does not wait for "100 Continue", and RFC
                 // 9110 §10.1.1 says to ignore the expectation from one.
-                expect_continue |= minor_version == 1
-                    && str::from_utf8(h.value)
-                        .is_ok_and(|v| v.trim().eq_ignore_ascii_case("100-continue"));
-            }
+                Expectation::Continue => expect_continue |= minor_version == 1,
+                // Refused from HTTP/1.0 too: only 100-continue is to be
+                // ignored there, and a client that asks for something else
+                // learns it was not met instead of assuming it was.
+                Expectation::Unknown => return Err(ParseError::UnknownExpectation),
+            },
             Name::Other => {}
         }
     }
@@ -672,6 +678,35 @@ fn copy_field(
 }
 
 /// `value` without the optional whitespace (spaces, tabs) around it.
+/// What one `Expect` field value asks of us (RFC 9110 §10.1.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expectation {
+    /// An empty value or list (`Expect:`, `Expect: ,`): nothing is asked,
+    /// and RFC 9110 §5.6.1 has empty list elements ignored.
+    Nothing,
+    /// Only `100-continue` (in any case, any number of times).
+    Continue,
+    /// Any other member (`foo`, `100-continue, foo`, `100-continue=x`, bytes
+    /// that are not text): an expectation we cannot meet → 417.
+    Unknown,
+}
+
+/// Reads an `Expect` value member by member. A quoted string holding a
+/// comma is split in pieces, but a member with a quote is unknown anyway.
+fn expectation(value: &[u8]) -> Expectation {
+    let mut seen = Expectation::Nothing;
+    for member in value.split(|&b| b == b',').map(trim_ows) {
+        if member.is_empty() {
+            continue;
+        }
+        if !member.eq_ignore_ascii_case(b"100-continue") {
+            return Expectation::Unknown;
+        }
+        seen = Expectation::Continue;
+    }
+    seen
+}
+
 fn trim_ows(value: &[u8]) -> &[u8] {
     let ows = |b: &u8| *b == b' ' || *b == b'\t';
     let start = value.iter().position(|b| !ows(b)).unwrap_or(value.len());
@@ -1460,6 +1495,52 @@ mod tests {
         for (raw, want) in table {
             assert_eq!(starts_with_head_method(raw), want, "{raw:?}");
         }
+    }
+
+    /// Only `100-continue` is an expectation we meet; any other member is
+    /// refused with 417 (RFC 9110 §10.1.1). An empty value asks nothing.
+    #[test]
+    fn expect_values() {
+        use super::{expectation, Expectation};
+        let table: &[(&[u8], Expectation)] = &[
+            (b"100-continue", Expectation::Continue),
+            (b"100-Continue", Expectation::Continue),
+            (b" 100-continue ", Expectation::Continue),
+            (b"\t100-CONTINUE", Expectation::Continue),
+            (b"100-continue, 100-continue", Expectation::Continue),
+            (b"100-continue,", Expectation::Continue),
+            (b"", Expectation::Nothing),
+            (b" ", Expectation::Nothing),
+            (b" , ,", Expectation::Nothing),
+            (b"100-continue, foo", Expectation::Unknown),
+            (b"foo, 100-continue", Expectation::Unknown),
+            (b"foo", Expectation::Unknown),
+            (b"100-continue=1", Expectation::Unknown),
+            (b"100-continuee", Expectation::Unknown),
+            (b"100 continue", Expectation::Unknown),
+            (b"\"100-continue\"", Expectation::Unknown),
+            (b"100-continue\xff", Expectation::Unknown),
+        ];
+        for &(value, want) in table {
+            assert_eq!(expectation(value), want, "{value:?}");
+        }
+        // Through the parser: the status code, and which versions it applies to.
+        for raw in [
+            "PUT / HTTP/1.1\r\nHost: h\r\nExpect: foo\r\n\r\n",
+            "PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue, foo\r\n\r\n",
+            "PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nExpect: foo\r\n\r\n",
+            "GET / HTTP/1.0\r\nExpect: foo\r\n\r\n",
+        ] {
+            assert_eq!(err(raw), ParseError::UnknownExpectation, "{raw:?}");
+        }
+        let status = crate::http::errors::for_parse_error(ParseError::UnknownExpectation);
+        assert_eq!((status.0, status.reason()), (417, "Expectation Failed"));
+        let h = ok("PUT / HTTP/1.1\r\nHost: h\r\nExpect:\r\n\r\n");
+        assert!(!h.expect_continue);
+        let h = ok("PUT / HTTP/1.1\r\nHost: h\r\nExpect:  100-continue \r\n\r\n");
+        assert!(h.expect_continue);
+        let h = ok("PUT / HTTP/1.1\r\nHost: h\r\nExpect:\r\nExpect: 100-continue\r\n\r\n");
+        assert!(h.expect_continue);
     }
 
     #[test]
