@@ -1,5 +1,6 @@
 //! Heap allocations of the worker's answer to a cached small file (issue
-//! #10: none on that path). A counting `#[global_allocator]` counts, per
+//! #10: none on that path). The counting allocator
+//! (`stoke::sys::alloc_count`, installed as `#[global_allocator]`) counts, per
 //! thread, the allocations made while `site::handle_reusing` answers a
 //! request for a file already in the cache with its prepared answer, in
 //! process, with no socket: only the worker's own share is counted.
@@ -11,8 +12,6 @@
 //! The whole path, reactor and worker over a real socket, is checked by
 //! `tests/alloc_end_to_end.rs`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::fs::{self, File};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
@@ -22,57 +21,22 @@ use std::time::{Duration, SystemTime};
 use stoke::http::request::{self, Parsed, RequestHead};
 use stoke::http::response::{Chunk, Recycled, Response, Status};
 use stoke::site::{handle, handle_reusing, Site};
+use stoke::sys::alloc_count::CountingAlloc;
 use stoke::Config;
 
 /// What a cached hit allocates without recycled buffers: the head's
 /// bytes and the list of chunks.
 const FRESH_HIT_ALLOCATIONS: usize = 2;
 
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-fn count() {
-    // `try_with`: the allocator also runs while this thread's locals are
-    // being torn down.
-    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-}
-
-// SAFETY: every call is passed on unchanged to the system allocator, which
-// upholds `GlobalAlloc`'s contract; counting touches only a thread-local
-// `Cell` that needs no allocation (const-initialised).
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: our caller's guarantees about `layout` are System's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: as above.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: `ptr` was allocated by this allocator, that is by System.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` was allocated by this allocator, that is by System.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static COUNTING: Counting = Counting;
+static ALLOCATOR: CountingAlloc = CountingAlloc;
 
 /// `f`'s result and the allocations (and reallocations) it made on this thread.
 fn allocations_during<R>(f: impl FnOnce() -> R) -> (R, usize) {
-    let before = ALLOCATIONS.with(Cell::get);
+    let before = CountingAlloc::allocations_on_this_thread();
     let result = f();
-    (result, ALLOCATIONS.with(Cell::get) - before)
+    let made = CountingAlloc::allocations_on_this_thread() - before;
+    (result, made as usize)
 }
 
 fn parse(raw: &str) -> Box<RequestHead> {

@@ -1,7 +1,7 @@
 //! A global allocator that counts the allocations made, per thread and in
 //! the whole process: tests install it (`#[global_allocator]`) to check
 //! that a path allocates nothing (`tests/alloc_reactor.rs`,
-//! `tests/alloc_end_to_end.rs`). The server itself never uses it.
+//! `tests/alloc_worker.rs`, `tests/alloc_end_to_end.rs`). The server itself never uses it.
 //!
 //! Here because implementing `GlobalAlloc` takes `unsafe`, which stoke keeps
 //! in `sys`. It forwards every call to the system allocator unchanged.
