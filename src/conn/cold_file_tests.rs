@@ -57,28 +57,7 @@ impl Transport for ColdFake {
     }
 }
 
-fn call(
-    conn: &mut Connection<ColdFake>,
-    f: impl FnOnce(&mut Connection<ColdFake>, &mut Cx<'_>) -> Action,
-) -> Action {
-    let limits = Limits {
-        max_head: 8192,
-        header_timeout: Duration::from_secs(10),
-        keepalive_timeout: Duration::from_secs(5),
-    };
-    let mut scratch = vec![0; 16 * 1024];
-    let mut spares = Spares::default();
-    let mut cx = Cx {
-        now: Instant::now(),
-        limits: &limits,
-        scratch: &mut scratch,
-        draining: false,
-        readable: true,
-        read_closed: false,
-        spares: &mut spares,
-    };
-    f(conn, &mut cx)
-}
+use super::test_call as call;
 
 /// Regression (`sendfile` ran on the reactor for a file not in the page
 /// cache, stalling every connection while the disk read): an uncached file

@@ -1534,6 +1534,32 @@ mod tests {
     }
 }
 
+/// Runs `f` on `conn` within a fresh context of ordinary test limits: the
+/// harness the connection's unit-test files share.
+#[cfg(test)]
+fn test_call<T: Transport>(
+    conn: &mut Connection<T>,
+    f: impl FnOnce(&mut Connection<T>, &mut Cx<'_>) -> Action,
+) -> Action {
+    let limits = Limits {
+        max_head: 8192,
+        header_timeout: Duration::from_secs(10),
+        keepalive_timeout: Duration::from_secs(5),
+    };
+    let mut scratch = vec![0; 16 * 1024];
+    let mut spares = Spares::default();
+    let mut cx = Cx {
+        now: Instant::now(),
+        limits: &limits,
+        scratch: &mut scratch,
+        draining: false,
+        readable: true,
+        read_closed: false,
+        spares: &mut spares,
+    };
+    f(conn, &mut cx)
+}
+
 #[cfg(test)]
 mod cold_file_tests;
 

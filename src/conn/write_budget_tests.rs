@@ -40,28 +40,7 @@ impl Transport for Recorder {
     fn shutdown_write(&mut self) {}
 }
 
-fn call(
-    conn: &mut Connection<Recorder>,
-    f: impl FnOnce(&mut Connection<Recorder>, &mut Cx<'_>) -> Action,
-) -> Action {
-    let limits = Limits {
-        max_head: 8192,
-        header_timeout: Duration::from_secs(10),
-        keepalive_timeout: Duration::from_secs(5),
-    };
-    let mut scratch = vec![0; 16 * 1024];
-    let mut spares = Spares::default();
-    let mut cx = Cx {
-        now: Instant::now(),
-        limits: &limits,
-        scratch: &mut scratch,
-        draining: false,
-        readable: true,
-        read_closed: false,
-        spares: &mut spares,
-    };
-    f(conn, &mut cx)
-}
+use super::test_call as call;
 
 /// A body of two and a half budgets goes out in calls of a whole budget
 /// (few `sendfile`s per byte), a budget per turn, yielding between turns
