@@ -262,9 +262,7 @@ impl Spares {
         };
         match self.outgoing.pop() {
             Some(mut spare) => {
-                // `put_outgoing` emptied the spare (no chunks, no log):
-                // forgetting its old value frees nothing, and skips a drop.
-                mem::forget(mem::replace(&mut *spare, out));
+                *spare = out;
                 spare
             }
             None => Box::new(out),

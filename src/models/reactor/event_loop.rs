@@ -818,9 +818,7 @@ impl Reactor {
                 // last answer did not use its pair still has it).
                 if job.recycled.is_unallocated() {
                     if let Some(recycled) = self.spares.take_recycled() {
-                        // The pair replaced holds no memory (no capacity):
-                        // forgetting it frees nothing, and skips its drop.
-                        mem::forget(mem::replace(&mut job.recycled, recycled));
+                        job.recycled = recycled;
                     }
                 }
                 (job.key, job.generation, job.peer) = (key, generation, peer);
