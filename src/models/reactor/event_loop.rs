@@ -79,6 +79,7 @@ use crate::models::reactor::Shared;
 use crate::models::{is_resource_exhaustion, Summary, ACCEPT_BACKOFF, SCRATCH_SIZE};
 use crate::site::{self, Site};
 use crate::sys;
+use crate::sys::listen_fds::NoDelay;
 use crate::tls::stream::Hello;
 use crate::tls::Tls;
 use crate::trace;
@@ -167,6 +168,8 @@ pub struct Reactor {
     pub(crate) tls: Option<Arc<Tls>>,
     /// The port redirects point to (the first HTTPS listener's).
     pub(crate) https_port: u16,
+    /// Whether accepted sockets come with `TCP_NODELAY` from the listener.
+    pub(crate) nodelay: NoDelay,
     connections: Slab<Entry>,
     next_generation: u64,
     timers: Timers,
@@ -252,6 +255,7 @@ impl Reactor {
             listeners,
             tls: None,
             https_port: 443,
+            nodelay: NoDelay::PerConnection,
             connections: Slab::with_capacity(1024),
             next_generation: 0,
             timers: Timers::new(),
@@ -601,8 +605,11 @@ impl Reactor {
     }
 
     fn add_connection(&mut self, tcp: TcpStream, peer: SocketAddr, kind: ListenKind, now: Instant) {
-        // Responses go out whole; Nagle's delay would only slow the last packet.
-        let _ = tcp.set_nodelay(true);
+        // Responses go out whole; Nagle's delay would only slow the last
+        // packet. Linux copies the option from the listener at accept.
+        if self.nodelay == NoDelay::PerConnection {
+            let _ = tcp.set_nodelay(true);
+        }
         let Some(mut stream) = self.wrap(tcp, peer, kind) else {
             return;
         };

@@ -28,6 +28,7 @@ use mio::{Interest, Poll, Token, Waker};
 
 use crate::models::{Listeners, Shutdown};
 use crate::site::Site;
+use crate::sys::listen_fds::{self, NoDelay};
 use completion::CompletionQueue;
 use event_loop::{Reactor, LISTENER_BASE, SIGNALS, WAKER};
 use pool::Pool;
@@ -92,6 +93,16 @@ pub(crate) fn bind(
         loop_open: (0..n).map(|_| AtomicUsize::new(0)).collect(),
         accept_asked: (0..n).map(|_| AtomicBool::new(false)).collect(),
     });
+    // Each loop's listeners are clones of these sockets: one option each.
+    let nodelay = if listeners
+        .sockets
+        .iter()
+        .all(|l| listen_fds::nodelay_for_accepted(l) == NoDelay::Inherited)
+    {
+        NoDelay::Inherited
+    } else {
+        NoDelay::PerConnection
+    };
     let mut loops = Vec::with_capacity(n);
     for index in 0..n {
         let poll = Poll::new().map_err(|e| ("create the poller", e))?;
@@ -123,6 +134,7 @@ pub(crate) fn bind(
         reactor.listener_kinds = listeners.kinds.clone();
         reactor.tls = listeners.tls.clone();
         reactor.https_port = listeners.https_port;
+        reactor.nodelay = nodelay;
         reactor.warm_pool = warm_pool.clone();
         loops.push(reactor);
     }
