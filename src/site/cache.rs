@@ -49,10 +49,11 @@ use std::fs::{File, Metadata};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::prepared::Prepared;
+use super::watcher::{FileWatch, Unwatched, Watcher, NEVER};
 use crate::limits::{MAX_CACHED_BYTES, MAX_CACHED_PATHS};
 use crate::sys::{self, FileStamp};
 
@@ -105,6 +106,9 @@ struct FileData {
     stamp: FileStamp,
     /// Paths of the index that point here; the data goes with the last.
     paths: usize,
+    /// Its inotify watch, once a hit proved it (`watcher.rs`); removed with
+    /// the data, since a watch pins the inode in kernel memory.
+    watch: Option<FileWatch>,
 }
 
 /// One indexed path.
@@ -123,7 +127,16 @@ struct Slot {
     /// CLOCK's reference bit: set by hits (under the read lock), cleared by
     /// the hand (under the write lock).
     referenced: AtomicBool,
+    /// The watcher's epoch at which a stat last proved this path fresh
+    /// ([`NEVER`] until then): a hit at that epoch needs no stat.
+    proved_at: AtomicU64,
+    /// The watch generation under which this path's directories were
+    /// watched ([`NEVER`]: not yet; [`BLIND`]: cannot be, stat every hit).
+    dirs_watched: AtomicU64,
 }
+
+/// `Slot::dirs_watched` of a path that cannot be watched.
+const BLIND: u64 = NEVER - 1;
 
 /// A cache hit.
 pub struct Hit {
@@ -138,6 +151,8 @@ pub struct Hit {
 pub struct FileCache {
     inner: RwLock<Inner>,
     limits: Limits,
+    /// Stats made to prove a hit fresh (tests count them).
+    checks: Arc<AtomicU64>,
 }
 
 #[derive(Default)]
@@ -150,6 +165,9 @@ struct Inner {
     files: HashMap<FileId, FileData, Hasher>,
     /// Bytes of every `FileData::data` and every `Slot::path`.
     bytes: usize,
+    /// Reports changes, so that hits need no stat (`watcher.rs`); `None`:
+    /// every hit stats (the blocking models, or inotify unavailable).
+    watcher: Option<Arc<Watcher>>,
 }
 
 impl Default for FileCache {
@@ -167,15 +185,34 @@ impl FileCache {
         FileCache {
             inner: RwLock::new(Inner::default()),
             limits,
+            checks: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// From now on, hits trust `watcher`'s reports instead of a stat each
+    /// (see `watcher.rs`). Only for a server whose requests reach the
+    /// workers after a [`Watcher::fence`] (the reactor's pool).
+    pub fn watch_with(&self, watcher: Arc<Watcher>) {
+        self.write().watcher = Some(watcher);
+    }
+
+    /// The watcher, if hits may trust one.
+    pub fn watcher(&self) -> Option<Arc<Watcher>> {
+        self.read().watcher.clone()
+    }
+
+    /// Stats made so far to prove a hit fresh.
+    pub fn checks(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.checks)
     }
 
     /// The cached contents of `relative` under the directory `root`, and
     /// their metadata, if cached and unchanged. A path that was never cached
-    /// costs no syscall; a cached one costs one link-free stat
-    /// (`sys::stat_beneath`).
+    /// costs no syscall; a cached one proved fresh at the watcher's current
+    /// epoch costs none either; else one link-free stat
+    /// (`sys::stat_beneath`) proves it again (see [`FileCache::prove`]).
     pub fn get(&self, root: &File, relative: &Path) -> Option<Hit> {
-        let (hit, stamp) = {
+        let (hit, stamp, proof) = {
             let inner = self.read();
             let &place = inner.index.get(key(relative))?;
             let slot = inner.slots.get(place)?.as_ref()?;
@@ -194,13 +231,128 @@ impl FileCache {
                     .filter(|p| p.stamp() == file.stamp)
                     .map(Arc::clone),
             };
-            (hit, file.stamp)
+            let proof = match &inner.watcher {
+                Some(watcher) => {
+                    // The hit of a path proved at the current epoch: no
+                    // event since, so the stat would say what it said then.
+                    let epoch = watcher.epoch();
+                    if slot.proved_at.load(Ordering::Relaxed) == epoch {
+                        return Some(hit);
+                    }
+                    Some(Proof {
+                        watcher: Arc::clone(watcher),
+                        epoch,
+                        dirs_watched: slot.dirs_watched.load(Ordering::Relaxed),
+                        file_watch: file.watch,
+                    })
+                }
+                None => None,
+            };
+            (hit, file.stamp, proof)
         };
-        match sys::stat_beneath(root, relative) {
-            Ok(now) if now == stamp => Some(hit),
-            _ => {
-                self.write().remove_stale(relative, stamp);
-                None
+        self.checks.fetch_add(1, Ordering::Relaxed);
+        let fresh = match proof {
+            None => sys::stat_beneath(root, relative).is_ok_and(|now| now == stamp),
+            Some(proof) => self.prove(root, relative, stamp, proof),
+        };
+        if fresh {
+            Some(hit)
+        } else {
+            self.write().remove_stale(relative, stamp);
+            None
+        }
+    }
+
+    /// Proves the cached version `stamp` of `relative` fresh with a stat,
+    /// watching the path first if it is not yet (or its directories were
+    /// watched under an older generation), and records the epoch it was
+    /// proved at. The order is the argument of `watcher.rs`: the epoch is
+    /// read (by the caller) before any watch is added and before the stat.
+    fn prove(&self, root: &File, relative: &Path, stamp: FileStamp, proof: Proof) -> bool {
+        let Proof {
+            watcher,
+            epoch,
+            dirs_watched,
+            file_watch,
+        } = proof;
+        if dirs_watched == BLIND {
+            return sys::stat_beneath(root, relative).is_ok_and(|now| now == stamp);
+        }
+        let generation = watcher.watch_gen();
+        let dirs = if dirs_watched == generation {
+            Ok(())
+        } else {
+            watcher.watch_dirs(relative)
+        };
+        let proved = match (dirs, file_watch) {
+            (Err(Unwatched::Blind), _) => {
+                self.mark_blind(relative, stamp);
+                return sys::stat_beneath(root, relative).is_ok_and(|now| now == stamp);
+            }
+            (Err(Unwatched::Gone(_)), _) => return false,
+            // Watched already: any event since it was added means the data
+            // may be stale, whatever the stamp says.
+            (Ok(()), Some(watch)) => {
+                if !watcher.file_unchanged(watch) {
+                    return false;
+                }
+                match sys::stat_beneath(root, relative) {
+                    Ok(now) if now == stamp => watch,
+                    _ => return false,
+                }
+            }
+            (Ok(()), None) => match watcher.watch_file(root, relative, epoch) {
+                Ok((watch, now)) if now == stamp => watch,
+                Ok((watch, _)) => {
+                    watcher.unwatch_file(watch.wd);
+                    return false;
+                }
+                Err(Unwatched::Blind) => {
+                    self.mark_blind(relative, stamp);
+                    return sys::stat_beneath(root, relative).is_ok_and(|now| now == stamp);
+                }
+                Err(Unwatched::Gone(_)) => return false,
+            },
+        };
+        let mut guard = self.write();
+        let inner = &mut *guard;
+        let found = inner.index.get(key(relative)).and_then(|&place| {
+            let slot = inner.slots[place].as_ref()?;
+            let file = inner.files.get_mut(&slot.file)?;
+            (file.stamp == stamp).then_some((slot, file))
+        });
+        let Some((slot, file)) = found else {
+            // Dropped meanwhile: nobody will remove this watch but us.
+            if file_watch.is_none() {
+                watcher.unwatch_file(proved.wd);
+            }
+            return true;
+        };
+        match file.watch {
+            None => file.watch = Some(proved),
+            Some(held) if held.wd != proved.wd => watcher.unwatch_file(proved.wd),
+            Some(_) => {}
+        }
+        slot.dirs_watched.store(generation, Ordering::Relaxed);
+        slot.proved_at.store(epoch, Ordering::Relaxed);
+        true
+    }
+
+    /// `relative` (in version `stamp`) cannot be watched: it stats on every
+    /// hit from now on, without trying again.
+    fn mark_blind(&self, relative: &Path, stamp: FileStamp) {
+        let inner = self.read();
+        if let Some(slot) = inner
+            .index
+            .get(key(relative))
+            .and_then(|&place| inner.slots[place].as_ref())
+        {
+            if inner
+                .files
+                .get(&slot.file)
+                .is_some_and(|f| f.stamp == stamp)
+            {
+                slot.dirs_watched.store(BLIND, Ordering::Relaxed);
             }
         }
     }
@@ -251,6 +403,17 @@ impl FileCache {
                     held.data = data;
                     held.meta = Arc::new(meta.clone());
                     held.stamp = stamp;
+                    // Proved again from scratch: its paths are not proved
+                    // for this version (below), and its watch's events
+                    // were the old version's.
+                    if let (Some(watch), Some(watcher)) = (held.watch.take(), &inner.watcher) {
+                        watcher.unwatch_file(watch.wd);
+                    }
+                    for slot in inner.slots.iter().flatten() {
+                        if slot.file == id {
+                            slot.proved_at.store(NEVER, Ordering::Relaxed);
+                        }
+                    }
                 }
                 held.paths += 1;
             }
@@ -261,6 +424,7 @@ impl FileCache {
                     meta: Arc::new(meta.clone()),
                     stamp,
                     paths: 1,
+                    watch: None,
                 });
             }
         }
@@ -272,6 +436,10 @@ impl FileCache {
             no_sidecars_in: None,
             prepared: None,
             referenced: AtomicBool::new(false),
+            // Never proved: a change between the worker's read and the
+            // first watch is seen only by the first proof's stat.
+            proved_at: AtomicU64::new(NEVER),
+            dirs_watched: AtomicU64::new(NEVER),
         };
         let place = match inner.free.pop() {
             Some(place) => {
@@ -335,6 +503,15 @@ impl FileCache {
     }
 }
 
+/// What a hit not proved at the current epoch needs to prove itself.
+struct Proof {
+    watcher: Arc<Watcher>,
+    /// The epoch read before anything else: the one the proof is for.
+    epoch: u64,
+    dirs_watched: u64,
+    file_watch: Option<FileWatch>,
+}
+
 /// The index's key for `relative`.
 fn key(relative: &Path) -> &[u8] {
     relative.as_os_str().as_bytes()
@@ -368,7 +545,11 @@ impl Inner {
         if let MapEntry::Occupied(mut file) = self.files.entry(slot.file) {
             file.get_mut().paths -= 1;
             if file.get().paths == 0 {
-                self.bytes -= file.remove().data.len();
+                let file = file.remove();
+                self.bytes -= file.data.len();
+                if let (Some(watch), Some(watcher)) = (file.watch, &self.watcher) {
+                    watcher.unwatch_file(watch.wd);
+                }
             }
         }
     }

@@ -134,6 +134,28 @@ pub fn stat_beneath(root: &File, relative: &Path) -> io::Result<FileStamp> {
     walk_stat(root, relative)
 }
 
+/// An `O_PATH` descriptor for `relative` under `root`, resolved with no
+/// symlink at all, like [`stat_beneath`]: what `site::watcher` watches and
+/// stamps, so the watch and the stamp are of the very same inode. Only
+/// where `openat2` exists (Linux 5.6 on); elsewhere `Unsupported`, and the
+/// caller stats as before.
+pub fn open_path_beneath(root: &File, relative: &Path) -> io::Result<File> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        openat2(
+            root,
+            relative,
+            libc::O_PATH | libc::O_CLOEXEC,
+            RESOLVE_NO_LINKS,
+        )
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = (root, relative);
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+}
+
 /// The stamp of whatever `relative` leads to now, symlinks followed: one
 /// `fstatat`. Only for a fact about an inode's state (a directory unchanged
 /// since "no sidecar" was noted in it holds the same entries however it is

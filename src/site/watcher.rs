@@ -1,0 +1,366 @@
+//! Freshness by notification: what lets a hit of the small-file cache
+//! (`cache.rs`) skip its stat while the kernel has reported no change.
+//!
+//! One inotify instance (`sys::watch`) watches, for each cached path
+//! `a/b/c.html`, the directories ROOT, ROOT/a and ROOT/a/b (a directory's
+//! watch reports entries created, deleted or renamed in it, and writes and
+//! attribute changes of its children) and the file's own inode (so a write
+//! through a hard link in a directory we do not watch is seen too: the
+//! kernel reports a write to the inode's watches and to the parent of the
+//! path written through). Only change events are asked for: our own opens
+//! and reads raise nothing.
+//!
+//! Two counters say what happened, bumped when events are read:
+//! - `epoch`, on any event at all. A cache slot remembers the epoch at which
+//!   it was last proved fresh (a stat matching its stamp); a hit on a slot
+//!   proved at the current epoch skips the stat. Any change anywhere in the
+//!   watched tree sends every slot back to one stat: coarse, but a static
+//!   site rarely changes, and one counter keeps the hit to a load and a
+//!   compare.
+//! - `watch_gen`, when a watch may no longer cover the path it was added
+//!   for: a watched directory deleted, moved, unmounted or its watch gone
+//!   (IN_DELETE_SELF, IN_MOVE_SELF, IN_UNMOUNT, IN_IGNORED), a directory
+//!   created, deleted or renamed inside a watched one (IN_ISDIR: a path
+//!   through that name may now lead to another directory), or lost events
+//!   (IN_Q_OVERFLOW). A slot whose directories were watched under an older
+//!   generation adds their watches again (by path; the kernel returns the
+//!   same watch for an inode already watched) before it is proved again.
+//!
+//! Each file watch also remembers the epoch of its last event: data proved
+//! after the watch was added is stale once its file had any event since,
+//! whatever the stat says. That catches what a stamp cannot: a rewrite of
+//! the same size within one tick of the file system's clock.
+//!
+//! Why a hit can skip the stat and never serve stale bytes:
+//! 1. The kernel queues a change's event inside the changing syscall,
+//!    before that syscall returns; a client who requests after the change
+//!    sends its request after that.
+//! 2. The reactor reads the request, then, before any worker can see the
+//!    job, drains the inotify queue to `EAGAIN` and bumps `epoch` ([`fence`],
+//!    once per turn for all the jobs the turn read: `event_loop.rs` holds
+//!    them until then). The drain began after the request was read, so it
+//!    read the change's event (or an earlier drain did, and bumped before
+//!    releasing the lock this one took).
+//! 3. The job reaches a worker through the pool's queue (release/acquire),
+//!    so the worker sees the bumped epoch, which no slot was proved at
+//!    before the change: the slot is proved again with a stat.
+//! 4. A slot is proved by reading `epoch` first, then (re)adding watches,
+//!    then the stat: a change after the read bumps the epoch past the one
+//!    stored, a change before it is in the stat. A new slot starts never
+//!    proved (a change between the worker's read and the watch's add is
+//!    seen by that first stat, as without inotify). The file's watch and
+//!    stamp come from one `O_PATH` descriptor opened link-free, so they are
+//!    of the same inode.
+//! 5. A hit never reaches through a symlink: it serves only a path that a
+//!    link-free resolution proved, and any later change on that path (a
+//!    directory renamed away, a symlink put in its place) is an event of a
+//!    watched directory, so the next hit resolves link-free again.
+//!
+//! Known departures from a stat per hit, where inotify is blind:
+//! - file systems changed by another host or process behind the kernel's
+//!   back (NFS, SMB/CIFS, FUSE, 9p, Ceph, AFS, overlayfs layers...): only
+//!   an allowlist of local types (`sys::watch::is_local_fs`) is trusted, a
+//!   slot with anything else on its path stats on every hit;
+//! - writes through a shared writable `mmap` raise no IN_MODIFY: the stat
+//!   would see them only once the mtime moved (at the first write fault
+//!   after writeback), inotify at the next unrelated event;
+//! - a file system mounted over a directory inside ROOT raises no event:
+//!   the old tree is served until something else changes.
+//!
+//! A slot that cannot be watched (a watch refused: `ENOSPC` past
+//! `fs.inotify.max_user_watches`, `EACCES`; [`MAX_WATCHED_DIRS`] reached; a
+//! remote file system) simply stats on every hit, as before. If inotify
+//! cannot be set up at all, the site has no watcher and every hit stats.
+//!
+//! Runs on: workers (proving slots), the reactor threads ([`fence`]); the
+//! counters are atomics, the watch table a mutex taken only by fences and
+//! by slots being proved, never by a hit.
+//!
+//! [`fence`]: Watcher::fence
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::limits::{MAX_WATCHED_DIRS, WATCH_READ_BUFFER};
+use crate::sys::watch::{self, mask, Event, Inotify};
+use crate::sys::{self, FileStamp};
+
+/// A slot's "proved at" before it ever was: no epoch equals it.
+pub const NEVER: u64 = u64::MAX;
+
+/// What one watch is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Watched {
+    Dir,
+    /// A cached file's inode, with the epoch of its last event (0: none).
+    File {
+        changed_at: u64,
+    },
+}
+
+/// A cached file's watch: its descriptor, and the epoch read before it was
+/// added (events after that are its data's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileWatch {
+    pub wd: i32,
+    pub since: u64,
+}
+
+/// Why a path gets no watch: it is stat-ed on every hit instead.
+#[derive(Debug)]
+pub enum Unwatched {
+    /// Not on a local file system, a watch refused, or the limit reached:
+    /// stat on every hit, for the slot's life.
+    Blind,
+    /// The path does not resolve link-free any more (a miss).
+    Gone(io::Error),
+}
+
+pub struct Watcher {
+    inotify: Inotify,
+    /// The root's descriptor as a path (`/proc/self/fd/N`): inotify takes
+    /// paths, and this one always names the tree `site::Site` serves.
+    root: PathBuf,
+    epoch: AtomicU64,
+    watch_gen: AtomicU64,
+    table: Mutex<Table>,
+}
+
+struct Table {
+    buf: Box<[u8]>,
+    watches: HashMap<i32, Watched>,
+    dirs: usize,
+    /// File watches added before this epoch may have missed an event (the
+    /// queue overflowed): their data is not trusted.
+    floor: u64,
+}
+
+impl Watcher {
+    /// A watcher for the tree under `root` (held open by the site for as
+    /// long as the watcher lives).
+    pub fn new(root: &File) -> io::Result<Watcher> {
+        let inotify = Inotify::new()?;
+        let root = PathBuf::from(format!("/proc/self/fd/{}", root.as_raw_fd()));
+        // Watches are added through /proc: without it, none could be.
+        std::fs::metadata(&root)?;
+        Ok(Watcher {
+            inotify,
+            root,
+            epoch: AtomicU64::new(0),
+            watch_gen: AtomicU64::new(0),
+            table: Mutex::new(Table {
+                buf: vec![0; WATCH_READ_BUFFER].into_boxed_slice(),
+                watches: HashMap::new(),
+                dirs: 0,
+                floor: 0,
+            }),
+        })
+    }
+
+    /// The current epoch. Acquire: pairs with the fence's release, so a
+    /// slot proved at this epoch was proved after the events it counts.
+    #[inline]
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    pub fn watch_gen(&self) -> u64 {
+        self.watch_gen.load(Ordering::Acquire)
+    }
+
+    /// Reads every queued event and bumps the counters they call for;
+    /// returns once the queue said `EAGAIN`. Under the table's lock, bumps
+    /// included: a fence that finds the queue empty because another one is
+    /// reading it waits for that one's bumps. Release: a worker that loads
+    /// the new epoch sees the table as this fence left it.
+    pub fn fence(&self) {
+        let mut table = self.lock();
+        let table = &mut *table;
+        let next = self.epoch.load(Ordering::Relaxed) + 1;
+        let (mut any, mut regen) = (false, false);
+        let mut buf = std::mem::take(&mut table.buf);
+        loop {
+            let more = self.inotify.read(&mut buf, |event: Event| {
+                any = true;
+                regen |= table.apply(event, next);
+            });
+            match more {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    // Never seen in practice; trust nothing from now on.
+                    log::warn!("reading inotify events failed: {e}; cache hits stat again");
+                    table.floor = NEVER;
+                    any = true;
+                    regen = true;
+                    break;
+                }
+            }
+        }
+        table.buf = buf;
+        if regen {
+            self.watch_gen.fetch_add(1, Ordering::Release);
+        }
+        if any {
+            self.epoch.store(next, Ordering::Release);
+        }
+    }
+
+    /// Watches ROOT and every directory on the way to `relative`'s file
+    /// (all of them local). `Err` if one cannot be.
+    pub fn watch_dirs(&self, relative: &Path) -> Result<(), Unwatched> {
+        let mut dirs = vec![self.root.join(".")];
+        let mut dir = self.root.clone();
+        let parent = relative.parent().unwrap_or(Path::new(""));
+        for component in parent.components() {
+            let Component::Normal(name) = component else {
+                return Err(Unwatched::Blind);
+            };
+            if cfg!(feature = "test-hooks") && name == "__stoke_test_remote" {
+                return Err(Unwatched::Blind);
+            }
+            dir.push(name);
+            dirs.push(dir.clone());
+        }
+        // Outside the lock: `statfs` on a hung mount would hold it.
+        for dir in &dirs {
+            if !watch::is_local_fs(dir).unwrap_or(false) {
+                return Err(Unwatched::Blind);
+            }
+        }
+        let mut table = self.lock();
+        for dir in &dirs {
+            if table.dirs >= MAX_WATCHED_DIRS {
+                return Err(Unwatched::Blind);
+            }
+            // A symlink as the last component is watched as itself, and the
+            // link-free resolution that follows refuses the path anyway.
+            match self.inotify.add(dir, mask::DONT_FOLLOW) {
+                Ok(wd) => table.record(wd, Watched::Dir),
+                Err(e) => {
+                    log::debug!("cannot watch {}: {e}", dir.display());
+                    return Err(Unwatched::Blind);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Watches the file at `relative` (resolved link-free) and stamps it,
+    /// both through one descriptor, so they are of the same inode. The
+    /// stamp is taken after the watch exists: a change after it raises an
+    /// event, one before is in the stamp. `since` is the epoch the caller
+    /// read before it began proving the slot.
+    pub fn watch_file(
+        &self,
+        root: &File,
+        relative: &Path,
+        since: u64,
+    ) -> Result<(FileWatch, FileStamp), Unwatched> {
+        let file = sys::open_path_beneath(root, relative).map_err(Unwatched::Gone)?;
+        let path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        if !watch::is_local_fs(&path).unwrap_or(false) {
+            return Err(Unwatched::Blind);
+        }
+        let wd = {
+            let mut table = self.lock();
+            // Follows the descriptor's magic link to the inode itself.
+            match self.inotify.add(&path, 0) {
+                Ok(wd) => {
+                    table.record(wd, Watched::File { changed_at: 0 });
+                    wd
+                }
+                Err(e) => {
+                    log::debug!("cannot watch {}: {e}", relative.display());
+                    return Err(Unwatched::Blind);
+                }
+            }
+        };
+        let watch = FileWatch { wd, since };
+        match file.metadata() {
+            Ok(meta) => Ok((watch, FileStamp::of(&meta))),
+            Err(e) => {
+                self.unwatch_file(wd);
+                Err(Unwatched::Gone(e))
+            }
+        }
+    }
+
+    /// Whether `watch`'s file had no event since the watch was added (nor
+    /// were events lost since).
+    pub fn file_unchanged(&self, watch: FileWatch) -> bool {
+        let table = self.lock();
+        table.floor <= watch.since
+            && matches!(
+                table.watches.get(&watch.wd),
+                Some(Watched::File { changed_at }) if *changed_at <= watch.since
+            )
+    }
+
+    /// The cache dropped the file: its watch would pin its inode.
+    pub fn unwatch_file(&self, wd: i32) {
+        // Forgotten from the table when its IN_IGNORED is read.
+        self.inotify.remove(wd);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Table {
+    /// Remembers a watch just added (the same descriptor again if its
+    /// inode was watched already).
+    fn record(&mut self, wd: i32, what: Watched) {
+        match self.watches.get(&wd) {
+            Some(Watched::File { .. }) if what != Watched::Dir => {}
+            Some(Watched::Dir) => {}
+            _ => {
+                if what == Watched::Dir {
+                    self.dirs += 1;
+                }
+                self.watches.insert(wd, what);
+            }
+        }
+    }
+
+    /// One event, read in the fence that will make `next` the epoch.
+    /// Returns whether it calls for a new watch generation.
+    fn apply(&mut self, event: Event, next: u64) -> bool {
+        if event.mask & mask::Q_OVERFLOW != 0 {
+            self.floor = next;
+            return true;
+        }
+        let gone = event.mask & mask::IGNORED != 0;
+        match self.watches.get_mut(&event.wd) {
+            Some(Watched::File { changed_at }) => {
+                *changed_at = next;
+                if gone {
+                    self.watches.remove(&event.wd);
+                }
+                false
+            }
+            Some(Watched::Dir) => {
+                if gone {
+                    self.watches.remove(&event.wd);
+                    self.dirs -= 1;
+                }
+                let itself = mask::DELETE_SELF | mask::MOVE_SELF | mask::UNMOUNT | mask::IGNORED;
+                let entry = mask::CREATE | mask::DELETE | mask::MOVED_FROM | mask::MOVED_TO;
+                event.mask & itself != 0
+                    || (event.mask & mask::ISDIR != 0 && event.mask & entry != 0)
+            }
+            // Only watches recorded under the lock raise events, so this is
+            // a watch already forgotten; trust no file data anyway.
+            None => {
+                self.floor = next;
+                true
+            }
+        }
+    }
+}
