@@ -131,6 +131,7 @@ pub struct Watcher {
     table: Mutex<Table>,
 }
 
+#[derive(Default)]
 struct Table {
     buf: Box<[u8]>,
     watches: HashMap<i32, Watched>,
@@ -138,6 +139,14 @@ struct Table {
     /// File watches added before this epoch may have missed an event (the
     /// queue overflowed): their data is not trusted.
     floor: u64,
+    /// Events of watches added but not recorded yet (the add's syscall
+    /// runs outside the lock), with the epoch they were read for; merged
+    /// by `record`.
+    early: HashMap<i32, u64>,
+    /// The directories (relative to ROOT) whose ancestors and selves were
+    /// all watched, with the generation they were watched under: the files
+    /// of one directory add its watches once.
+    dirs_done: HashMap<PathBuf, u64>,
 }
 
 impl Watcher {
@@ -155,15 +164,13 @@ impl Watcher {
             watch_gen: AtomicU64::new(0),
             table: Mutex::new(Table {
                 buf: vec![0; WATCH_READ_BUFFER].into_boxed_slice(),
-                watches: HashMap::new(),
-                dirs: 0,
-                floor: 0,
+                ..Table::default()
             }),
         })
     }
 
-    /// The current epoch. Acquire: pairs with the fence's release, so a
-    /// slot proved at this epoch was proved after the events it counts.
+    /// The current epoch. Acquire: pairs with the fence's release, so the
+    /// table (and `watch_gen`) are seen as the fence that set it left them.
     #[inline]
     pub fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
@@ -176,18 +183,16 @@ impl Watcher {
     /// Reads every queued event and bumps the counters they call for;
     /// returns once the queue said `EAGAIN`. Under the table's lock, bumps
     /// included: a fence that finds the queue empty because another one is
-    /// reading it waits for that one's bumps. Release: a worker that loads
-    /// the new epoch sees the table as this fence left it.
+    /// reading it waits for that one's bumps.
     pub fn fence(&self) {
         let mut table = self.lock();
         let table = &mut *table;
         let next = self.epoch.load(Ordering::Relaxed) + 1;
-        let (mut any, mut regen) = (false, false);
+        let mut effect = Effect::default();
         let mut buf = std::mem::take(&mut table.buf);
         loop {
             let more = self.inotify.read(&mut buf, |event: Event| {
-                any = true;
-                regen |= table.apply(event, next);
+                effect = effect.and(table.apply(event, next));
             });
             match more {
                 Ok(true) => {}
@@ -196,17 +201,19 @@ impl Watcher {
                     // Never seen in practice; trust nothing from now on.
                     log::warn!("reading inotify events failed: {e}; cache hits stat again");
                     table.floor = NEVER;
-                    any = true;
-                    regen = true;
+                    effect = Effect {
+                        bump: true,
+                        regen: true,
+                    };
                     break;
                 }
             }
         }
         table.buf = buf;
-        if regen {
+        if effect.regen {
             self.watch_gen.fetch_add(1, Ordering::Release);
         }
-        if any {
+        if effect.bump {
             self.epoch.store(next, Ordering::Release);
         }
     }
@@ -214,9 +221,13 @@ impl Watcher {
     /// Watches ROOT and every directory on the way to `relative`'s file
     /// (all of them local). `Err` if one cannot be.
     pub fn watch_dirs(&self, relative: &Path) -> Result<(), Unwatched> {
+        let parent = relative.parent().unwrap_or(Path::new(""));
+        let generation = self.watch_gen();
+        if self.lock().dirs_done.get(parent) == Some(&generation) {
+            return Ok(());
+        }
         let mut dirs = vec![self.root.join(".")];
         let mut dir = self.root.clone();
-        let parent = relative.parent().unwrap_or(Path::new(""));
         for component in parent.components() {
             let Component::Normal(name) = component else {
                 return Err(Unwatched::Blind);
@@ -227,27 +238,28 @@ impl Watcher {
             dir.push(name);
             dirs.push(dir.clone());
         }
-        // Outside the lock: `statfs` on a hung mount would hold it.
         for dir in &dirs {
             if !watch::is_local_fs(dir).unwrap_or(false) {
                 return Err(Unwatched::Blind);
             }
-        }
-        let mut table = self.lock();
-        for dir in &dirs {
-            if table.dirs >= MAX_WATCHED_DIRS {
+            if self.lock().dirs >= MAX_WATCHED_DIRS {
                 return Err(Unwatched::Blind);
             }
             // A symlink as the last component is watched as itself, and the
             // link-free resolution that follows refuses the path anyway.
             match self.inotify.add(dir, mask::DONT_FOLLOW) {
-                Ok(wd) => table.record(wd, Watched::Dir),
+                Ok(wd) => self.lock().record(wd, Watched::Dir),
                 Err(e) => {
                     log::debug!("cannot watch {}: {e}", dir.display());
                     return Err(Unwatched::Blind);
                 }
             }
         }
+        let mut table = self.lock();
+        if table.dirs_done.len() >= MAX_WATCHED_DIRS {
+            table.dirs_done.clear();
+        }
+        table.dirs_done.insert(parent.to_path_buf(), generation);
         Ok(())
     }
 
@@ -267,20 +279,15 @@ impl Watcher {
         if !watch::is_local_fs(&path).unwrap_or(false) {
             return Err(Unwatched::Blind);
         }
-        let wd = {
-            let mut table = self.lock();
-            // Follows the descriptor's magic link to the inode itself.
-            match self.inotify.add(&path, 0) {
-                Ok(wd) => {
-                    table.record(wd, Watched::File { changed_at: 0 });
-                    wd
-                }
-                Err(e) => {
-                    log::debug!("cannot watch {}: {e}", relative.display());
-                    return Err(Unwatched::Blind);
-                }
+        // Follows the descriptor's magic link to the inode itself.
+        let wd = match self.inotify.add(&path, 0) {
+            Ok(wd) => wd,
+            Err(e) => {
+                log::debug!("cannot watch {}: {e}", relative.display());
+                return Err(Unwatched::Blind);
             }
         };
+        self.lock().record(wd, Watched::File { changed_at: 0 });
         let watch = FileWatch { wd, since };
         match file.metadata() {
             Ok(meta) => Ok((watch, FileStamp::of(&meta))),
@@ -313,37 +320,70 @@ impl Watcher {
     }
 }
 
+/// What the events of one fence call for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Effect {
+    /// A new epoch: proved slots must be proved again.
+    bump: bool,
+    /// A new watch generation: directories must be watched again.
+    regen: bool,
+}
+
+impl Effect {
+    fn and(self, other: Effect) -> Effect {
+        Effect {
+            bump: self.bump || other.bump,
+            regen: self.regen || other.regen,
+        }
+    }
+}
+
 impl Table {
     /// Remembers a watch just added (the same descriptor again if its
-    /// inode was watched already).
+    /// inode was watched already), with any event read for it meanwhile.
     fn record(&mut self, wd: i32, what: Watched) {
-        match self.watches.get(&wd) {
-            Some(Watched::File { .. }) if what != Watched::Dir => {}
-            Some(Watched::Dir) => {}
-            _ => {
-                if what == Watched::Dir {
-                    self.dirs += 1;
-                }
-                self.watches.insert(wd, what);
+        let early = self.early.remove(&wd);
+        match (self.watches.get_mut(&wd), what) {
+            (Some(Watched::File { changed_at }), Watched::File { .. }) => {
+                *changed_at = (*changed_at).max(early.unwrap_or(0));
+            }
+            (Some(_), _) => {}
+            (None, Watched::Dir) => {
+                self.dirs += 1;
+                self.watches.insert(wd, Watched::Dir);
+            }
+            (None, Watched::File { .. }) => {
+                let changed_at = early.unwrap_or(0);
+                self.watches.insert(wd, Watched::File { changed_at });
             }
         }
     }
 
     /// One event, read in the fence that will make `next` the epoch.
-    /// Returns whether it calls for a new watch generation.
-    fn apply(&mut self, event: Event, next: u64) -> bool {
+    fn apply(&mut self, event: Event, next: u64) -> Effect {
+        let changed = Effect {
+            bump: true,
+            regen: false,
+        };
+        let everything = Effect {
+            bump: true,
+            regen: true,
+        };
         if event.mask & mask::Q_OVERFLOW != 0 {
             self.floor = next;
-            return true;
+            return everything;
         }
         let gone = event.mask & mask::IGNORED != 0;
         match self.watches.get_mut(&event.wd) {
             Some(Watched::File { changed_at }) => {
                 *changed_at = next;
                 if gone {
+                    // Its data was dropped (we removed the watch), or the
+                    // inode's deletion was reported just before: no news.
                     self.watches.remove(&event.wd);
+                    return Effect::default();
                 }
-                false
+                changed
             }
             Some(Watched::Dir) => {
                 if gone {
@@ -352,15 +392,107 @@ impl Table {
                 }
                 let itself = mask::DELETE_SELF | mask::MOVE_SELF | mask::UNMOUNT | mask::IGNORED;
                 let entry = mask::CREATE | mask::DELETE | mask::MOVED_FROM | mask::MOVED_TO;
-                event.mask & itself != 0
+                if event.mask & itself != 0
                     || (event.mask & mask::ISDIR != 0 && event.mask & entry != 0)
+                {
+                    everything
+                } else {
+                    changed
+                }
             }
-            // Only watches recorded under the lock raise events, so this is
-            // a watch already forgotten; trust no file data anyway.
+            // A watch added but not recorded yet (`record` merges this), or
+            // one already forgotten: a directory's, for all we know.
             None => {
-                self.floor = next;
-                true
+                if self.early.len() >= MAX_WATCHED_DIRS {
+                    self.early.clear();
+                    self.floor = next;
+                }
+                self.early.insert(event.wd, next);
+                everything
             }
         }
+    }
+}
+
+#[cfg(all(test, any(target_os = "linux", target_os = "android")))]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn scratch(test: &str) -> (PathBuf, File, Watcher) {
+        let dir = std::env::temp_dir().join(format!("stoke-watcher-{}-{test}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("a/b")).unwrap();
+        fs::write(dir.join("a/b/f.txt"), b"one").unwrap();
+        let root = File::open(&dir).unwrap();
+        let watcher = Watcher::new(&root).unwrap();
+        (dir, root, watcher)
+    }
+
+    /// The file's own watch reports a rewrite even when its stamp could not
+    /// tell (same size within one clock tick): proved data is then stale.
+    #[test]
+    fn a_write_after_the_watch_marks_the_file_changed_whatever_its_stamp() {
+        let (dir, root, w) = scratch("write");
+        let rel = Path::new("a/b/f.txt");
+        w.watch_dirs(rel).unwrap();
+        let since = w.epoch();
+        let (watch, _) = w.watch_file(&root, rel, since).unwrap();
+        w.fence();
+        assert_eq!(w.epoch(), since, "our own opens and stats raise nothing");
+        fs::read(dir.join(rel)).unwrap();
+        w.fence();
+        assert_eq!(w.epoch(), since, "nor do reads");
+        assert!(w.file_unchanged(watch));
+        fs::write(dir.join(rel), b"two").unwrap();
+        w.fence();
+        assert!(w.epoch() > since);
+        assert!(!w.file_unchanged(watch), "the write is the data's");
+        // A watch added after the write (for the new data) is clean.
+        let (again, _) = w.watch_file(&root, rel, w.epoch()).unwrap();
+        assert_eq!(again.wd, watch.wd, "one watch per inode");
+        assert!(w.file_unchanged(again));
+        // Our own removal, once read, changes nothing for the others.
+        let before = w.epoch();
+        w.unwatch_file(again.wd);
+        w.fence();
+        assert_eq!(w.epoch(), before);
+        assert!(!w.file_unchanged(again), "a forgotten watch proves nothing");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A directory created, moved or removed in a watched one may put
+    /// another directory (or a symlink) on a cached path: the watches of
+    /// every path must be added again. A plain file's entry need not.
+    #[test]
+    fn a_directory_entry_changing_asks_for_new_watches() {
+        let (dir, _root, w) = scratch("regen");
+        w.watch_dirs(Path::new("a/b/f.txt")).unwrap();
+        let generation = w.watch_gen();
+        fs::write(dir.join("a/new.txt"), b"x").unwrap();
+        w.fence();
+        assert_eq!(w.watch_gen(), generation, "a file created");
+        assert!(w.epoch() > 0, "but an event all the same");
+        fs::create_dir(dir.join("a/c")).unwrap();
+        w.fence();
+        assert!(w.watch_gen() > generation, "a directory created");
+        let generation = w.watch_gen();
+        fs::rename(dir.join("a/b"), dir.join("a/b2")).unwrap();
+        w.fence();
+        assert!(w.watch_gen() > generation, "a watched directory moved");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// Past the limit of watched directories a path is not watched (its
+    /// hits stat), rather than a watch more.
+    #[test]
+    fn past_the_directory_limit_a_path_is_left_to_its_stat() {
+        let (dir, _root, w) = scratch("limit");
+        w.lock().dirs = MAX_WATCHED_DIRS;
+        assert!(matches!(
+            w.watch_dirs(Path::new("a/b/f.txt")),
+            Err(Unwatched::Blind)
+        ));
+        let _ = fs::remove_dir_all(&dir);
     }
 }
