@@ -1,22 +1,38 @@
-//! A cache of small files' contents, checked against the file system on
-//! every hit.
+//! A cache of small files' contents, proved fresh against the file system.
 //!
 //! Serving a small file costs four syscalls (`openat2`, `fstat`, `read`,
 //! `close`); a hit here costs one link-free stat relative to the root
-//! (`sys::stat_beneath`). The cache never serves stale bytes: each hit
-//! compares the file's stamp (device, inode, size, mtime and ctime, which
-//! every write updates) with the one recorded when it was read, and a
-//! mismatch is a miss. So a replaced or edited file is seen by the very next
-//! request, as without a cache.
+//! (`sys::stat_beneath`), or none while the kernel reports no change (see
+//! below). The cache never serves stale bytes: a hit's proof compares the
+//! file's stamp (device, inode, size, mtime and ctime, which every write
+//! updates) with the one recorded when it was read, and a mismatch is a
+//! miss. So a replaced or edited file is seen by the very next request, as
+//! without a cache.
+//!
+//! With a watcher (`watcher.rs`; the reactor's pool only), a slot remembers
+//! the watcher's epoch at which a stat last proved it (`Slot::proved_at`),
+//! and a hit at that same epoch is served without a stat: no event since
+//! means the stat would say what it said then. The epoch is read before
+//! anything else, so a change during a proof leaves the slot proved at an
+//! epoch already past. Proving a slot the first time (or after its
+//! directories' watches may have gone: a new watch generation) watches its
+//! directories and its file first; a file whose own watch had an event
+//! since the data was proved is a miss even if its stamp did not move
+//! (a same-size rewrite within one tick of the clock). A slot that cannot
+//! be watched (a remote file system, a watch refused, the limit reached)
+//! stats on every hit, as without a watcher. A file's watch goes with its
+//! data: it pins the inode in kernel memory.
 //!
 //! Only files that the normal path opened (beneath the root, after the
 //! dotfile policy) and that a link-free stat of the same path reaches are
 //! inserted, under their decoded relative path (its bytes: `url_path`
 //! normalizes it, so equal paths are equal bytes). A hit cannot reach anything
-//! a fresh resolution would refuse: its stat refuses every symlink on the
+//! a fresh resolution would refuse: its proof refuses every symlink on the
 //! path, so it only ever sees the very path `url_path` vetted; a symlink put
 //! anywhere on it, or another inode (or the same inode with a new ctime), is
-//! a miss, and the miss goes back through `sys::open_beneath`.
+//! a miss, and the miss goes back through `sys::open_beneath`. A hit without
+//! a stat serves only a path so proved, with no event since in any
+//! directory on it: putting a symlink there is such an event.
 //!
 //! Two maps, both bounded: a path index (at most [`MAX_CACHED_PATHS`]
 //! paths) and the data, keyed by the file's identity (device, inode). The
@@ -38,10 +54,10 @@
 //! a hit returns only while it belongs to the cached version of the file.
 //!
 //! Runs on: worker threads, shared by all of them behind one `RwLock`. A hit
-//! takes it for reading only (a hash lookup, a few `Arc` clones
-//! and an atomic reference bit), so hits on many threads do not wait for
-//! each other; insertions, misses, evictions and the notes above take it
-//! for writing.
+//! takes it for reading only (a hash lookup, a few `Arc` clones, an atomic
+//! reference bit and the epoch compare), so hits on many threads do not
+//! wait for each other; insertions, misses, evictions, proofs' records and
+//! the notes above take it for writing (a proof's syscalls run unlocked).
 
 use std::collections::hash_map::Entry as MapEntry;
 use std::collections::HashMap;

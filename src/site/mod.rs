@@ -19,9 +19,10 @@
 //!   connection sends head and body in one `writev`; larger ones travel
 //!   as an open `File` for `sendfile`;
 //! - `listing` (rendering) and `listing_cache`, for a directory without an
-//!   index, answered by `serve_listing` here; `cache`, the small-file cache,
-//!   and `prepared`, a cached file's answer kept with it, so that a plain
-//!   request for it is answered without `file`'s work.
+//!   index, answered by `serve_listing` here; `cache`, the small-file cache
+//!   (whose hits skip their stat while `watcher`'s inotify reports no
+//!   change), and `prepared`, a cached file's answer kept with it, so that
+//!   a plain request for it is answered without `file`'s work.
 //!
 //! Runs on: worker threads.
 
