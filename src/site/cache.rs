@@ -713,6 +713,61 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
     }
 
+    /// With a watcher, a proved path is hit without a stat until a change
+    /// is fenced in; then it is proved again, once.
+    #[test]
+    fn with_a_watcher_hits_stat_once_per_reported_change() {
+        let (dir, root) = scratch("watched");
+        fs::create_dir_all(dir.join("d")).unwrap();
+        fs::write(dir.join("d/a.txt"), b"one").unwrap();
+        let cache = FileCache::new();
+        cache.watch_with(Arc::new(Watcher::new(&root).unwrap()));
+        let watcher = cache.watcher().unwrap();
+        load(&cache, &dir, "d/a.txt");
+        let checks = || cache.checks().load(Ordering::Relaxed);
+        assert_eq!(hit(&cache, &root, "d/a.txt").as_deref(), Some(&b"one"[..]));
+        assert_eq!(checks(), 1, "the first hit proves the path");
+        for _ in 0..10 {
+            assert_eq!(hit(&cache, &root, "d/a.txt").as_deref(), Some(&b"one"[..]));
+        }
+        assert_eq!(checks(), 1, "no change, no stat");
+        fs::write(dir.join("other.txt"), b"x").unwrap();
+        // Not fenced yet: the change is not known (the reactor fences
+        // before a worker sees a request read after it).
+        hit(&cache, &root, "d/a.txt");
+        assert_eq!(checks(), 1);
+        watcher.fence();
+        assert_eq!(hit(&cache, &root, "d/a.txt").as_deref(), Some(&b"one"[..]));
+        assert_eq!(hit(&cache, &root, "d/a.txt").as_deref(), Some(&b"one"[..]));
+        assert_eq!(checks(), 2, "one stat for the change");
+        fs::write(dir.join("d/a.txt"), b"two").unwrap();
+        watcher.fence();
+        assert_eq!(hit(&cache, &root, "d/a.txt"), None, "the file's own change");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// Regression (unwatchable-file-was-a-miss): where no `O_PATH` open was
+    /// possible (no `openat2` under valgrind, a seccomp sandbox), the
+    /// file's watch failed as if the file were gone, and every hit was a
+    /// miss. It is a hit proved by a stat, every time.
+    #[test]
+    fn a_file_that_cannot_be_watched_is_still_a_hit_proved_by_a_stat() {
+        if !cfg!(feature = "test-hooks") {
+            return;
+        }
+        let (dir, root) = scratch("unwatchable");
+        fs::write(dir.join("__stoke_test_no_o_path"), b"data").unwrap();
+        let cache = FileCache::new();
+        cache.watch_with(Arc::new(Watcher::new(&root).unwrap()));
+        load(&cache, &dir, "__stoke_test_no_o_path");
+        for n in 1..=5 {
+            let got = hit(&cache, &root, "__stoke_test_no_o_path");
+            assert_eq!(got.as_deref(), Some(&b"data"[..]), "hit {n}");
+            assert_eq!(cache.checks().load(Ordering::Relaxed), n);
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+
     /// A path that keeps being hit survives a stream of paths used once.
     #[test]
     fn clock_keeps_a_hot_entry_over_cold_ones() {

@@ -274,7 +274,12 @@ impl Watcher {
         relative: &Path,
         since: u64,
     ) -> Result<(FileWatch, FileStamp), Unwatched> {
-        let file = sys::open_path_beneath(root, relative).map_err(Unwatched::Gone)?;
+        let file = match sys::open_path_beneath(root, relative) {
+            Ok(file) => file,
+            // No `O_PATH` here: no watch, but the path may be fine.
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => return Err(Unwatched::Blind),
+            Err(e) => return Err(Unwatched::Gone(e)),
+        };
         let path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
         if !watch::is_local_fs(&path).unwrap_or(false) {
             return Err(Unwatched::Blind);
