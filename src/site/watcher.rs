@@ -25,6 +25,8 @@
 //!   (IN_Q_OVERFLOW). A slot whose directories were watched under an older
 //!   generation adds their watches again (by path; the kernel returns the
 //!   same watch for an inode already watched) before it is proved again.
+//!   A directory moved away loses its watch (a path still through it is
+//!   watched again), so [`MAX_WATCHED_DIRS`] counts directories in place.
 //!
 //! Each file watch also remembers the epoch of its last event: data proved
 //! after the watch was added is stale once its file had any event since,
@@ -147,6 +149,10 @@ struct Table {
     /// all watched, with the generation they were watched under: the files
     /// of one directory add its watches once.
     dirs_done: HashMap<PathBuf, u64>,
+    /// Directories moved away, whose watches the fence removes: they
+    /// count against [`MAX_WATCHED_DIRS`], and a path that still leads to
+    /// one is watched again under the new generation.
+    moved: Vec<i32>,
 }
 
 impl Watcher {
@@ -210,6 +216,10 @@ impl Watcher {
             }
         }
         table.buf = buf;
+        for wd in table.moved.drain(..) {
+            // Its IN_IGNORED, read by a later fence, forgets it.
+            self.inotify.remove(wd);
+        }
         if effect.regen {
             self.watch_gen.fetch_add(1, Ordering::Release);
         }
@@ -394,6 +404,8 @@ impl Table {
                 if gone {
                     self.watches.remove(&event.wd);
                     self.dirs -= 1;
+                } else if event.mask & mask::MOVE_SELF != 0 {
+                    self.moved.push(event.wd);
                 }
                 let itself = mask::DELETE_SELF | mask::MOVE_SELF | mask::UNMOUNT | mask::IGNORED;
                 let entry = mask::CREATE | mask::DELETE | mask::MOVED_FROM | mask::MOVED_TO;
@@ -482,9 +494,12 @@ mod tests {
         w.fence();
         assert!(w.watch_gen() > generation, "a directory created");
         let generation = w.watch_gen();
+        let watched = w.lock().dirs;
         fs::rename(dir.join("a/b"), dir.join("a/b2")).unwrap();
         w.fence();
         assert!(w.watch_gen() > generation, "a watched directory moved");
+        w.fence();
+        assert_eq!(w.lock().dirs, watched - 1, "and its watch removed");
         let _ = fs::remove_dir_all(&dir);
     }
 
