@@ -240,9 +240,10 @@ impl Server {
         }
         let mut site =
             Site::new(Arc::clone(&config)).map_err(|e| StartError::Io("open the root", e))?;
-        // Only the pool's workers get their requests after the reactor's
-        // fence (`site::watcher`); the other models stat on every hit.
-        if config.model == Model::Reactor {
+        // The reactor models answer a request only after a drain of the
+        // change reports that began after it was read (`site::watcher`);
+        // the blocking models have no such point and stat on every hit.
+        if matches!(config.model, Model::Reactor | Model::ReactorInline) {
             site.watch_changes();
         }
         let site = Arc::new(site);

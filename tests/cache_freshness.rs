@@ -3,9 +3,9 @@
 //! by rename, a directory on its path replaced (by another directory or by
 //! a symlink leading out of the root), written through a hard link from
 //! outside the root, or deleted. Each change is followed at once by the
-//! next request, with no wait: the reactor model's hits skip their stat
+//! next request, with no wait: the reactor models' hits skip their stat
 //! while inotify reports no change (`site::watcher`), and must see every
-//! change a client could know of. The other models stat every hit.
+//! change a client could know of. The blocking models stat every hit.
 //!
 //! And the point of it: with no change, hits cost no stat at all
 //! (counted by `Handle::freshness_checks`), except where inotify is blind.
@@ -176,9 +176,9 @@ fn a_deleted_file_is_not_found_on_the_next_request() {
     }
 }
 
-/// The reactor's pool trusts inotify: once proved, hits cost no stat until
-/// something changes, then one stat per path. The other models (no
-/// reactor fence) stat every hit, as before.
+/// The reactor models trust inotify: once proved, hits cost no stat until
+/// something changes, then one stat per path. The blocking models (no
+/// reactor to fence) stat every hit, as before.
 #[test]
 fn hits_skip_the_stat_until_something_changes() {
     let dir = TempDir::new("fresh-count");
@@ -192,7 +192,10 @@ fn hits_skip_the_stat_until_something_changes() {
     for _ in 0..20 {
         assert_eq!(fetch(&mut conn, "/a/b/page.html"), (200, "page".into()));
     }
-    let watched = model() == stoke::models::Model::Reactor;
+    let watched = matches!(
+        model(),
+        stoke::models::Model::Reactor | stoke::models::Model::ReactorInline
+    );
     let expected = if watched { 0 } else { 20 };
     assert_eq!(
         server.freshness_checks() - proved,

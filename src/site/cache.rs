@@ -9,7 +9,7 @@
 //! miss. So a replaced or edited file is seen by the very next request, as
 //! without a cache.
 //!
-//! With a watcher (`watcher.rs`; the reactor's pool only), a slot remembers
+//! With a watcher (`watcher.rs`; the reactor models only), a slot remembers
 //! the watcher's epoch at which a stat last proved it (`Slot::proved_at`),
 //! and a hit at that same epoch is served without a stat: no event since
 //! means the stat would say what it said then. The epoch is read before
@@ -206,8 +206,8 @@ impl FileCache {
     }
 
     /// From now on, hits trust `watcher`'s reports instead of a stat each
-    /// (see `watcher.rs`). Only for a server whose requests reach the
-    /// workers after a [`Watcher::fence`] (the reactor's pool).
+    /// (see `watcher.rs`). Only for a server that answers a request after a
+    /// [`Watcher::fence`] begun after it was read (the reactor models).
     pub fn watch_with(&self, watcher: Arc<Watcher>) {
         self.write().watcher = Some(watcher);
     }

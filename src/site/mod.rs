@@ -99,8 +99,8 @@ impl Site {
 
     /// Lets cache hits skip their stat while inotify reports no change
     /// (`watcher.rs`). Only for a server that calls [`Site::fence_changes`]
-    /// after reading requests and before a worker sees them (the reactor
-    /// with its pool); without it every hit stats. If inotify cannot be
+    /// after reading a request and before answering it (the reactor
+    /// models); without it every hit stats. If inotify cannot be
     /// set up, says so once and leaves every hit to its stat.
     pub fn watch_changes(&mut self) {
         match Watcher::new(&self.root) {

@@ -40,9 +40,13 @@
 //! 2. The reactor reads the request, then, before any worker can see the
 //!    job, drains the inotify queue to `EAGAIN` and bumps `epoch` ([`fence`],
 //!    once per turn for all the jobs the turn read: `event_loop.rs` holds
-//!    them until then). The drain began after the request was read, so it
-//!    read the change's event (or an earlier drain did, and bumped before
-//!    releasing the lock this one took).
+//!    them until then; `reactor-inline` drains before each request it
+//!    answers). The drain began after the request was read, so it read the
+//!    change's event (or an earlier drain did, and bumped before releasing
+//!    the lock this one took). Not epoll's readiness of the inotify
+//!    descriptor: a socket read may return bytes that arrived after the
+//!    poll that reported it (a pipelined request, one sent just after
+//!    accept), whose change's event that poll could not have reported.
 //! 3. The job reaches a worker through the pool's queue (release/acquire),
 //!    so the worker sees the bumped epoch, which no slot was proved at
 //!    before the change: the slot is proved again with a stat.
@@ -73,6 +77,9 @@
 //! `fs.inotify.max_user_watches`, `EACCES`; [`MAX_WATCHED_DIRS`] reached; a
 //! remote file system) simply stats on every hit, as before. If inotify
 //! cannot be set up at all, the site has no watcher and every hit stats.
+//!
+//! The blocking models (`pool`, `thread-per-connection`) read and answer on
+//! one thread with no such point: their site has no watcher.
 //!
 //! Runs on: workers (proving slots), the reactor threads ([`fence`]); the
 //! counters are atomics, the watch table a mutex taken only by fences and

@@ -794,10 +794,14 @@ impl Reactor {
                 let https_port = self.https_port;
                 self.summary.requests += 1;
                 let Some(pool) = &self.pool else {
-                    // reactor-inline: the file work, here and now.
+                    // reactor-inline: the file work, here and now, after
+                    // the changes reported since this request was read
+                    // (`site::watcher`; one drain per request, in place
+                    // of the cache hit's stat).
                     if let Some(s) = story {
                         s.stage(format_args!("file work inline, on the reactor"));
                     }
+                    self.site.fence_changes();
                     let mut recycled = self.spares.take_recycled().unwrap_or_default();
                     let response = trace::handling(story, || {
                         answer(&self.site, kind, https_port, &head, peer, &mut recycled)
