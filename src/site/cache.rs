@@ -330,6 +330,29 @@ impl FileCache {
                 Err(Unwatched::Gone(_)) => return false,
             },
         };
+        if file_watch.is_some() {
+            // Proved with the data's own watch: only the slot's atomics
+            // change, under the read lock (a tree that changes all the time
+            // costs hits a stat each, as without a watcher, not a write
+            // lock each). Not if the data was dropped and cached again
+            // meanwhile: its watch is another one, or none yet.
+            let inner = self.read();
+            if let Some(slot) = inner
+                .index
+                .get(key(relative))
+                .and_then(|&place| inner.slots[place].as_ref())
+            {
+                let same = inner
+                    .files
+                    .get(&slot.file)
+                    .is_some_and(|f| f.stamp == stamp && f.watch == file_watch);
+                if same {
+                    slot.dirs_watched.store(generation, Ordering::Relaxed);
+                    slot.proved_at.store(epoch, Ordering::Relaxed);
+                }
+            }
+            return true;
+        }
         let mut guard = self.write();
         let inner = &mut *guard;
         let found = inner.index.get(key(relative)).and_then(|&place| {
@@ -339,16 +362,11 @@ impl FileCache {
         });
         let Some((slot, file)) = found else {
             // Dropped meanwhile: nobody will remove this watch but us.
-            if file_watch.is_none() {
-                watcher.unwatch_file(proved.wd);
-            }
+            watcher.unwatch_file(proved.wd);
             return true;
         };
-        match file.watch {
-            None => file.watch = Some(proved),
-            Some(held) if held.wd != proved.wd => watcher.unwatch_file(proved.wd),
-            Some(_) => {}
-        }
+        // One watch per inode: a different one held is one removed since.
+        file.watch = Some(proved);
         slot.dirs_watched.store(generation, Ordering::Relaxed);
         slot.proved_at.store(epoch, Ordering::Relaxed);
         true

@@ -125,6 +125,10 @@ impl Inotify {
                 _ => Err(e),
             };
         }
+        if n == 0 {
+            // Not something inotify does; do not spin on it.
+            return Ok(false);
+        }
         let bytes = &buf[..n as usize];
         let mut at = 0;
         while at + HEADER <= bytes.len() {

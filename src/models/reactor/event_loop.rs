@@ -50,7 +50,8 @@
 //! `tls::stream`). At most `max_signing` per loop at once, like warm-ups.
 //!
 //! With `--model reactor-inline` there is no pool: step 2 runs the file work
-//! (and the handshakes' signing) on this thread, and its answers wait in
+//! (and the handshakes' signing) on this thread, each request's after its
+//! own drain of the file-change reports (step 5's rule), and its answers wait in
 //! `inline` to be delivered after the events, like completions from the
 //! pool (see `Reactor::inline`).
 //!
