@@ -187,6 +187,19 @@ pub const MAX_CACHED_BYTES: usize = 8 * 1024 * 1024;
 /// near a megabyte however many empty files or alias paths are requested.
 pub const MAX_CACHED_PATHS: usize = 4096;
 
+/// Directories `site::watcher` may watch with inotify (the cached files'
+/// directories and their ancestors). Each watch pins the directory's inode
+/// in kernel memory and counts against the user's
+/// `fs.inotify.max_user_watches`, shared with every other program of that
+/// user; past this, a cached file in a directory not yet watched is checked
+/// with a stat on every hit, as without inotify. A site's cached files
+/// rarely span more than a few hundred directories.
+pub const MAX_WATCHED_DIRS: usize = 1024;
+
+/// Bytes read from the inotify descriptor at once: room for about a hundred
+/// events of directory entries (16 bytes each plus the name).
+pub const WATCH_READ_BUFFER: usize = 4096;
+
 /// A directory modified this recently may be modified again within the same
 /// timestamp tick without its stamp changing (file-system clocks are
 /// coarse: a jiffy on Linux, 2 s on FAT), so "no sidecar" is not remembered

@@ -150,6 +150,7 @@ pub struct Server {
     addrs: Vec<SocketAddr>,
     kinds: Vec<ListenKind>,
     compressions: Arc<AtomicU64>,
+    freshness_checks: Arc<AtomicU64>,
 }
 
 /// Asks a running server to shut down gracefully, from any thread.
@@ -159,12 +160,20 @@ pub struct Handle {
     open: Arc<AtomicUsize>,
     compressions: Arc<AtomicU64>,
     warmups: Arc<AtomicU64>,
+    freshness_checks: Arc<AtomicU64>,
 }
 
 impl Handle {
     /// Times a file was compressed on the fly (cache hits not counted).
     pub fn compressions(&self) -> u64 {
         self.compressions.load(Ordering::Relaxed)
+    }
+
+    /// Stats made to prove a small-file cache hit fresh: one per hit, or,
+    /// where inotify reports changes (`site::watcher`), one per path after
+    /// each change.
+    pub fn freshness_checks(&self) -> u64 {
+        self.freshness_checks.load(Ordering::Relaxed)
     }
 
     /// File ranges the reactor had read into the page cache off its thread
@@ -229,10 +238,17 @@ impl Server {
         if let Some(user) = &config.user {
             crate::sys::drop_privileges(user).map_err(|e| StartError::User(user.clone(), e))?;
         }
-        let site = Arc::new(
-            Site::new(Arc::clone(&config)).map_err(|e| StartError::Io("open the root", e))?,
-        );
+        let mut site =
+            Site::new(Arc::clone(&config)).map_err(|e| StartError::Io("open the root", e))?;
+        // The reactor models answer a request only after a drain of the
+        // change reports that began after it was read (`site::watcher`);
+        // the blocking models have no such point and stat on every hit.
+        if matches!(config.model, Model::Reactor | Model::ReactorInline) {
+            site.watch_changes();
+        }
+        let site = Arc::new(site);
         let compressions = site.compressor.counter();
+        let freshness_checks = site.freshness_checks();
         let https_port = addrs
             .iter()
             .zip(&kinds)
@@ -261,6 +277,7 @@ impl Server {
             addrs,
             kinds,
             compressions,
+            freshness_checks,
         })
     }
 
@@ -281,6 +298,7 @@ impl Server {
             open: self.model.open(),
             compressions: Arc::clone(&self.compressions),
             warmups: self.model.warmups(),
+            freshness_checks: Arc::clone(&self.freshness_checks),
         }
     }
 

@@ -1,22 +1,38 @@
-//! A cache of small files' contents, checked against the file system on
-//! every hit.
+//! A cache of small files' contents, proved fresh against the file system.
 //!
 //! Serving a small file costs four syscalls (`openat2`, `fstat`, `read`,
 //! `close`); a hit here costs one link-free stat relative to the root
-//! (`sys::stat_beneath`). The cache never serves stale bytes: each hit
-//! compares the file's stamp (device, inode, size, mtime and ctime, which
-//! every write updates) with the one recorded when it was read, and a
-//! mismatch is a miss. So a replaced or edited file is seen by the very next
-//! request, as without a cache.
+//! (`sys::stat_beneath`), or none while the kernel reports no change (see
+//! below). The cache never serves stale bytes: a hit's proof compares the
+//! file's stamp (device, inode, size, mtime and ctime, which every write
+//! updates) with the one recorded when it was read, and a mismatch is a
+//! miss. So a replaced or edited file is seen by the very next request, as
+//! without a cache.
+//!
+//! With a watcher (`watcher.rs`; the reactor models only), a slot remembers
+//! the watcher's epoch at which a stat last proved it (`Slot::proved_at`),
+//! and a hit at that same epoch is served without a stat: no event since
+//! means the stat would say what it said then. The epoch is read before
+//! anything else, so a change during a proof leaves the slot proved at an
+//! epoch already past. Proving a slot the first time (or after its
+//! directories' watches may have gone: a new watch generation) watches its
+//! directories and its file first; a file whose own watch had an event
+//! since the data was proved is a miss even if its stamp did not move
+//! (a same-size rewrite within one tick of the clock). A slot that cannot
+//! be watched (a remote file system, a watch refused, the limit reached)
+//! stats on every hit, as without a watcher. A file's watch goes with its
+//! data: it pins the inode in kernel memory.
 //!
 //! Only files that the normal path opened (beneath the root, after the
 //! dotfile policy) and that a link-free stat of the same path reaches are
 //! inserted, under their decoded relative path (its bytes: `url_path`
 //! normalizes it, so equal paths are equal bytes). A hit cannot reach anything
-//! a fresh resolution would refuse: its stat refuses every symlink on the
+//! a fresh resolution would refuse: its proof refuses every symlink on the
 //! path, so it only ever sees the very path `url_path` vetted; a symlink put
 //! anywhere on it, or another inode (or the same inode with a new ctime), is
-//! a miss, and the miss goes back through `sys::open_beneath`.
+//! a miss, and the miss goes back through `sys::open_beneath`. A hit without
+//! a stat serves only a path so proved, with no event since in any
+//! directory on it: putting a symlink there is such an event.
 //!
 //! Two maps, both bounded: a path index (at most [`MAX_CACHED_PATHS`]
 //! paths) and the data, keyed by the file's identity (device, inode). The
@@ -38,10 +54,10 @@
 //! a hit returns only while it belongs to the cached version of the file.
 //!
 //! Runs on: worker threads, shared by all of them behind one `RwLock`. A hit
-//! takes it for reading only (a hash lookup, a few `Arc` clones
-//! and an atomic reference bit), so hits on many threads do not wait for
-//! each other; insertions, misses, evictions and the notes above take it
-//! for writing.
+//! takes it for reading only (a hash lookup, a few `Arc` clones, an atomic
+//! reference bit and the epoch compare), so hits on many threads do not
+//! wait for each other; insertions, misses, evictions, proofs' records and
+//! the notes above take it for writing (a proof's syscalls run unlocked).
 
 use std::collections::hash_map::Entry as MapEntry;
 use std::collections::HashMap;
@@ -49,10 +65,11 @@ use std::fs::{File, Metadata};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::prepared::Prepared;
+use super::watcher::{FileWatch, Unwatched, Watcher, NEVER};
 use crate::limits::{MAX_CACHED_BYTES, MAX_CACHED_PATHS};
 use crate::sys::{self, FileStamp};
 
@@ -105,6 +122,9 @@ struct FileData {
     stamp: FileStamp,
     /// Paths of the index that point here; the data goes with the last.
     paths: usize,
+    /// Its inotify watch, once a hit proved it (`watcher.rs`); removed with
+    /// the data, since a watch pins the inode in kernel memory.
+    watch: Option<FileWatch>,
 }
 
 /// One indexed path.
@@ -123,7 +143,16 @@ struct Slot {
     /// CLOCK's reference bit: set by hits (under the read lock), cleared by
     /// the hand (under the write lock).
     referenced: AtomicBool,
+    /// The watcher's epoch at which a stat last proved this path fresh
+    /// ([`NEVER`] until then): a hit at that epoch needs no stat.
+    proved_at: AtomicU64,
+    /// The watch generation under which this path's directories were
+    /// watched ([`NEVER`]: not yet; [`BLIND`]: cannot be, stat every hit).
+    dirs_watched: AtomicU64,
 }
+
+/// `Slot::dirs_watched` of a path that cannot be watched.
+const BLIND: u64 = NEVER - 1;
 
 /// A cache hit.
 pub struct Hit {
@@ -138,6 +167,8 @@ pub struct Hit {
 pub struct FileCache {
     inner: RwLock<Inner>,
     limits: Limits,
+    /// Stats made to prove a hit fresh (tests count them).
+    checks: Arc<AtomicU64>,
 }
 
 #[derive(Default)]
@@ -150,6 +181,9 @@ struct Inner {
     files: HashMap<FileId, FileData, Hasher>,
     /// Bytes of every `FileData::data` and every `Slot::path`.
     bytes: usize,
+    /// Reports changes, so that hits need no stat (`watcher.rs`); `None`:
+    /// every hit stats (the blocking models, or inotify unavailable).
+    watcher: Option<Arc<Watcher>>,
 }
 
 impl Default for FileCache {
@@ -167,15 +201,34 @@ impl FileCache {
         FileCache {
             inner: RwLock::new(Inner::default()),
             limits,
+            checks: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// From now on, hits trust `watcher`'s reports instead of a stat each
+    /// (see `watcher.rs`). Only for a server that answers a request after a
+    /// [`Watcher::fence`] begun after it was read (the reactor models).
+    pub fn watch_with(&self, watcher: Arc<Watcher>) {
+        self.write().watcher = Some(watcher);
+    }
+
+    /// The watcher, if hits may trust one.
+    pub fn watcher(&self) -> Option<Arc<Watcher>> {
+        self.read().watcher.clone()
+    }
+
+    /// Stats made so far to prove a hit fresh.
+    pub fn checks(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.checks)
     }
 
     /// The cached contents of `relative` under the directory `root`, and
     /// their metadata, if cached and unchanged. A path that was never cached
-    /// costs no syscall; a cached one costs one link-free stat
-    /// (`sys::stat_beneath`).
+    /// costs no syscall; a cached one proved fresh at the watcher's current
+    /// epoch costs none either; else one link-free stat
+    /// (`sys::stat_beneath`) proves it again (see [`FileCache::prove`]).
     pub fn get(&self, root: &File, relative: &Path) -> Option<Hit> {
-        let (hit, stamp) = {
+        let (hit, stamp, proof) = {
             let inner = self.read();
             let &place = inner.index.get(key(relative))?;
             let slot = inner.slots.get(place)?.as_ref()?;
@@ -194,13 +247,146 @@ impl FileCache {
                     .filter(|p| p.stamp() == file.stamp)
                     .map(Arc::clone),
             };
-            (hit, file.stamp)
+            let proof = match &inner.watcher {
+                Some(watcher) => {
+                    // The hit of a path proved at the current epoch: no
+                    // event since, so the stat would say what it said then.
+                    let epoch = watcher.epoch();
+                    if slot.proved_at.load(Ordering::Relaxed) == epoch {
+                        return Some(hit);
+                    }
+                    Some(Proof {
+                        watcher: Arc::clone(watcher),
+                        epoch,
+                        dirs_watched: slot.dirs_watched.load(Ordering::Relaxed),
+                        file_watch: file.watch,
+                    })
+                }
+                None => None,
+            };
+            (hit, file.stamp, proof)
         };
-        match sys::stat_beneath(root, relative) {
-            Ok(now) if now == stamp => Some(hit),
-            _ => {
-                self.write().remove_stale(relative, stamp);
-                None
+        self.checks.fetch_add(1, Ordering::Relaxed);
+        let fresh = match proof {
+            None => sys::stat_beneath(root, relative).is_ok_and(|now| now == stamp),
+            Some(proof) => self.prove(root, relative, stamp, proof),
+        };
+        if fresh {
+            Some(hit)
+        } else {
+            self.write().remove_stale(relative, stamp);
+            None
+        }
+    }
+
+    /// Proves the cached version `stamp` of `relative` fresh with a stat,
+    /// watching the path first if it is not yet (or its directories were
+    /// watched under an older generation), and records the epoch it was
+    /// proved at. The order is the argument of `watcher.rs`: the epoch is
+    /// read (by the caller) before any watch is added and before the stat.
+    fn prove(&self, root: &File, relative: &Path, stamp: FileStamp, proof: Proof) -> bool {
+        let Proof {
+            watcher,
+            epoch,
+            dirs_watched,
+            file_watch,
+        } = proof;
+        if dirs_watched == BLIND {
+            return sys::stat_beneath(root, relative).is_ok_and(|now| now == stamp);
+        }
+        let generation = watcher.watch_gen();
+        let dirs = if dirs_watched == generation {
+            Ok(())
+        } else {
+            watcher.watch_dirs(relative)
+        };
+        let proved = match (dirs, file_watch) {
+            (Err(Unwatched::Blind), _) => {
+                self.mark_blind(relative, stamp);
+                return sys::stat_beneath(root, relative).is_ok_and(|now| now == stamp);
+            }
+            (Err(Unwatched::Gone(_)), _) => return false,
+            // Watched already: any event since it was added means the data
+            // may be stale, whatever the stamp says.
+            (Ok(()), Some(watch)) => {
+                if !watcher.file_unchanged(watch) {
+                    return false;
+                }
+                match sys::stat_beneath(root, relative) {
+                    Ok(now) if now == stamp => watch,
+                    _ => return false,
+                }
+            }
+            (Ok(()), None) => match watcher.watch_file(root, relative, epoch) {
+                Ok((watch, now)) if now == stamp => watch,
+                Ok((watch, _)) => {
+                    watcher.unwatch_file(watch.wd);
+                    return false;
+                }
+                Err(Unwatched::Blind) => {
+                    self.mark_blind(relative, stamp);
+                    return sys::stat_beneath(root, relative).is_ok_and(|now| now == stamp);
+                }
+                Err(Unwatched::Gone(_)) => return false,
+            },
+        };
+        if file_watch.is_some() {
+            // Proved with the data's own watch: only the slot's atomics
+            // change, under the read lock (a tree that changes all the time
+            // costs hits a stat each, as without a watcher, not a write
+            // lock each). Not if the data was dropped and cached again
+            // meanwhile: its watch is another one, or none yet.
+            let inner = self.read();
+            if let Some(slot) = inner
+                .index
+                .get(key(relative))
+                .and_then(|&place| inner.slots[place].as_ref())
+            {
+                let same = inner
+                    .files
+                    .get(&slot.file)
+                    .is_some_and(|f| f.stamp == stamp && f.watch == file_watch);
+                if same {
+                    slot.dirs_watched.store(generation, Ordering::Relaxed);
+                    slot.proved_at.store(epoch, Ordering::Relaxed);
+                }
+            }
+            return true;
+        }
+        let mut guard = self.write();
+        let inner = &mut *guard;
+        let found = inner.index.get(key(relative)).and_then(|&place| {
+            let slot = inner.slots[place].as_ref()?;
+            let file = inner.files.get_mut(&slot.file)?;
+            (file.stamp == stamp).then_some((slot, file))
+        });
+        let Some((slot, file)) = found else {
+            // Dropped meanwhile: nobody will remove this watch but us.
+            watcher.unwatch_file(proved.wd);
+            return true;
+        };
+        // One watch per inode: a different one held is one removed since.
+        file.watch = Some(proved);
+        slot.dirs_watched.store(generation, Ordering::Relaxed);
+        slot.proved_at.store(epoch, Ordering::Relaxed);
+        true
+    }
+
+    /// `relative` (in version `stamp`) cannot be watched: it stats on every
+    /// hit from now on, without trying again.
+    fn mark_blind(&self, relative: &Path, stamp: FileStamp) {
+        let inner = self.read();
+        if let Some(slot) = inner
+            .index
+            .get(key(relative))
+            .and_then(|&place| inner.slots[place].as_ref())
+        {
+            if inner
+                .files
+                .get(&slot.file)
+                .is_some_and(|f| f.stamp == stamp)
+            {
+                slot.dirs_watched.store(BLIND, Ordering::Relaxed);
             }
         }
     }
@@ -251,6 +437,17 @@ impl FileCache {
                     held.data = data;
                     held.meta = Arc::new(meta.clone());
                     held.stamp = stamp;
+                    // Proved again from scratch: its paths are not proved
+                    // for this version (below), and its watch's events
+                    // were the old version's.
+                    if let (Some(watch), Some(watcher)) = (held.watch.take(), &inner.watcher) {
+                        watcher.unwatch_file(watch.wd);
+                    }
+                    for slot in inner.slots.iter().flatten() {
+                        if slot.file == id {
+                            slot.proved_at.store(NEVER, Ordering::Relaxed);
+                        }
+                    }
                 }
                 held.paths += 1;
             }
@@ -261,6 +458,7 @@ impl FileCache {
                     meta: Arc::new(meta.clone()),
                     stamp,
                     paths: 1,
+                    watch: None,
                 });
             }
         }
@@ -272,6 +470,10 @@ impl FileCache {
             no_sidecars_in: None,
             prepared: None,
             referenced: AtomicBool::new(false),
+            // Never proved: a change between the worker's read and the
+            // first watch is seen only by the first proof's stat.
+            proved_at: AtomicU64::new(NEVER),
+            dirs_watched: AtomicU64::new(NEVER),
         };
         let place = match inner.free.pop() {
             Some(place) => {
@@ -335,6 +537,15 @@ impl FileCache {
     }
 }
 
+/// What a hit not proved at the current epoch needs to prove itself.
+struct Proof {
+    watcher: Arc<Watcher>,
+    /// The epoch read before anything else: the one the proof is for.
+    epoch: u64,
+    dirs_watched: u64,
+    file_watch: Option<FileWatch>,
+}
+
 /// The index's key for `relative`.
 fn key(relative: &Path) -> &[u8] {
     relative.as_os_str().as_bytes()
@@ -368,7 +579,11 @@ impl Inner {
         if let MapEntry::Occupied(mut file) = self.files.entry(slot.file) {
             file.get_mut().paths -= 1;
             if file.get().paths == 0 {
-                self.bytes -= file.remove().data.len();
+                let file = file.remove();
+                self.bytes -= file.data.len();
+                if let (Some(watch), Some(watcher)) = (file.watch, &self.watcher) {
+                    watcher.unwatch_file(watch.wd);
+                }
             }
         }
     }
@@ -513,6 +728,61 @@ mod tests {
         let stats = cache.stats();
         assert!(stats.files < stats.paths, "{stats:?}");
         assert_eq!(hit(&cache, &root, &alias), None);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// With a watcher, a proved path is hit without a stat until a change
+    /// is fenced in; then it is proved again, once.
+    #[test]
+    fn with_a_watcher_hits_stat_once_per_reported_change() {
+        let (dir, root) = scratch("watched");
+        fs::create_dir_all(dir.join("d")).unwrap();
+        fs::write(dir.join("d/a.txt"), b"one").unwrap();
+        let cache = FileCache::new();
+        cache.watch_with(Arc::new(Watcher::new(&root).unwrap()));
+        let watcher = cache.watcher().unwrap();
+        load(&cache, &dir, "d/a.txt");
+        let checks = || cache.checks().load(Ordering::Relaxed);
+        assert_eq!(hit(&cache, &root, "d/a.txt").as_deref(), Some(&b"one"[..]));
+        assert_eq!(checks(), 1, "the first hit proves the path");
+        for _ in 0..10 {
+            assert_eq!(hit(&cache, &root, "d/a.txt").as_deref(), Some(&b"one"[..]));
+        }
+        assert_eq!(checks(), 1, "no change, no stat");
+        fs::write(dir.join("other.txt"), b"x").unwrap();
+        // Not fenced yet: the change is not known (the reactor fences
+        // before a worker sees a request read after it).
+        hit(&cache, &root, "d/a.txt");
+        assert_eq!(checks(), 1);
+        watcher.fence();
+        assert_eq!(hit(&cache, &root, "d/a.txt").as_deref(), Some(&b"one"[..]));
+        assert_eq!(hit(&cache, &root, "d/a.txt").as_deref(), Some(&b"one"[..]));
+        assert_eq!(checks(), 2, "one stat for the change");
+        fs::write(dir.join("d/a.txt"), b"two").unwrap();
+        watcher.fence();
+        assert_eq!(hit(&cache, &root, "d/a.txt"), None, "the file's own change");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// Regression (unwatchable-file-was-a-miss): where no `O_PATH` open was
+    /// possible (no `openat2` under valgrind, a seccomp sandbox), the
+    /// file's watch failed as if the file were gone, and every hit was a
+    /// miss. It is a hit proved by a stat, every time.
+    #[test]
+    fn a_file_that_cannot_be_watched_is_still_a_hit_proved_by_a_stat() {
+        if !cfg!(feature = "test-hooks") {
+            return;
+        }
+        let (dir, root) = scratch("unwatchable");
+        fs::write(dir.join("__stoke_test_no_o_path"), b"data").unwrap();
+        let cache = FileCache::new();
+        cache.watch_with(Arc::new(Watcher::new(&root).unwrap()));
+        load(&cache, &dir, "__stoke_test_no_o_path");
+        for n in 1..=5 {
+            let got = hit(&cache, &root, "__stoke_test_no_o_path");
+            assert_eq!(got.as_deref(), Some(&b"data"[..]), "hit {n}");
+            assert_eq!(cache.checks().load(Ordering::Relaxed), n);
+        }
         let _ = fs::remove_dir_all(&dir);
     }
 

@@ -19,9 +19,10 @@
 //!   connection sends head and body in one `writev`; larger ones travel
 //!   as an open `File` for `sendfile`;
 //! - `listing` (rendering) and `listing_cache`, for a directory without an
-//!   index, answered by `serve_listing` here; `cache`, the small-file cache,
-//!   and `prepared`, a cached file's answer kept with it, so that a plain
-//!   request for it is answered without `file`'s work.
+//!   index, answered by `serve_listing` here; `cache`, the small-file cache
+//!   (whose hits skip their stat while `watcher`'s inotify reports no
+//!   change), and `prepared`, a cached file's answer kept with it, so that
+//!   a plain request for it is answered without `file`'s work.
 //!
 //! Runs on: worker threads.
 
@@ -41,6 +42,7 @@ mod prepared;
 mod resolve;
 pub mod url_path;
 pub mod variants;
+pub mod watcher;
 
 use crate::access_log;
 use crate::config::Config;
@@ -53,6 +55,7 @@ use cache::FileCache;
 use compress::Compressor;
 use listing_cache::{Format, OverBudget, PageCache, PageKey};
 use resolve::{open_error, serve};
+use watcher::Watcher;
 
 /// The methods we answer, for `Allow` (405 and OPTIONS).
 const ALLOW: &str = "GET, HEAD, OPTIONS";
@@ -77,6 +80,8 @@ pub struct Site {
     cache: FileCache,
     listings: PageCache,
     pub compressor: Compressor,
+    /// See [`Site::watch_changes`].
+    watcher: Option<Arc<Watcher>>,
 }
 
 impl Site {
@@ -88,7 +93,46 @@ impl Site {
             root,
             cache: FileCache::new(),
             listings: PageCache::new(),
+            watcher: None,
         })
+    }
+
+    /// Lets cache hits skip their stat while inotify reports no change
+    /// (`watcher.rs`). Only for a server that calls [`Site::fence_changes`]
+    /// after reading a request and before answering it (the reactor
+    /// models); without it every hit stats. If inotify cannot be
+    /// set up, says so once and leaves every hit to its stat.
+    pub fn watch_changes(&mut self) {
+        match Watcher::new(&self.root) {
+            Ok(watcher) => {
+                let watcher = Arc::new(watcher);
+                self.cache.watch_with(Arc::clone(&watcher));
+                self.watcher = Some(watcher);
+            }
+            Err(e) => log::warn!(
+                "cannot watch the root for changes ({e}); every cache hit checks its file with a stat"
+            ),
+        }
+    }
+
+    /// Whether [`Site::fence_changes`] must run before a worker sees a
+    /// request read from a socket.
+    pub fn watches_changes(&self) -> bool {
+        self.watcher.is_some()
+    }
+
+    /// Applies every change the kernel has reported so far (see
+    /// `Watcher::fence`): requests read before this call are answered as of
+    /// now.
+    pub fn fence_changes(&self) {
+        if let Some(watcher) = &self.watcher {
+            watcher.fence();
+        }
+    }
+
+    /// Stats made so far to prove cache hits fresh (tests count them).
+    pub fn freshness_checks(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.cache.checks()
     }
 }
 

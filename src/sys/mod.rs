@@ -4,7 +4,9 @@
 //! without leaving the served root, and (in `page_cache.rs`) probing and
 //! warming the page cache so that `sendfile` does not wait for the disk;
 //! a cheap read of the wall clock in seconds (`unix_seconds_now`);
-//! and (in `alloc_count.rs`) a counting allocator for the allocation tests.
+//! and (in `alloc_count.rs`) a counting allocator for the allocation tests;
+//! and (in `watch.rs`) inotify, so that cache hits need no stat while the
+//! kernel reports no change.
 //!
 //! This is the only module with `unsafe`; each block says why it is sound.
 //! Everything OS-specific sits behind these functions, `cfg`-gated, with a
@@ -22,7 +24,12 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
 mod open;
-pub use open::{entry_absent, open_beneath, stat_beneath, stat_following_links, Opened, Symlinks};
+pub use open::{
+    entry_absent, open_beneath, open_path_beneath, stat_beneath, stat_following_links, Opened,
+    Symlinks,
+};
+
+pub mod watch;
 
 mod poll;
 pub use poll::wait_readable;

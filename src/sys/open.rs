@@ -134,6 +134,57 @@ pub fn stat_beneath(root: &File, relative: &Path) -> io::Result<FileStamp> {
     walk_stat(root, relative)
 }
 
+/// An `O_PATH` descriptor for `relative` under `root`, resolved with no
+/// symlink at all, like [`stat_beneath`] (a link anywhere is `ELOOP`): what
+/// `site::watcher` watches and stamps, so the watch and the stamp are of
+/// the very same inode. One `openat2`, or the walk where it is missing.
+/// Linux only (`O_PATH`); elsewhere `Unsupported`, and the caller stats as
+/// before.
+pub fn open_path_beneath(root: &File, relative: &Path) -> io::Result<File> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        if cfg!(feature = "test-hooks")
+            && relative
+                .file_name()
+                .is_some_and(|n| n == "__stoke_test_no_o_path")
+        {
+            return Err(io::Error::from(io::ErrorKind::Unsupported));
+        }
+        let flags = libc::O_PATH | libc::O_CLOEXEC;
+        match openat2(root, relative, flags, RESOLVE_NO_LINKS) {
+            Err(e) if openat2_unavailable(&e) => walk_open_path(root, relative),
+            other => other,
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = (root, relative);
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+}
+
+/// [`open_path_beneath`] without `openat2`: directories entered with
+/// `O_NOFOLLOW` one by one, the last component opened as itself.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn walk_open_path(root: &File, relative: &Path) -> io::Result<File> {
+    let flags = libc::O_PATH | libc::O_CLOEXEC;
+    let mut walk = Walk::new(root, Path::new(""), relative, OnLink::Refuse);
+    loop {
+        let Some(name) = walk.next_name()? else {
+            return openat(walk.dir(), OsStr::new("."), flags);
+        };
+        if walk.at_last() {
+            // O_NOFOLLOW with O_PATH opens a final link itself: refused.
+            let file = openat(walk.dir(), &name, flags | libc::O_NOFOLLOW)?;
+            if file.metadata()?.file_type().is_symlink() {
+                return Err(io::Error::from_raw_os_error(libc::ELOOP));
+            }
+            return Ok(file);
+        }
+        walk.enter(name)?;
+    }
+}
+
 /// The stamp of whatever `relative` leads to now, symlinks followed: one
 /// `fstatat`. Only for a fact about an inode's state (a directory unchanged
 /// since "no sidecar" was noted in it holds the same entries however it is
@@ -649,6 +700,35 @@ mod tests {
 
     /// The stack copy and the heap copy of a path agree: a NUL inside is
     /// refused either way, a clean path is passed on unchanged.
+    /// What `site::watcher` watches and stamps is exactly the path asked
+    /// for, with or without `openat2`: a link anywhere on it is refused.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn o_path_opens_refuse_every_link() {
+        use std::os::unix::fs::{symlink, MetadataExt};
+        let dir = std::env::temp_dir().join(format!("stoke-o-path-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("a/b")).unwrap();
+        std::fs::write(dir.join("a/b/f"), b"f").unwrap();
+        symlink("a", dir.join("l")).unwrap();
+        symlink("b/f", dir.join("a/fl")).unwrap();
+        let root = File::open(&dir).unwrap();
+        let ino = std::fs::metadata(dir.join("a/b/f")).unwrap().ino();
+        type Open = fn(&File, &Path) -> io::Result<File>;
+        for (how, open) in [
+            ("openat2", open_path_beneath as Open),
+            ("walk", walk_open_path as Open),
+        ] {
+            let file = open(&root, Path::new("a/b/f")).unwrap();
+            assert_eq!(file.metadata().unwrap().ino(), ino, "{how}");
+            for linked in ["l/b/f", "a/fl", "l"] {
+                let e = open(&root, Path::new(linked)).unwrap_err();
+                assert_eq!(e.raw_os_error(), Some(libc::ELOOP), "{how} {linked}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn c_paths_on_the_stack_and_the_heap_agree() {
         for len in [0, 1, STACK_PATH - 1, STACK_PATH, STACK_PATH + 1] {

@@ -220,6 +220,12 @@ impl TestServer {
         self.handle.compressions()
     }
 
+    /// Stats the server made to prove cache hits fresh (see
+    /// `Handle::freshness_checks`).
+    pub fn freshness_checks(&self) -> u64 {
+        self.handle.freshness_checks()
+    }
+
     /// File ranges the reactor had warmed off its thread (see
     /// `Handle::file_warmups`).
     pub fn file_warmups(&self) -> u64 {

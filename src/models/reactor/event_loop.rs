@@ -16,7 +16,12 @@
 //! 3. deliver every finished job from the completion queue (workers wake
 //!    us only while we are parked in `poll`; see `completion.rs`);
 //! 4. expire due deadlines;
-//! 5. wake as many workers as jobs were submitted this turn (once per batch);
+//! 5. hand the turn's request jobs to the pool, after one drain of the
+//!    file-change reports (`Site::fence_changes`: a cache hit skips its
+//!    stat only while no change was reported, and that holds only if every
+//!    change made before a request was read is applied before a worker
+//!    sees it; see `site::watcher`), and wake as many workers as jobs were
+//!    submitted this turn (once per batch);
 //! 6. let the connections that used their write budget (big bodies) go on:
 //!    last, so that no cached request's read waits behind them, and with
 //!    the answers that came back meanwhile delivered between two of them.
@@ -45,7 +50,8 @@
 //! `tls::stream`). At most `max_signing` per loop at once, like warm-ups.
 //!
 //! With `--model reactor-inline` there is no pool: step 2 runs the file work
-//! (and the handshakes' signing) on this thread, and its answers wait in
+//! (and the handshakes' signing) on this thread, each request's after its
+//! own drain of the file-change reports (step 5's rule), and its answers wait in
 //! `inline` to be delivered after the events, like completions from the
 //! pool (see `Reactor::inline`).
 //!
@@ -71,7 +77,7 @@ use crate::http::request::RequestHead;
 use crate::http::response::{Recycled, Response};
 use crate::limits::{EVENTS_CAPACITY, FAIR_SHARE_SLACK, MAX_SPARE_HEADS, WORKER_EXIT_GRACE};
 use crate::models::reactor::completion::{Completion, CompletionQueue, Done};
-use crate::models::reactor::pool::{Pool, Task};
+use crate::models::reactor::pool::{Job, Pool, Task};
 use crate::models::reactor::stream::{ProxyHeader, Socket, Stream};
 use crate::models::reactor::timer::{Expiry, Timers};
 use crate::models::reactor::warm::{warm_cap, WarmSlots};
@@ -224,6 +230,11 @@ pub struct Reactor {
     spare_jobs: Vec<Box<AnswerJob>>,
     /// Connections that used their write budget and continue next turn.
     yielded: Vec<(usize, u64)>,
+    /// Request jobs read this turn, held until `notify_pool` has applied the
+    /// file changes reported so far: a cache hit then skips its stat only
+    /// if no change was reported (see `site::watcher`). Empty unless the
+    /// site watches for changes.
+    fenced: Vec<Job>,
     /// Accepting is paused until then (descriptor exhaustion).
     accept_paused_until: Option<Instant>,
     /// Set once shutdown began: the moment we stop waiting.
@@ -281,6 +292,7 @@ impl Reactor {
             spares: Spares::default(),
             spare_jobs: Vec::new(),
             yielded: Vec::new(),
+            fenced: Vec::new(),
             accept_paused_until: None,
             drain_deadline: None,
             abort: false,
@@ -496,8 +508,17 @@ impl Reactor {
         }
     }
 
-    fn notify_pool(&self, submitted: usize) {
+    fn notify_pool(&mut self, submitted: usize) {
         if let Some(pool) = &self.pool {
+            if !self.fenced.is_empty() {
+                // Every request these jobs carry was read before this call:
+                // the changes reported until now apply to all of them
+                // (`site::watcher`). One drain for the turn's jobs.
+                self.site.fence_changes();
+                for job in self.fenced.drain(..) {
+                    pool.submit(job);
+                }
+            }
             pool.notify(submitted);
         }
     }
@@ -781,10 +802,14 @@ impl Reactor {
                 let https_port = self.https_port;
                 self.summary.requests += 1;
                 let Some(pool) = &self.pool else {
-                    // reactor-inline: the file work, here and now.
+                    // reactor-inline: the file work, here and now, after
+                    // the changes reported since this request was read
+                    // (`site::watcher`; one drain per request, in place
+                    // of the cache hit's stat).
                     if let Some(s) = story {
                         s.stage(format_args!("file work inline, on the reactor"));
                     }
+                    self.site.fence_changes();
                     let mut recycled = self.spares.take_recycled().unwrap_or_default();
                     let response = trace::handling(story, || {
                         answer(&self.site, kind, https_port, &head, peer, &mut recycled)
@@ -830,7 +855,12 @@ impl Reactor {
                 }
                 (job.key, job.generation, job.peer) = (key, generation, peer);
                 (job.kind, job.https_port, job.story) = (kind, https_port, story);
-                pool.submit(job);
+                if self.site.watches_changes() {
+                    // Held until the turn's fence (`notify_pool`).
+                    self.fenced.push(job);
+                } else {
+                    pool.submit(job);
+                }
                 *submitted += 1;
             }
             Action::Warm(warm) => self.warm(key, warm),
