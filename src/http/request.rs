@@ -416,9 +416,16 @@ impl Name {
     }
 }
 
-/// Whether `name` is `want` (lowercase, same length, at least 4 bytes) in
-/// any ASCII case: a word at a time, cheaper than a byte-wise
-/// `eq_ignore_ascii_case` on the three or so fields of every request.
+/// Whether `name` is `want` in any ASCII case, for a `want` of at least 4
+/// bytes that are lowercase letters, digits or `-` (the field names we
+/// know): a word at a time, cheaper than a byte-wise `eq_ignore_ascii_case`
+/// on the three or so fields of every request.
+///
+/// A byte of `name` matches a letter of `want` when, with the case bit
+/// (0x20) set, it equals that letter; only there is the bit set, found as
+/// bit 0x40 of `want` (set in a lowercase letter, clear in a digit or `-`),
+/// so elsewhere the bytes must be equal: a CR (0x0D) is not taken for a
+/// `-` (0x2D).
 fn eq_lowercase(name: &[u8], want: &[u8]) -> bool {
     let n = want.len();
     if name.len() != n || n < 4 {
@@ -427,40 +434,29 @@ fn eq_lowercase(name: &[u8], want: &[u8]) -> bool {
     if n < 8 {
         // Two words that overlap when n < 8.
         let at = |s: &[u8], i: usize| u32::from_le_bytes([s[i], s[i + 1], s[i + 2], s[i + 3]]);
-        return lower_u32(at(name, 0)) == at(want, 0)
-            && lower_u32(at(name, n - 4)) == at(want, n - 4);
+        let same = |i: usize| {
+            let w = at(want, i);
+            at(name, i) | ((w & 0x4040_4040) >> 1) == w
+        };
+        return same(0) && same(n - 4);
     }
     let at = |s: &[u8], i: usize| {
         let mut w = [0; 8];
         w.copy_from_slice(&s[i..i + 8]);
         u64::from_le_bytes(w)
     };
+    let same = |i: usize| {
+        let w = at(want, i);
+        at(name, i) | ((w & 0x4040_4040_4040_4040) >> 1) == w
+    };
     let mut i = 0;
     while i + 8 < n {
-        if lower_u64(at(name, i)) != at(want, i) {
+        if !same(i) {
             return false;
         }
         i += 8;
     }
-    lower_u64(at(name, n - 8)) == at(want, n - 8)
-}
-
-/// Each byte of `x` with `A`..=`Z` made lowercase, the others unchanged.
-fn lower_u64(x: u64) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = ONES * 0x80;
-    let low7 = x & !HIGH;
-    // High bit set in a byte when its low seven bits are >= 'A', and when
-    // they are > 'Z'; never carries into the next byte.
-    let ge_a = low7 + ONES * (0x80 - b'A' as u64);
-    let gt_z = low7 + ONES * (0x80 - b'Z' as u64 - 1);
-    let upper = ge_a & !gt_z & !x & HIGH;
-    x | (upper >> 2)
-}
-
-/// [`lower_u64`] for four bytes.
-fn lower_u32(x: u32) -> u32 {
-    lower_u64(u64::from(x)) as u32
+    same(n - 8)
 }
 
 /// Where the kept occurrences of one field are among the head's fields.
