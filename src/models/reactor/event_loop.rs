@@ -100,13 +100,16 @@ enum Share {
     Any,
 }
 
+// Reads and writes go through `sys` rather than mio's `Read`/`Write`
+// (std's): the same system calls, without glibc's cancellation-point
+// bookkeeping around each (see `sys/socket.rs`).
 impl Transport for TcpStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        io::Read::read(self, buf)
+        sys::recv(self.as_raw_fd(), buf)
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        io::Write::write_vectored(self, bufs)
+        sys::writev(self.as_raw_fd(), bufs)
     }
 
     fn send_file(&mut self, file: &std::fs::File, offset: u64, len: usize) -> io::Result<usize> {
