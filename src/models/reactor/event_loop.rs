@@ -485,6 +485,11 @@ impl Reactor {
     /// delivered between two of them, not after all (a cached request
     /// waits for one download's send, not for every download's).
     fn resume_yielded(&mut self, buf: &mut Vec<Completion>, now: Instant) {
+        // Most turns have none: not even an empty list is taken and
+        // dropped (about 25 instructions a turn).
+        if self.yielded.is_empty() {
+            return;
+        }
         for (key, generation) in mem::take(&mut self.yielded) {
             let mut submitted = 0;
             if self.is_current(key, generation) {
@@ -509,6 +514,10 @@ impl Reactor {
     /// lead to (pipelined requests) wait for the next turn, so one deep
     /// pipeline cannot hold the loop while other connections wait.
     fn answer_inline(&mut self, now: Instant, submitted: &mut usize) {
+        // Empty but for `reactor-inline`: skip taking and dropping it.
+        if self.inline.is_empty() {
+            return;
+        }
         for c in mem::take(&mut self.inline) {
             self.complete(c, now, submitted);
         }
