@@ -529,6 +529,10 @@ impl Reactor {
         if !self.yielded.is_empty() || !self.inline.is_empty() {
             return Some(Duration::ZERO);
         }
+        // The usual turn: only the timers bound the sleep.
+        if self.accept_paused_until.is_none() && self.drain_deadline.is_none() {
+            return self.timers.timeout(now);
+        }
         [
             self.timers.timeout(now),
             self.accept_paused_until
