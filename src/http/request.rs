@@ -71,7 +71,8 @@ pub enum BodyFraming {
 }
 
 /// The header fields stoke acts on; [`RequestHead`] keeps these and no
-/// others. Repeated list fields are joined with ", " as RFC 9110 §5.3 allows.
+/// others (the last two only when asked, see [`Keep`]). Repeated list
+/// fields are joined with ", " as RFC 9110 §5.3 allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Field {
     Host,
@@ -376,7 +377,25 @@ pub enum Parsed {
 /// head that already fills `max_head` bytes is an error, not `Partial`, so a
 /// client can't make us buffer without end.
 pub fn parse(buf: &[u8], max_head: usize) -> Result<Parsed, ParseError> {
-    parse_with(buf, max_head, &mut SpareHeads::default())
+    parse_with(buf, max_head, &mut SpareHeads::default(), Keep::All)
+}
+
+/// Which of the [`Field`]s a parsed head keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    All,
+    /// All but `Referer` and `User-Agent`, which only the access log
+    /// shows: with the log off, copying them into the head (and checking
+    /// that they are text) would be work for nothing on every request,
+    /// and a browser's `User-Agent` alone is a hundred bytes or more.
+    ForAnswer,
+}
+
+impl Field {
+    /// Kept only for the access log (see [`Keep::ForAnswer`]).
+    fn only_for_log(self) -> bool {
+        matches!(self, Field::Referer | Field::UserAgent)
+    }
 }
 
 /// What a header field's name means to us.
@@ -468,11 +487,13 @@ struct Seen {
 }
 
 /// [`parse`], filling a head from `spares` instead of allocating one when
-/// there is one. Only a complete head takes one.
+/// there is one (only a complete head takes one), and keeping the fields
+/// `keep` says.
 pub fn parse_with(
     buf: &[u8],
     max_head: usize,
     spares: &mut SpareHeads,
+    keep: Keep,
 ) -> Result<Parsed, ParseError> {
     // Browsers may send a stray CRLF after a POST body; RFC 9112 §2.2 lets a
     // server skip empty lines before the request line.
@@ -529,6 +550,7 @@ pub fn parse_with(
     let mut expect_continue = false;
     for (i, h) in req.headers.iter().enumerate() {
         match Name::of(h.name) {
+            Name::Kept(field) if keep == Keep::ForAnswer && field.only_for_log() => {}
             Name::Kept(field) => {
                 // A valid host is ASCII, so UTF-8 like every kept value.
                 if field == Field::Host && !valid_host(trim_ows(h.value)) {
@@ -1572,6 +1594,33 @@ mod tests {
         assert_eq!(head.accept(), None);
     }
 
+    /// With the access log off the connection asks for [`Keep::ForAnswer`]:
+    /// `Referer` and `User-Agent` (repeated, too) are not kept, every field
+    /// that decides the answer is, and the checks still run.
+    #[test]
+    fn fields_only_the_log_shows_are_kept_only_when_asked() {
+        let raw = "GET /p?q HTTP/1.1\r\nUser-Agent: u\r\nHost: h\r\nReferer: r\r\n\
+                   Accept: a\r\nUser-Agent: v\r\nRange: bytes=0-1\r\n\r\n";
+        let keep = |keep| match parse_with(raw.as_bytes(), LIMIT, &mut SpareHeads::default(), keep)
+        {
+            Ok(Parsed::Complete { head, .. }) => head,
+            other => panic!("{other:?}"),
+        };
+        let all = keep(Keep::All);
+        assert_eq!((all.user_agent(), all.referer()), (Some("u, v"), Some("r")));
+        let answer = keep(Keep::ForAnswer);
+        assert_eq!((answer.user_agent(), answer.referer()), (None, None));
+        for field in [Field::Host, Field::Accept, Field::Range] {
+            assert_eq!(answer.field(field), all.field(field), "{field:?}");
+        }
+        assert_eq!((answer.path(), answer.query()), ("/p", Some("q")));
+        let bad = b"GET / HTTP/1.1\r\nUser-Agent: u\r\nHost: a b\r\n\r\n";
+        assert_eq!(
+            parse_with(bad, LIMIT, &mut SpareHeads::default(), Keep::ForAnswer),
+            Err(ParseError::BadHost)
+        );
+    }
+
     /// A reused head carries nothing over from its previous request: every
     /// accessor answers as for a freshly allocated head.
     #[test]
@@ -1580,14 +1629,16 @@ mod tests {
         let first = "GET http://a.example/old/path?q=1 HTTP/1.1\r\nHost: a.example\r\n\
              Range: bytes=1-2\r\nIf-None-Match: \"x\"\r\nUser-Agent: long agent\r\n\
              Referer: r\r\nContent-Length: 3\r\n\r\n";
-        let Ok(Parsed::Complete { head, .. }) = parse_with(first.as_bytes(), LIMIT, &mut spares)
+        let Ok(Parsed::Complete { head, .. }) =
+            parse_with(first.as_bytes(), LIMIT, &mut spares, Keep::All)
         else {
             panic!("refused");
         };
         spares.put(head);
         assert_eq!(spares.len(), 1);
         let second = "HEAD /n HTTP/1.0\r\n\r\n";
-        let Ok(Parsed::Complete { head, .. }) = parse_with(second.as_bytes(), LIMIT, &mut spares)
+        let Ok(Parsed::Complete { head, .. }) =
+            parse_with(second.as_bytes(), LIMIT, &mut spares, Keep::All)
         else {
             panic!("refused");
         };
