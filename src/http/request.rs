@@ -935,15 +935,40 @@ fn split_target(method: Method, target: &str) -> Result<(Piece, Option<Piece>), 
         return Err(ParseError::BadTarget);
     };
     // A fragment is never sent by a correct client; treat '#' as data of the
-    // path rather than guessing. A byte scan: `str::find` with a char pattern
-    // sets up a searcher that costs more than a short path's whole scan.
-    Ok(match path_and_query.bytes().position(|b| b == b'?') {
+    // path rather than guessing.
+    Ok(match find_question_mark(path_and_query.as_bytes()) {
         Some(q) => (
             Piece::Within(from, from + q),
             Some(Piece::Within(from + q + 1, target.len())),
         ),
         None => (Piece::Within(from, target.len()), None),
     })
+}
+
+/// Where the first `?` of `bytes` is, eight bytes at a time: every
+/// request's target is searched, and a byte loop took about seven
+/// instructions a byte (`str::find` with a char pattern sets up a searcher
+/// that costs more than a short path's whole scan).
+fn find_question_mark(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const MARKS: u64 = ONES * b'?' as u64;
+    let mut words = bytes.chunks_exact(8);
+    let mut at = 0;
+    for word in &mut words {
+        let mut w = [0; 8];
+        w.copy_from_slice(word);
+        // Zero bytes where the `?`s are. The classic test flags each zero
+        // byte's high bit; a byte above a zero can be flagged falsely (the
+        // borrow), one below never is, so the lowest flag is the first `?`.
+        let x = u64::from_le_bytes(w) ^ MARKS;
+        let zeros = x.wrapping_sub(ONES) & !x & (ONES * 0x80);
+        if zeros != 0 {
+            return Some(at + (zeros.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let tail = words.remainder().iter().position(|&b| b == b'?');
+    tail.map(|i| at + i)
 }
 
 /// `uri-host [ ":" port ]`, the value of `Host` (RFC 9112 §3.2) and the
@@ -1699,6 +1724,30 @@ mod tests {
                 Parsed::Partial => panic!("partial"),
             });
             assert_eq!(got, want, "{fields:?}");
+        }
+    }
+
+    /// The word-at-a-time search finds exactly the first `?`, wherever it
+    /// is, next to bytes one bit away from it (`>`, `/`, 0xBF) and behind
+    /// other `?`s, in targets of every length around a word's.
+    #[test]
+    fn question_mark_is_found_word_at_a_time_where_a_byte_scan_finds_it() {
+        for len in 0..40 {
+            for fill in [b'a', b'>', b'/', 0xbf, 0x7f, 0x00, 0xff] {
+                let mut bytes = vec![fill; len];
+                let want = bytes.iter().position(|&b| b == b'?');
+                assert_eq!(find_question_mark(&bytes), want, "{len} {fill:#x}");
+                for at in 0..len {
+                    bytes[at] = b'?';
+                    for later in at + 1..len {
+                        let mut two = bytes.clone();
+                        two[later] = b'?';
+                        assert_eq!(find_question_mark(&two), Some(at), "{len} {at} {later}");
+                    }
+                    assert_eq!(find_question_mark(&bytes), Some(at), "{len} {at} {fill:#x}");
+                    bytes[at] = fill;
+                }
+            }
         }
     }
 
