@@ -646,7 +646,12 @@ impl<T: Transport> Connection<T> {
             // a head trickling in byte by byte is not re-parsed per byte.
             if self.scan.scan(&self.buf) || self.buf.len() >= cx.limits.max_head {
                 self.parses = self.parses.saturating_add(1);
-                match request::parse_with(&self.buf, cx.limits.max_head, &mut cx.spares.heads) {
+                match request::parse_with(
+                    &self.buf,
+                    cx.limits.max_head,
+                    &mut cx.spares.heads,
+                    kept_fields(),
+                ) {
                     Ok(Parsed::Complete { head, len }) => {
                         self.buf.drain(..len);
                         return self.accept_head(head, cx);
@@ -690,7 +695,12 @@ impl<T: Transport> Connection<T> {
                 if self.buf.is_empty() {
                     self.parses = self.parses.saturating_add(1);
                     let bytes = &cx.scratch[..n];
-                    match request::parse_with(bytes, cx.limits.max_head, &mut cx.spares.heads) {
+                    match request::parse_with(
+                        bytes,
+                        cx.limits.max_head,
+                        &mut cx.spares.heads,
+                        kept_fields(),
+                    ) {
                         Ok(Parsed::Complete { head, len }) => {
                             self.buf.extend_from_slice(&cx.scratch[len..n]);
                             return self.accept_head(head, cx);
@@ -1045,6 +1055,17 @@ impl<T: Transport> Connection<T> {
                 Err(e) => Err(e),
             };
         }
+    }
+}
+
+/// The fields a parsed head keeps: those only the access log shows
+/// (`Referer`, `User-Agent`) only while it is on. Asked per head, as the
+/// worker asks whether to log, so the two always agree.
+fn kept_fields() -> request::Keep {
+    if access_log::enabled() {
+        request::Keep::All
+    } else {
+        request::Keep::ForAnswer
     }
 }
 

@@ -71,7 +71,8 @@ pub enum BodyFraming {
 }
 
 /// The header fields stoke acts on; [`RequestHead`] keeps these and no
-/// others. Repeated list fields are joined with ", " as RFC 9110 §5.3 allows.
+/// others (the last two only when asked, see [`Keep`]). Repeated list
+/// fields are joined with ", " as RFC 9110 §5.3 allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Field {
     Host,
@@ -376,7 +377,25 @@ pub enum Parsed {
 /// head that already fills `max_head` bytes is an error, not `Partial`, so a
 /// client can't make us buffer without end.
 pub fn parse(buf: &[u8], max_head: usize) -> Result<Parsed, ParseError> {
-    parse_with(buf, max_head, &mut SpareHeads::default())
+    parse_with(buf, max_head, &mut SpareHeads::default(), Keep::All)
+}
+
+/// Which of the [`Field`]s a parsed head keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    All,
+    /// All but `Referer` and `User-Agent`, which only the access log
+    /// shows: with the log off, copying them into the head (and checking
+    /// that they are text) would be work for nothing on every request,
+    /// and a browser's `User-Agent` alone is a hundred bytes or more.
+    ForAnswer,
+}
+
+impl Field {
+    /// Kept only for the access log (see [`Keep::ForAnswer`]).
+    fn only_for_log(self) -> bool {
+        matches!(self, Field::Referer | Field::UserAgent)
+    }
 }
 
 /// What a header field's name means to us.
@@ -416,9 +435,16 @@ impl Name {
     }
 }
 
-/// Whether `name` is `want` (lowercase, same length, at least 4 bytes) in
-/// any ASCII case: a word at a time, cheaper than a byte-wise
-/// `eq_ignore_ascii_case` on the three or so fields of every request.
+/// Whether `name` is `want` in any ASCII case, for a `want` of at least 4
+/// bytes that are lowercase letters, digits or `-` (the field names we
+/// know): a word at a time, cheaper than a byte-wise `eq_ignore_ascii_case`
+/// on the three or so fields of every request.
+///
+/// A byte of `name` matches a letter of `want` when, with the case bit
+/// (0x20) set, it equals that letter; only there is the bit set, found as
+/// bit 0x40 of `want` (set in a lowercase letter, clear in a digit or `-`),
+/// so elsewhere the bytes must be equal: a CR (0x0D) is not taken for a
+/// `-` (0x2D).
 fn eq_lowercase(name: &[u8], want: &[u8]) -> bool {
     let n = want.len();
     if name.len() != n || n < 4 {
@@ -427,40 +453,29 @@ fn eq_lowercase(name: &[u8], want: &[u8]) -> bool {
     if n < 8 {
         // Two words that overlap when n < 8.
         let at = |s: &[u8], i: usize| u32::from_le_bytes([s[i], s[i + 1], s[i + 2], s[i + 3]]);
-        return lower_u32(at(name, 0)) == at(want, 0)
-            && lower_u32(at(name, n - 4)) == at(want, n - 4);
+        let same = |i: usize| {
+            let w = at(want, i);
+            at(name, i) | ((w & 0x4040_4040) >> 1) == w
+        };
+        return same(0) && same(n - 4);
     }
     let at = |s: &[u8], i: usize| {
         let mut w = [0; 8];
         w.copy_from_slice(&s[i..i + 8]);
         u64::from_le_bytes(w)
     };
+    let same = |i: usize| {
+        let w = at(want, i);
+        at(name, i) | ((w & 0x4040_4040_4040_4040) >> 1) == w
+    };
     let mut i = 0;
     while i + 8 < n {
-        if lower_u64(at(name, i)) != at(want, i) {
+        if !same(i) {
             return false;
         }
         i += 8;
     }
-    lower_u64(at(name, n - 8)) == at(want, n - 8)
-}
-
-/// Each byte of `x` with `A`..=`Z` made lowercase, the others unchanged.
-fn lower_u64(x: u64) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = ONES * 0x80;
-    let low7 = x & !HIGH;
-    // High bit set in a byte when its low seven bits are >= 'A', and when
-    // they are > 'Z'; never carries into the next byte.
-    let ge_a = low7 + ONES * (0x80 - b'A' as u64);
-    let gt_z = low7 + ONES * (0x80 - b'Z' as u64 - 1);
-    let upper = ge_a & !gt_z & !x & HIGH;
-    x | (upper >> 2)
-}
-
-/// [`lower_u64`] for four bytes.
-fn lower_u32(x: u32) -> u32 {
-    lower_u64(u64::from(x)) as u32
+    same(n - 8)
 }
 
 /// Where the kept occurrences of one field are among the head's fields.
@@ -472,11 +487,13 @@ struct Seen {
 }
 
 /// [`parse`], filling a head from `spares` instead of allocating one when
-/// there is one. Only a complete head takes one.
+/// there is one (only a complete head takes one), and keeping the fields
+/// `keep` says.
 pub fn parse_with(
     buf: &[u8],
     max_head: usize,
     spares: &mut SpareHeads,
+    keep: Keep,
 ) -> Result<Parsed, ParseError> {
     // Browsers may send a stray CRLF after a POST body; RFC 9112 §2.2 lets a
     // server skip empty lines before the request line.
@@ -533,6 +550,7 @@ pub fn parse_with(
     let mut expect_continue = false;
     for (i, h) in req.headers.iter().enumerate() {
         match Name::of(h.name) {
+            Name::Kept(field) if keep == Keep::ForAnswer && field.only_for_log() => {}
             Name::Kept(field) => {
                 // A valid host is ASCII, so UTF-8 like every kept value.
                 if field == Field::Host && !valid_host(trim_ows(h.value)) {
@@ -917,15 +935,40 @@ fn split_target(method: Method, target: &str) -> Result<(Piece, Option<Piece>), 
         return Err(ParseError::BadTarget);
     };
     // A fragment is never sent by a correct client; treat '#' as data of the
-    // path rather than guessing. A byte scan: `str::find` with a char pattern
-    // sets up a searcher that costs more than a short path's whole scan.
-    Ok(match path_and_query.bytes().position(|b| b == b'?') {
+    // path rather than guessing.
+    Ok(match find_question_mark(path_and_query.as_bytes()) {
         Some(q) => (
             Piece::Within(from, from + q),
             Some(Piece::Within(from + q + 1, target.len())),
         ),
         None => (Piece::Within(from, target.len()), None),
     })
+}
+
+/// Where the first `?` of `bytes` is, eight bytes at a time: every
+/// request's target is searched, and a byte loop took about seven
+/// instructions a byte (`str::find` with a char pattern sets up a searcher
+/// that costs more than a short path's whole scan).
+fn find_question_mark(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const MARKS: u64 = ONES * b'?' as u64;
+    let mut words = bytes.chunks_exact(8);
+    let mut at = 0;
+    for word in &mut words {
+        let mut w = [0; 8];
+        w.copy_from_slice(word);
+        // Zero bytes where the `?`s are. The classic test flags each zero
+        // byte's high bit; a byte above a zero can be flagged falsely (the
+        // borrow), one below never is, so the lowest flag is the first `?`.
+        let x = u64::from_le_bytes(w) ^ MARKS;
+        let zeros = x.wrapping_sub(ONES) & !x & (ONES * 0x80);
+        if zeros != 0 {
+            return Some(at + (zeros.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let tail = words.remainder().iter().position(|&b| b == b'?');
+    tail.map(|i| at + i)
 }
 
 /// `uri-host [ ":" port ]`, the value of `Host` (RFC 9112 §3.2) and the
@@ -1576,6 +1619,33 @@ mod tests {
         assert_eq!(head.accept(), None);
     }
 
+    /// With the access log off the connection asks for [`Keep::ForAnswer`]:
+    /// `Referer` and `User-Agent` (repeated, too) are not kept, every field
+    /// that decides the answer is, and the checks still run.
+    #[test]
+    fn fields_only_the_log_shows_are_kept_only_when_asked() {
+        let raw = "GET /p?q HTTP/1.1\r\nUser-Agent: u\r\nHost: h\r\nReferer: r\r\n\
+                   Accept: a\r\nUser-Agent: v\r\nRange: bytes=0-1\r\n\r\n";
+        let keep = |keep| match parse_with(raw.as_bytes(), LIMIT, &mut SpareHeads::default(), keep)
+        {
+            Ok(Parsed::Complete { head, .. }) => head,
+            other => panic!("{other:?}"),
+        };
+        let all = keep(Keep::All);
+        assert_eq!((all.user_agent(), all.referer()), (Some("u, v"), Some("r")));
+        let answer = keep(Keep::ForAnswer);
+        assert_eq!((answer.user_agent(), answer.referer()), (None, None));
+        for field in [Field::Host, Field::Accept, Field::Range] {
+            assert_eq!(answer.field(field), all.field(field), "{field:?}");
+        }
+        assert_eq!((answer.path(), answer.query()), ("/p", Some("q")));
+        let bad = b"GET / HTTP/1.1\r\nUser-Agent: u\r\nHost: a b\r\n\r\n";
+        assert_eq!(
+            parse_with(bad, LIMIT, &mut SpareHeads::default(), Keep::ForAnswer),
+            Err(ParseError::BadHost)
+        );
+    }
+
     /// A reused head carries nothing over from its previous request: every
     /// accessor answers as for a freshly allocated head.
     #[test]
@@ -1584,14 +1654,16 @@ mod tests {
         let first = "GET http://a.example/old/path?q=1 HTTP/1.1\r\nHost: a.example\r\n\
              Range: bytes=1-2\r\nIf-None-Match: \"x\"\r\nUser-Agent: long agent\r\n\
              Referer: r\r\nContent-Length: 3\r\n\r\n";
-        let Ok(Parsed::Complete { head, .. }) = parse_with(first.as_bytes(), LIMIT, &mut spares)
+        let Ok(Parsed::Complete { head, .. }) =
+            parse_with(first.as_bytes(), LIMIT, &mut spares, Keep::All)
         else {
             panic!("refused");
         };
         spares.put(head);
         assert_eq!(spares.len(), 1);
         let second = "HEAD /n HTTP/1.0\r\n\r\n";
-        let Ok(Parsed::Complete { head, .. }) = parse_with(second.as_bytes(), LIMIT, &mut spares)
+        let Ok(Parsed::Complete { head, .. }) =
+            parse_with(second.as_bytes(), LIMIT, &mut spares, Keep::All)
         else {
             panic!("refused");
         };
@@ -1652,6 +1724,30 @@ mod tests {
                 Parsed::Partial => panic!("partial"),
             });
             assert_eq!(got, want, "{fields:?}");
+        }
+    }
+
+    /// The word-at-a-time search finds exactly the first `?`, wherever it
+    /// is, next to bytes one bit away from it (`>`, `/`, 0xBF) and behind
+    /// other `?`s, in targets of every length around a word's.
+    #[test]
+    fn question_mark_is_found_word_at_a_time_where_a_byte_scan_finds_it() {
+        for len in 0..40 {
+            for fill in [b'a', b'>', b'/', 0xbf, 0x7f, 0x00, 0xff] {
+                let mut bytes = vec![fill; len];
+                let want = bytes.iter().position(|&b| b == b'?');
+                assert_eq!(find_question_mark(&bytes), want, "{len} {fill:#x}");
+                for at in 0..len {
+                    bytes[at] = b'?';
+                    for later in at + 1..len {
+                        let mut two = bytes.clone();
+                        two[later] = b'?';
+                        assert_eq!(find_question_mark(&two), Some(at), "{len} {at} {later}");
+                    }
+                    assert_eq!(find_question_mark(&bytes), Some(at), "{len} {at} {fill:#x}");
+                    bytes[at] = fill;
+                }
+            }
         }
     }
 

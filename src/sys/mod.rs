@@ -4,17 +4,20 @@
 //! without leaving the served root, and (in `page_cache.rs`) probing and
 //! warming the page cache so that `sendfile` does not wait for the disk;
 //! a cheap read of the wall clock in seconds (`unix_seconds_now`);
-//! and (in `alloc_count.rs`) a counting allocator for the allocation tests;
-//! and (in `watch.rs`) inotify, so that cache hits need no stat while the
-//! kernel reports no change.
+//! (in `socket.rs`) `recv` and `writev` on a connection's socket without
+//! glibc's cancellation bookkeeping;
+//! (in `watch.rs`) inotify, so that cache hits need no stat while the
+//! kernel reports no change;
+//! and (in `alloc_count.rs`) a counting allocator for the allocation tests.
 //!
 //! This is the only module with `unsafe`; each block says why it is sound.
 //! Everything OS-specific sits behind these functions, `cfg`-gated, with a
 //! portable fallback, so the rest of stoke reads the same on Linux (epoll),
 //! macOS and FreeBSD (kqueue).
 //!
-//! Runs on: `send_file` on the reactor thread, `open_beneath` and
-//! `stat_beneath` on workers, `drop_privileges` on the main thread;
+//! Runs on: `send_file`, `recv` and `writev` on the reactor thread,
+//! `open_beneath` and `stat_beneath` on workers, `drop_privileges` on the
+//! main thread;
 //! `wait_readable` (in `poll.rs`) on the blocking models' accepting threads.
 
 pub mod listen_fds;
@@ -33,6 +36,9 @@ pub mod watch;
 
 mod poll;
 pub use poll::wait_readable;
+
+mod socket;
+pub use socket::{recv, writev};
 
 pub mod page_cache;
 

@@ -106,13 +106,16 @@ enum Share {
     Any,
 }
 
+// Reads and writes go through `sys` rather than mio's `Read`/`Write`
+// (std's): the same system calls, without glibc's cancellation-point
+// bookkeeping around each (see `sys/socket.rs`).
 impl Transport for TcpStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        io::Read::read(self, buf)
+        sys::recv(self.as_raw_fd(), buf)
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        io::Write::write_vectored(self, bufs)
+        sys::writev(self.as_raw_fd(), bufs)
     }
 
     fn send_file(&mut self, file: &std::fs::File, offset: u64, len: usize) -> io::Result<usize> {
@@ -494,6 +497,11 @@ impl Reactor {
     /// delivered between two of them, not after all (a cached request
     /// waits for one download's send, not for every download's).
     fn resume_yielded(&mut self, buf: &mut Vec<Completion>, now: Instant) {
+        // Most turns have none: not even an empty list is taken and
+        // dropped (about 25 instructions a turn).
+        if self.yielded.is_empty() {
+            return;
+        }
         for (key, generation) in mem::take(&mut self.yielded) {
             let mut submitted = 0;
             if self.is_current(key, generation) {
@@ -527,6 +535,10 @@ impl Reactor {
     /// lead to (pipelined requests) wait for the next turn, so one deep
     /// pipeline cannot hold the loop while other connections wait.
     fn answer_inline(&mut self, now: Instant, submitted: &mut usize) {
+        // Empty but for `reactor-inline`: skip taking and dropping it.
+        if self.inline.is_empty() {
+            return;
+        }
         for c in mem::take(&mut self.inline) {
             self.complete(c, now, submitted);
         }
@@ -537,6 +549,10 @@ impl Reactor {
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
         if !self.yielded.is_empty() || !self.inline.is_empty() {
             return Some(Duration::ZERO);
+        }
+        // The usual turn: only the timers bound the sleep.
+        if self.accept_paused_until.is_none() && self.drain_deadline.is_none() {
+            return self.timers.timeout(now);
         }
         [
             self.timers.timeout(now),

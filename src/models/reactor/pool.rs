@@ -264,17 +264,31 @@ fn work(index: usize, local: &Worker<Job>, shared: &Shared) {
 
 /// Own deque first, then a batch from the injector, then a sibling's deque;
 /// and where the job was found.
+///
+/// A queue is only stolen from when it looks non-empty: looking is a few
+/// loads, while a steal from a sibling pins crossbeam's epoch first (a
+/// thread-local and a fence), and every worker looks everywhere once
+/// after each job before it sleeps (about 50 instructions per request).
+/// A job pushed just after a look is missed exactly as by a steal that
+/// found the queue empty a moment earlier, which loses nothing: one in the
+/// injector is seen by the last look before sleeping (see
+/// [`Pool::notify`]), and one in a sibling's deque is that sibling's next.
 fn find_job(index: usize, local: &Worker<Job>, shared: &Shared) -> Option<(Job, Source)> {
     if let Some(job) = local.pop() {
         return Some((job, Source::Own));
     }
     iter::repeat_with(|| {
-        tagged(shared.injector.steal_batch_and_pop(local), Source::Injector).or_else(|| {
+        let from_injector = if shared.injector.is_empty() {
+            Steal::Empty
+        } else {
+            tagged(shared.injector.steal_batch_and_pop(local), Source::Injector)
+        };
+        from_injector.or_else(|| {
             shared
                 .stealers
                 .iter()
                 .enumerate()
-                .filter(|(i, _)| *i != index)
+                .filter(|(i, s)| *i != index && !s.is_empty())
                 .map(|(i, s)| tagged(s.steal(), Source::Stolen(i)))
                 .collect()
         })

@@ -122,7 +122,7 @@ impl Transport for Socket {
                 Socket::read_preamble(&mut self.tcp, proxied)?;
             }
         }
-        io::Read::read(&mut self.tcp, buf)
+        self.tcp.read(buf)
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
