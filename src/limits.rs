@@ -87,6 +87,14 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// destroy the response before the client has read it.
 pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Nice steps the cold-file warm-up threads run below the rest of stoke.
+/// Their readahead is background work: when the cores are busy, the
+/// reactor and the request workers (which answer cached requests in
+/// microseconds) should get the CPU first, and a download still gets its
+/// window read in once they are idle (10: the scheduler then gives a warm-up
+/// about a tenth of a core that a busy reactor also wants).
+pub const WARM_NICE: i32 = 10;
+
 /// Bytes written for one connection per readiness event before it yields to
 /// the others: one fast reader of a large file must not starve the rest.
 pub const WRITE_BUDGET: u64 = 1024 * 1024;

@@ -44,6 +44,21 @@ pub mod page_cache;
 
 pub mod alloc_count;
 
+/// Makes the calling thread `steps` nice values kinder to the others. On
+/// Linux the nice value belongs to each thread (`nice(2)` changes the
+/// caller's only); elsewhere it belongs to the process, so nothing is done
+/// there. For the cold-file warm-up threads (`models::reactor::warm`).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn lower_thread_priority(steps: i32) {
+    // SAFETY: plain nice(2) on the calling thread; raising the value needs
+    // no privilege, and a failure only leaves the priority as it was.
+    unsafe { libc::nice(steps) };
+}
+
+/// [`lower_thread_priority`] elsewhere: the whole process would change.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub fn lower_thread_priority(_steps: i32) {}
+
 /// The wall clock in whole UNIX seconds, read as cheaply as the OS allows.
 /// On Linux, `CLOCK_REALTIME_COARSE`: the time of the last timer tick (a
 /// few milliseconds behind at most), read from the vDSO without

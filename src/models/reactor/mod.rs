@@ -31,7 +31,7 @@ use crate::site::Site;
 use crate::sys::listen_fds::{self, NoDelay};
 use completion::CompletionQueue;
 use event_loop::{Reactor, LISTENER_BASE, SIGNALS, WAKER};
-use pool::Pool;
+use pool::{Pool, Priority};
 
 pub mod completion;
 pub mod event_loop;
@@ -79,8 +79,12 @@ pub(crate) fn bind(
     // behind another loop's (they wait for the device, not for CPU).
     let warm_pool = match work {
         FileWork::Pool => Some(Arc::new(
-            Pool::named(warm::warm_cap(site.config.threads) * n, "stoke-warm")
-                .map_err(|e| ("start warm-up threads", e))?,
+            Pool::named(
+                warm::warm_cap(site.config.threads) * n,
+                "stoke-warm",
+                Priority::Background,
+            )
+            .map_err(|e| ("start warm-up threads", e))?,
         )),
         FileWork::Inline => None,
     };

@@ -29,6 +29,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 
+use crate::limits::WARM_NICE;
+use crate::sys;
 use crate::trace::{self, Source};
 
 /// Anything a worker can run. The server's jobs answer one request each.
@@ -73,6 +75,16 @@ pub struct Leftovers {
     pub busy_workers: usize,
 }
 
+/// How a pool's threads share the CPU with the rest of stoke.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Priority {
+    /// Like every other thread: the request workers.
+    Normal,
+    /// [`WARM_NICE`] steps below: the cold-file warm-ups, background work
+    /// that must not take the CPU from cached requests.
+    Background,
+}
+
 pub struct Pool {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
@@ -81,11 +93,11 @@ pub struct Pool {
 impl Pool {
     /// Starts `n` workers (at least one), named `stoke-worker-K`.
     pub fn new(n: usize) -> std::io::Result<Pool> {
-        Pool::named(n, "stoke-worker")
+        Pool::named(n, "stoke-worker", Priority::Normal)
     }
 
-    /// Starts `n` workers (at least one), named `{name}-K`.
-    pub fn named(n: usize, name: &str) -> std::io::Result<Pool> {
+    /// Starts `n` workers (at least one), named `{name}-K`, at `priority`.
+    pub fn named(n: usize, name: &str, priority: Priority) -> std::io::Result<Pool> {
         let n = n.max(1);
         let locals: Vec<Worker<Job>> = (0..n).map(|_| Worker::new_fifo()).collect();
         let shared = Arc::new(Shared {
@@ -104,7 +116,12 @@ impl Pool {
             let shared = Arc::clone(&shared);
             let handle = thread::Builder::new()
                 .name(format!("{name}-{i}"))
-                .spawn(move || run_worker(i, local, &shared))?;
+                .spawn(move || {
+                    if priority == Priority::Background {
+                        sys::lower_thread_priority(WARM_NICE);
+                    }
+                    run_worker(i, local, &shared)
+                })?;
             threads.push(handle);
         }
         Ok(Pool { shared, threads })
@@ -335,6 +352,45 @@ mod tests {
         assert_eq!(got, want);
         // Every job is done: the workers exit well within the grace.
         assert_eq!(pool.shutdown(Duration::from_secs(20)), Leftovers::default());
+    }
+
+    /// The nice value of the thread running a job of `pool` (Linux: field
+    /// 19 of `/proc/thread-self/stat`, after the command name).
+    #[cfg(target_os = "linux")]
+    fn nice_of_a_worker(pool: &Pool) -> i64 {
+        let (tx, rx) = mpsc::channel();
+        pool.submit(Box::new(move || {
+            let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+            let after_name = stat.rsplit_once(')').unwrap().1;
+            tx.send(
+                after_name
+                    .split_whitespace()
+                    .nth(16)
+                    .unwrap()
+                    .parse()
+                    .unwrap(),
+            )
+            .unwrap();
+        }));
+        pool.notify(1);
+        rx.recv_timeout(Duration::from_secs(20)).expect("job ran")
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn background_pool_threads_run_below_the_normal_ones() {
+        let normal = Pool::new(1).unwrap();
+        let background = Pool::named(1, "test-background", Priority::Background).unwrap();
+        let (low, high) = (nice_of_a_worker(&background), nice_of_a_worker(&normal));
+        // 19 is the lowest priority there is: a test run already at 19
+        // cannot go further.
+        assert_eq!(
+            low,
+            (high + i64::from(WARM_NICE)).min(19),
+            "{low} vs {high}"
+        );
+        normal.shutdown(Duration::from_secs(20));
+        background.shutdown(Duration::from_secs(20));
     }
 
     /// Regression (`pool.shutdown()` ran every queued job and joined every

@@ -8,7 +8,12 @@
 //! server served its cached requests with one worker (or none) for as long
 //! as downloads were being warmed, and they queued behind the disk. A
 //! thread waiting for the disk costs no CPU, so the extra threads cost only
-//! their stacks.
+//! their stacks. What CPU a warm-up does take (allocating and filling the
+//! window's pages) is background work: the threads run [`WARM_NICE`] steps
+//! below the reactor and the request workers (`pool::Priority`), so on busy
+//! cores the cached requests get the CPU first.
+//!
+//! [`WARM_NICE`]: crate::limits::WARM_NICE
 //!
 //! Each loop keeps at most [`warm_cap`] warm-ups in flight
 //! ([`WarmSlots`]: taken before the job is submitted, given back when
