@@ -473,7 +473,7 @@ fn dot_if_empty(path: &OsStr) -> &OsStr {
     }
 }
 
-fn c_path(path: &OsStr) -> io::Result<CString> {
+pub(super) fn c_path(path: &OsStr) -> io::Result<CString> {
     CString::new(path.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
 }
 

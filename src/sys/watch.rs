@@ -85,9 +85,7 @@ impl Inotify {
     /// already watched returns its watch descriptor again.
     pub fn add(&self, path: &Path, flags: u32) -> io::Result<i32> {
         use std::os::fd::AsRawFd;
-        use std::os::unix::ffi::OsStrExt;
-        let path = std::ffi::CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let path = super::open::c_path(path.as_os_str())?;
         // SAFETY: the descriptor is open (we own it) and `path` is
         // NUL-terminated, both for the duration of the call.
         let wd = unsafe {
@@ -180,15 +178,13 @@ impl Inotify {
 /// counts as remote: an unknown type costs a stat per hit, never staleness.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub fn is_local_fs(path: &Path) -> io::Result<bool> {
-    use std::os::unix::ffi::OsStrExt;
     const EXT234: i64 = 0xEF53;
     const XFS: i64 = 0x5846_5342;
     const BTRFS: i64 = 0x9123_683E;
     const TMPFS: i64 = 0x0102_1994;
     const F2FS: i64 = 0xF2F5_2010;
     const ZFS: i64 = 0x2FC1_2FC1;
-    let path = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let path = super::open::c_path(path.as_os_str())?;
     // SAFETY: `statfs` is plain data for which all-zero bytes are valid.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: `path` is NUL-terminated and `st` a valid, exclusive
