@@ -161,6 +161,7 @@ pub struct Handle {
     compressions: Arc<AtomicU64>,
     warmups: Arc<AtomicU64>,
     freshness_checks: Arc<AtomicU64>,
+    handoffs: Arc<AtomicU64>,
 }
 
 impl Handle {
@@ -181,6 +182,13 @@ impl Handle {
     /// models, whose threads may wait for the disk).
     pub fn file_warmups(&self) -> u64 {
         self.warmups.load(Ordering::Relaxed)
+    }
+
+    /// Times an event loop handed the request jobs it had read to the
+    /// pool and woke workers for them: at most once per loop turn, however
+    /// many requests the turn read (0 for the models without a pool).
+    pub fn pool_handoffs(&self) -> u64 {
+        self.handoffs.load(Ordering::Relaxed)
     }
 
     /// Connections the server holds (for the reactor: as of its last loop turn).
@@ -299,6 +307,7 @@ impl Server {
             compressions: Arc::clone(&self.compressions),
             warmups: self.model.warmups(),
             freshness_checks: Arc::clone(&self.freshness_checks),
+            handoffs: self.model.handoffs(),
         }
     }
 

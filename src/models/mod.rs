@@ -163,6 +163,14 @@ impl Bound {
         }
     }
 
+    /// Batches of jobs handed to the pool (blocking models: never).
+    pub(crate) fn handoffs(&self) -> Arc<AtomicU64> {
+        match self {
+            Bound::Reactor(r) => Arc::clone(&r.shared.handoffs),
+            Bound::Blocking(_) => Arc::new(AtomicU64::new(0)),
+        }
+    }
+
     /// SIGINT and SIGTERM ask for a graceful shutdown.
     pub(crate) fn handle_signals(&mut self) -> io::Result<()> {
         match self {

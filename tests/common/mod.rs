@@ -194,9 +194,18 @@ impl TestServer {
     }
 
     pub fn with_config(config: Config) -> TestServer {
+        TestServer::bound_then(config, |_| {})
+    }
+
+    /// Binds (the listener is listening from here on), runs `before_run`
+    /// with its address, and only then starts serving: connections made by
+    /// `before_run` wait in the backlog, so the server's first loop turn
+    /// finds them all at once.
+    pub fn bound_then(config: Config, before_run: impl FnOnce(SocketAddr)) -> TestServer {
         let server = Server::bind(config).expect("bind");
         let addr = server.local_addrs()[0];
         let handle = server.handle();
+        before_run(addr);
         let thread = std::thread::spawn(move || server.run());
         TestServer {
             addr,
@@ -224,6 +233,12 @@ impl TestServer {
     /// `Handle::freshness_checks`).
     pub fn freshness_checks(&self) -> u64 {
         self.handle.freshness_checks()
+    }
+
+    /// Batches of request jobs the server handed to its pool (see
+    /// `Handle::pool_handoffs`).
+    pub fn pool_handoffs(&self) -> u64 {
+        self.handle.pool_handoffs()
     }
 
     /// File ranges the reactor had warmed off its thread (see

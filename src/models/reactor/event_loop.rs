@@ -238,6 +238,10 @@ pub struct Reactor {
     /// if no change was reported (see `site::watcher`). Empty unless the
     /// site watches for changes.
     fenced: Vec<Job>,
+    /// Jobs that new connections' first reads submitted, counted for the
+    /// turn's `notify_pool`: a burst of accepts wakes the workers once,
+    /// not once per connection.
+    accepted_jobs: usize,
     /// Accepting is paused until then (descriptor exhaustion).
     accept_paused_until: Option<Instant>,
     /// Set once shutdown began: the moment we stop waiting.
@@ -296,6 +300,7 @@ impl Reactor {
             spare_jobs: Vec::new(),
             yielded: Vec::new(),
             fenced: Vec::new(),
+            accepted_jobs: 0,
             accept_paused_until: None,
             drain_deadline: None,
             abort: false,
@@ -517,7 +522,11 @@ impl Reactor {
     }
 
     fn notify_pool(&mut self, submitted: usize) {
+        let submitted = submitted + mem::take(&mut self.accepted_jobs);
         if let Some(pool) = &self.pool {
+            if submitted > 0 {
+                self.shared.handoffs.fetch_add(1, Ordering::Relaxed);
+            }
             if !self.fenced.is_empty() {
                 // Every request these jobs carry was read before this call:
                 // the changes reported until now apply to all of them
@@ -671,10 +680,12 @@ impl Reactor {
             armed: None,
         });
         // The client may have sent its request with the handshake already:
-        // with edge triggering we would not hear about it again.
+        // with edge triggering we would not hear about it again. The job
+        // this submits waits for the turn's `notify_pool`, which every path
+        // that accepts reaches before the loop sleeps.
         let mut submitted = 0;
         self.resume(key, Readiness::ACCEPTED, now, &mut submitted);
-        self.notify_pool(submitted);
+        self.accepted_jobs += submitted;
     }
 
     /// A readiness event (or a yield) for connection `key`.

@@ -93,6 +93,7 @@ pub(crate) fn bind(
         abort_requested: AtomicBool::new(false),
         open: Arc::new(AtomicUsize::new(0)),
         warmups: Arc::new(AtomicU64::new(0)),
+        handoffs: Arc::new(AtomicU64::new(0)),
         running: AtomicUsize::new(n),
         loop_open: (0..n).map(|_| AtomicUsize::new(0)).collect(),
         accept_asked: (0..n).map(|_| AtomicBool::new(false)).collect(),
@@ -164,6 +165,8 @@ pub(crate) struct Shared {
     pub open: Arc<AtomicUsize>,
     /// File ranges warmed off the loops (`Handle::file_warmups`).
     pub warmups: Arc<AtomicU64>,
+    /// Batches of request jobs handed to the pool (`Handle::pool_handoffs`).
+    pub handoffs: Arc<AtomicU64>,
     /// Loops not finished yet: loop 0 keeps polling (for a second signal)
     /// until the others are done.
     pub running: AtomicUsize,
