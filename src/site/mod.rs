@@ -130,6 +130,18 @@ impl Site {
         }
     }
 
+    /// Lets [`Site::fence_changes`] skip its `read` while the kernel
+    /// signalled no change (`Watcher::fence_on_signal`). Only for a server
+    /// that fences on one thread, the calling one. If the signal cannot be
+    /// set up, every fence reads, as before.
+    pub fn fence_on_signal(&self) {
+        if let Some(watcher) = &self.watcher {
+            if let Err(e) = watcher.fence_on_signal() {
+                log::debug!("cannot have inotify signal this thread ({e}); every fence reads");
+            }
+        }
+    }
+
     /// Stats made so far to prove cache hits fresh (tests count them).
     pub fn freshness_checks(&self) -> Arc<std::sync::atomic::AtomicU64> {
         self.cache.checks()

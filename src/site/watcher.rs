@@ -47,6 +47,16 @@
 //!    descriptor: a socket read may return bytes that arrived after the
 //!    poll that reported it (a pipelined request, one sent just after
 //!    accept), whose change's event that poll could not have reported.
+//!
+//!    With one event loop the drain is skipped when nothing was signalled
+//!    ([`fence_on_signal`]): the inotify descriptor signals the loop's
+//!    thread (`SIGIO`) for every event it queues, from inside the syscall
+//!    that made the change, and a thread runs the handlers of its pending
+//!    signals before any of its syscalls returns. The read that returned
+//!    the request came after the change (1), so the handler had set the
+//!    flag before the fence looks at it: bytes that arrived after a poll
+//!    are covered too. With several loops a signal reaches one thread
+//!    only, so every fence drains.
 //! 3. The job reaches a worker through the pool's queue (release/acquire),
 //!    so the worker sees the bumped epoch, which no slot was proved at
 //!    before the change: the slot is proved again with a stat.
@@ -86,6 +96,7 @@
 //! by slots being proved, never by a hit.
 //!
 //! [`fence`]: Watcher::fence
+//! [`fence_on_signal`]: Watcher::fence_on_signal
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -93,10 +104,10 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use crate::limits::{MAX_WATCHED_DIRS, WATCH_READ_BUFFER};
-use crate::sys::watch::{self, mask, Event, Inotify};
+use crate::sys::watch::{self, mask, Event, EventSignal, Inotify};
 use crate::sys::{self, FileStamp};
 
 /// A slot's "proved at" before it ever was: no epoch equals it.
@@ -138,6 +149,11 @@ pub struct Watcher {
     epoch: AtomicU64,
     watch_gen: AtomicU64,
     table: Mutex<Table>,
+    /// Set by [`Watcher::fence_on_signal`]: a fence drains only after the
+    /// kernel signalled an event. Unset: every fence drains.
+    signal: OnceLock<EventSignal>,
+    /// Fences that read the queue (tests count them).
+    drains: AtomicU64,
 }
 
 #[derive(Default)]
@@ -179,7 +195,27 @@ impl Watcher {
                 buf: vec![0; WATCH_READ_BUFFER].into_boxed_slice(),
                 ..Table::default()
             }),
+            signal: OnceLock::new(),
+            drains: AtomicU64::new(0),
         })
+    }
+
+    /// From now on, a fence reads the queue only if the kernel signalled an
+    /// event since the last one that did (`sys::watch::EventSignal`): a
+    /// turn with no change costs a load instead of a `read`. Sound only if
+    /// every fence runs on the calling thread (one event loop): the signal
+    /// goes to this thread, and it is the reason a fence may skip the read
+    /// (see the module doc). An `Err` leaves every fence reading.
+    pub fn fence_on_signal(&self) -> io::Result<()> {
+        let signal = self.inotify.signal_calling_thread()?;
+        // A second call keeps the first thread's signal (and drops this one).
+        let _ = self.signal.set(signal);
+        Ok(())
+    }
+
+    /// Fences that read the queue so far.
+    pub fn drains(&self) -> u64 {
+        self.drains.load(Ordering::Relaxed)
     }
 
     /// The current epoch. Acquire: pairs with the fence's release, so the
@@ -198,6 +234,12 @@ impl Watcher {
     /// included: a fence that finds the queue empty because another one is
     /// reading it waits for that one's bumps.
     pub fn fence(&self) {
+        if let Some(signal) = self.signal.get() {
+            if !signal.take() {
+                return;
+            }
+        }
+        self.drains.fetch_add(1, Ordering::Relaxed);
         let mut table = self.lock();
         let table = &mut *table;
         let next = self.epoch.load(Ordering::Relaxed) + 1;
@@ -510,6 +552,37 @@ mod tests {
         assert!(w.watch_gen() > generation, "a watched directory moved");
         w.fence();
         assert_eq!(w.lock().dirs, watched - 1, "and its watch removed");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// With the signal, a fence reads the queue only after a change: the
+    /// change made on another thread is seen once this thread has made
+    /// any syscall that returns something sent after it (here a socket
+    /// read, as the reactor's request read).
+    #[test]
+    fn with_the_signal_a_fence_reads_only_after_a_change() {
+        use std::io::{Read, Write};
+        use std::os::unix::net::UnixStream;
+        let (dir, _root, w) = scratch("signal");
+        w.watch_dirs(Path::new("a/b/f.txt")).unwrap();
+        w.fence_on_signal().unwrap();
+        w.fence();
+        let (drains, epoch) = (w.drains(), w.epoch());
+        for _ in 0..10 {
+            w.fence();
+        }
+        assert_eq!(w.drains(), drains, "no change, no read");
+        let (mut here, mut there) = UnixStream::pair().unwrap();
+        let file = dir.join("a/b/f.txt");
+        let changer = std::thread::spawn(move || {
+            fs::write(file, b"two").unwrap();
+            there.write_all(b"!").unwrap();
+        });
+        here.read_exact(&mut [0; 1]).unwrap();
+        w.fence();
+        assert_eq!(w.drains(), drains + 1);
+        assert!(w.epoch() > epoch, "the change was read");
+        changer.join().unwrap();
         let _ = fs::remove_dir_all(&dir);
     }
 

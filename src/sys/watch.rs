@@ -10,10 +10,14 @@
 //! and every hit stats, as before.
 //!
 //! Runs on: any thread (`add`/`remove` on workers, `read` on whichever
-//! thread fences, see `site::watcher`); the descriptor is shared.
+//! thread fences, see `site::watcher`); the descriptor is shared. With
+//! [`Inotify::signal_calling_thread`], the kernel also signals one thread
+//! (`SIGIO`) for every event it queues.
 
 use std::io;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// One raw event: the watch it came from and what happened. (The name of
 /// the entry, for events of a directory, is not needed and not kept.)
@@ -105,6 +109,67 @@ impl Inotify {
         unsafe { libc::inotify_rm_watch(self.fd.as_raw_fd(), wd) };
     }
 
+    /// Has the kernel send `SIGIO` to the calling thread whenever it
+    /// queues an event (`O_ASYNC`, with `F_SETOWN_EX` naming this thread),
+    /// and unblocks `SIGIO` on this thread. The kernel makes the signal
+    /// pending inside the syscall that caused the event, and a thread runs
+    /// the handlers of its pending signals on its way out of every syscall
+    /// (`site::watcher` builds its fence on these two facts). The caller
+    /// The returned [`EventSignal`] says whether a signal came since it was
+    /// last asked; dropping it removes its handler.
+    pub fn signal_calling_thread(&self) -> io::Result<EventSignal> {
+        use std::os::fd::AsRawFd;
+        // <fcntl.h>; the libc crate has no `F_SETOWN_EX` for every target.
+        const F_SETOWN_EX: libc::c_int = 15;
+        const F_OWNER_TID: libc::c_int = 0;
+        #[repr(C)]
+        struct OwnerEx {
+            kind: libc::c_int,
+            pid: libc::pid_t,
+        }
+        // The handler first: `SIGIO`'s default action ends the process. It
+        // only sets the flag (async-signal-safe); with several servers in
+        // one process, each one's flag is set by any of their signals, which
+        // costs a drain, never a missed event. It starts set: what was
+        // queued before is drained by the first fence.
+        let flag = Arc::new(AtomicBool::new(true));
+        let id = signal_hook::flag::register(libc::SIGIO, Arc::clone(&flag))?;
+        let signal = EventSignal { flag, id };
+        let fd = self.fd.as_raw_fd();
+        let check = |ret: libc::c_int| {
+            if ret < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(ret)
+            }
+        };
+        // SAFETY: no arguments, no preconditions.
+        let tid = unsafe { libc::gettid() };
+        let owner = OwnerEx {
+            kind: F_OWNER_TID,
+            pid: tid,
+        };
+        // SAFETY: our own open descriptor, and a pointer to a live value of
+        // the layout `F_SETOWN_EX` reads (`struct f_owner_ex`).
+        check(unsafe { libc::fcntl(fd, F_SETOWN_EX, &owner as *const OwnerEx) })?;
+        // SAFETY: status flags of our own open descriptor.
+        let flags = check(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+        // SAFETY: as above.
+        check(unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_ASYNC) })?;
+        // SAFETY: `set` is initialised by `sigemptyset` before use, and the
+        // old mask is not asked for (null).
+        let ret = unsafe {
+            let mut set = std::mem::zeroed::<libc::sigset_t>();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGIO);
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut())
+        };
+        if ret != 0 {
+            return Err(io::Error::from_raw_os_error(ret));
+        }
+        Ok(signal)
+    }
+
     /// Reads the queued events into `buf` and hands each to `each`.
     /// `Ok(false)` once the queue is empty (`EAGAIN`), `Ok(true)` if more
     /// may be queued.
@@ -156,6 +221,30 @@ impl Inotify {
     }
 }
 
+/// Whether the kernel signalled an event (see
+/// [`Inotify::signal_calling_thread`]); the handler goes with it.
+#[derive(Debug)]
+pub struct EventSignal {
+    flag: Arc<AtomicBool>,
+    id: signal_hook::SigId,
+}
+
+impl EventSignal {
+    /// Whether a signal came since the last call, clearing the flag: an
+    /// event queued from now on signals (and sets it) again.
+    pub fn take(&self) -> bool {
+        self.flag.swap(false, Ordering::Acquire)
+    }
+}
+
+impl Drop for EventSignal {
+    fn drop(&mut self) {
+        // A signal still on its way finds the handler without this flag:
+        // signal-hook then does nothing (it never runs the default action).
+        signal_hook::low_level::unregister(self.id);
+    }
+}
+
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 impl Inotify {
     pub fn new() -> io::Result<Inotify> {
@@ -165,6 +254,9 @@ impl Inotify {
         Err(io::Error::from(io::ErrorKind::Unsupported))
     }
     pub fn remove(&self, _wd: i32) {}
+    pub fn signal_calling_thread(&self) -> io::Result<EventSignal> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
     pub fn read(&self, _buf: &mut [u8], _each: impl FnMut(Event)) -> io::Result<bool> {
         Ok(false)
     }

@@ -334,6 +334,10 @@ impl Reactor {
                 }
             }
         }
+        if threads.is_empty() {
+            // One loop: this thread runs every fence (`site::watcher`).
+            self.site.fence_on_signal();
+        }
         let pool = self.pool.clone();
         let (shared, peers) = (Arc::clone(&self.shared), self.peers.clone());
         let result = self.run_loop();
