@@ -13,8 +13,11 @@ Sections (BENCH_SECTIONS, default all, in this order):
                 of the whole process tree) => requests or MB per CPU-second,
                 stoke's ratio to each peer, stoke's CPU per thread group.
   idle          RSS per idle keep-alive connection at BENCH_IDLE_CONNS.
-  syscalls      strace -c -f attached over N and 2N sequential keep-alive
-                requests; the difference / N is syscalls per request.
+  syscalls      counted over N and 2N sequential keep-alive requests; the
+                difference / N is syscalls per request. With perf's syscall
+                tracepoints where they count (exact, and the server runs at
+                full speed); else strace -c -f, which stops every syscall
+                and so changes how a hand-off between threads races.
   instructions  valgrind --tool=callgrind over N and 2N sequential requests
                 (fresh server each); the difference / N is user-space
                 instructions per request (startup and shutdown cancel out).
@@ -412,8 +415,77 @@ def section_idle(run: Run, servers: list[str]) -> None:
 
 
 # --------------------------------------------------------------------------
-# section: syscalls (strace)
+# section: syscalls (perf tracepoints, or strace)
 # --------------------------------------------------------------------------
+
+# Counted one by one with perf (the servers' usual calls); whatever else a
+# server makes is in raw_syscalls:sys_enter's total and shows as "other".
+PERF_SYSCALLS = (
+    "read", "write", "readv", "writev", "recvfrom", "sendto", "recvmsg", "sendmsg",
+    "sendfile64", "pread64", "preadv2", "openat", "openat2", "close", "newfstatat",
+    "newfstat", "statx", "epoll_wait", "epoll_pwait", "epoll_ctl", "futex",
+    "setsockopt", "accept4", "fcntl", "ioctl", "mincore", "readahead", "fadvise64",
+    "getdents64", "clock_gettime", "madvise", "mmap", "munmap", "brk", "shutdown",
+    "rt_sigprocmask", "sched_yield", "io_uring_enter", "poll", "ppoll", "lseek")
+
+
+def perf_syscalls_work() -> bool:
+    """Whether perf can count syscall tracepoints here (root or a low
+    perf_event_paranoid, and a kernel with tracefs)."""
+    perf = bl.which("perf")
+    if not perf:
+        return False
+    try:
+        out = subprocess.run([perf, "stat", "-x,", "-e", "raw_syscalls:sys_enter",
+                              "-e", "syscalls:sys_enter_getpid", "true"],
+                             capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    counts = [line.split(",")[0] for line in out.stderr.splitlines() if "sys_enter" in line]
+    return out.returncode == 0 and len(counts) == 2 and all(c.isdigit() for c in counts)
+
+
+def perf_count(srv: bl.Server, drive, out: Path) -> dict[str, int]:
+    """Syscall counts of every process of srv while drive() runs, from
+    perf's tracepoints: exact, and the server is not slowed down."""
+    pids = bl.process_tree(srv.pid)
+    events = ["raw_syscalls:sys_enter"] + [f"syscalls:sys_enter_{n}" for n in PERF_SYSCALLS]
+    # -I: one block of counts per 100 ms; the first block says perf is attached.
+    argv = [bl.which("perf"), "stat", "-x,", "-I", "100", "-o", str(out),
+            "-e", ",".join(events), "-p", ",".join(str(p) for p in pids)]
+    errf = open(out.with_suffix(".err"), "w+")
+    pr = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=errf, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not (out.exists() and "raw_syscalls" in out.read_text()):
+            if pr.poll() is not None or time.monotonic() > deadline:
+                errf.seek(0)
+                raise RuntimeError(f"perf stat did not start: {errf.read()[-300:]}")
+            time.sleep(0.05)
+        drive()
+    finally:
+        if pr.poll() is None:
+            pr.send_signal(signal.SIGINT)
+        try:
+            pr.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pr.kill()
+            pr.wait()
+        errf.close()
+    counts: dict[str, int] = {}
+    for line in out.read_text().splitlines():
+        f = line.split(",")
+        # interval, count, unit, event, ...
+        if len(f) < 4 or line.startswith("#") or not f[1].strip().isdigit():
+            continue
+        counts[f[3]] = counts.get(f[3], 0) + int(f[1])
+    total = counts.pop("raw_syscalls:sys_enter", 0)
+    named = {k.removeprefix("syscalls:sys_enter_"): v for k, v in counts.items() if v}
+    other = total - sum(named.values())
+    if other:
+        named["other"] = other
+    return named
+
 
 def parse_strace_c(text: str) -> dict[str, int]:
     """syscall -> calls from `strace -c` output."""
@@ -463,16 +535,23 @@ def strace_count(srv: bl.Server, drive, out: Path) -> dict[str, int]:
 
 def section_syscalls(run: Run, servers: list[str]) -> None:
     res = run.results.setdefault("syscalls", {})
-    if not bl.which("strace"):
-        run.skipped.append(("syscalls", "strace not installed (make bench-deps)"))
+    use_perf = perf_syscalls_work()
+    if not use_perf and not bl.which("strace"):
+        run.skipped.append(("syscalls", "neither perf's syscall tracepoints nor strace "
+                                        "available (make bench-deps)"))
         return
-    run.commands["syscalls"] = (f"strace -f -c -o OUT -p PID [-p PID…] (every process of the "
-                                f"server, attached after warm-up) over {SEQ_N} and {2 * SEQ_N} "
-                                "sequential GET /index.html on one keep-alive connection")
+    run.results["syscalls_by"] = "perf" if use_perf else "strace"
+    count = perf_count if use_perf else strace_count
+    counter = ("perf stat -x, -I 100 -e raw_syscalls:sys_enter,syscalls:sys_enter_NAME,… "
+               "-p PID,… (every process of the server, all threads)" if use_perf else
+               "strace -f -c -o OUT -p PID [-p PID…] (every process of the server)")
+    run.commands["syscalls"] = (f"{counter}, attached after warm-up, over {SEQ_N} and "
+                                f"{2 * SEQ_N} sequential GET /index.html on one keep-alive "
+                                "connection")
     lua = lua_file(run)
     wrk = bl.wrk_argv(59999, "/index.html", SYSCALL_CONNS, SYSCALL_SECONDS, lua)
     run.commands["syscalls @64"] = (
-        f"strace -f -c -o OUT -p PID [-p PID…] while "
+        f"{counter} while "
         f"{template_cmd(wrk, 59999, lua)} runs (after a warm-up), divided by wrk's request count")
     for name in servers:
         srv = None
@@ -482,8 +561,8 @@ def section_syscalls(run: Run, servers: list[str]) -> None:
 
             def seq(n: int, port: int = srv.port):
                 return lambda: bl.sequential_requests(port, "/index.html", n, timeout=60)
-            a = strace_count(srv, seq(SEQ_N), srv.workdir / "strace-1.txt")
-            b = strace_count(srv, seq(2 * SEQ_N), srv.workdir / "strace-2.txt")
+            a = count(srv, seq(SEQ_N), srv.workdir / "syscalls-1.txt")
+            b = count(srv, seq(2 * SEQ_N), srv.workdir / "syscalls-2.txt")
             diff = {k: (b.get(k, 0) - a.get(k, 0)) / SEQ_N for k in set(a) | set(b)}
             res[name] = {"per_request": sum(diff.values()),
                          "by_call": {k: v for k, v in sorted(diff.items(), key=lambda kv: -kv[1])
@@ -493,8 +572,8 @@ def section_syscalls(run: Run, servers: list[str]) -> None:
             argv = bl.wrk_argv(srv.port, "/index.html", SYSCALL_CONNS, SYSCALL_SECONDS, lua)
             bl.run_wrk(bl.wrk_argv(srv.port, "/index.html", SYSCALL_CONNS, 1, lua), 1)
             got: dict = {}
-            c = strace_count(srv, lambda: got.update(bl.run_wrk(argv, SYSCALL_SECONDS)),
-                             srv.workdir / "strace-64.txt")
+            c = count(srv, lambda: got.update(bl.run_wrk(argv, SYSCALL_SECONDS)),
+                      srv.workdir / "syscalls-64.txt")
             if got.get("requests"):
                 res[name]["per_request_64"] = sum(c.values()) / got["requests"]
                 res[name]["by_call_64"] = {
@@ -1188,7 +1267,15 @@ def report(run: Run, servers: list[str], started: float, load_before: str) -> st
                   + ("; `perf stat -e instructions:u` does not count on this machine "
                      "(no PMU in the VM), hence callgrind." if perf is False else ".")
                   + " Timer wake-ups scale with run time, not requests, and are not "
-                  "cancelled: small noise.", "",
+                  "cancelled: small noise. "
+                  + ("Syscalls are counted by perf's tracepoints, every thread and process of "
+                     "the server, which runs at full speed ("
+                     + ", ".join(f"`{n}`" for n in ("read", "writev", "futex", "epoll_wait"))
+                     + " and other usual calls by name; the rest is `other`)."
+                     if run.results.get("syscalls_by") == "perf" else
+                     "Syscalls are counted by `strace -f -c`, which stops every call: a "
+                     "hand-off between threads then races differently than at full speed."),
+                  "",
                   "| server | syscalls/request | top syscalls per request | "
                   "instructions/request |", "|---|--:|---|--:|"]
         for s in servers:
@@ -1200,7 +1287,7 @@ def report(run: Run, servers: list[str], started: float, load_before: str) -> st
         lines.append("")
         if any("per_request_64" in (sc.get(s) or {}) for s in servers):
             lines += [f"Under {SYSCALL_CONNS} keep-alive connections (wrk `-c{SYSCALL_CONNS}`, "
-                      f"{SYSCALL_SECONDS} s, every thread and process under `strace -f -c`; "
+                      f"{SYSCALL_SECONDS} s, every thread and process counted the same way; "
                       "syscalls ÷ wrk's requests), where one wake-up can carry many requests:",
                       "", "| server | syscalls/request | top syscalls per request |",
                       "|---|--:|---|"]

@@ -3,7 +3,8 @@
 #
 # Debian packages: wrk (load), nginx, lighttpd (+ lighttpd-mod-deflate), h2o (the peers), strace and
 # valgrind (syscalls and instructions per request), python3; optional:
-# linux-perf (only used if its instruction counter works on this machine).
+# linux-perf (its syscall tracepoints count syscalls where they work, else
+# strace does; its instruction counter is used if it works on this machine).
 # Python: matplotlib (the charts) via pip, else Debian's python3-matplotlib.
 #
 # Idempotent: anything already on PATH (or importable) is left alone, and
