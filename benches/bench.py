@@ -79,6 +79,12 @@ SERVERS = bl.env_list("BENCH_SERVERS", "stoke nginx lighttpd h2o")
 # stoke with two event loops (--reactors 2) as an extra row in the loads:
 # nginx, lighttpd and h2o each run WORKERS event loops, stoke one by default.
 STOKE_R2 = bl.env_int("BENCH_STOKE_R2", 1) != 0
+# The floor (benches/floor): stoke's design with no HTTP work, a row of the
+# 1 KiB loads, so that what the design itself costs here is measured in the
+# same rounds as stoke and its peers.
+FLOOR = bl.env_int("BENCH_FLOOR", 1) != 0
+FLOOR_DIR = bl.REPO / "benches" / "floor"
+FLOOR_BIN = FLOOR_DIR / "target" / "release" / "stoke-floor"
 LOAD_KEYS = bl.env_list("BENCH_LOADS", "ka1k-1 ka1k-64 ka1k-512 close1k-64 1m-16 100m-4")
 SECTIONS = bl.env_list("BENCH_SECTIONS",
                        "loads idle syscalls instructions cold compress https")
@@ -157,6 +163,11 @@ SETTINGS = {
     "nginx": f"`worker_processes {WORKERS}`, `access_log off`, `sendfile on`, `tcp_nopush on`, "
              f"`worker_connections {bl.MAX_CONNECTIONS}`, `keepalive_requests 1000000`, "
              f"`keepalive_timeout {KEEPALIVE_S}s`, no `open_file_cache` (its default)",
+    "floor": f"benches/floor, `stoke-floor 127.0.0.1:PORT {WORKERS}`: one reactor, "
+             f"{WORKERS} workers on a crossbeam-deque injector, a completion queue and a "
+             "`mio::Waker`, one `recvfrom` and one `writev` per request, and no HTTP work: "
+             "every request (found by its blank line) gets the same 1 KiB page. Only in "
+             "the 1 KiB loads",
     "stoke-r2": "as stoke, plus `--reactors 2` (two event loops sharing the same pool; "
                 "loads only, BENCH_STOKE_R2=0 leaves it out): the peers each run "
                 f"{WORKERS} event loops, stoke one by default",
@@ -236,6 +247,9 @@ def make_server(name: str, root: Path, port: int, workdir: Path,
             "--keepalive-timeout", str(KEEPALIVE_S), "--shutdown-timeout", "2", *reactors])
     if name == "nginx":
         return bl.nginx_server(root, port, WORKERS, workdir, KEEPALIVE_S)
+    if name == "floor":
+        workdir.mkdir(parents=True, exist_ok=True)
+        return bl.Server("floor", [FLOOR_BIN, f"127.0.0.1:{port}", WORKERS], workdir)
     if name == "nginx-aio":
         return bl.nginx_server(root, port, WORKERS, workdir, KEEPALIVE_S,
                                aio_threads=True, name="nginx-aio")
@@ -297,24 +311,49 @@ def template_cmd(argv: list[str], port: int, lua: Path) -> str:
 # section: loads
 # --------------------------------------------------------------------------
 
+def floor_loads() -> list[str]:
+    """The loads the floor takes part in: those of the 1 KiB page."""
+    return [k for k in LOAD_KEYS if LOADS[k].path == "/index.html"]
+
+
+def build_floor(run: Run) -> bool:
+    """Builds benches/floor (its own small crate); says why not if it fails."""
+    cargo = bl.which("cargo")
+    if not cargo:
+        run.skipped.append(("floor", "cargo not found"))
+        return False
+    out = subprocess.run([cargo, "build", "--release", "--quiet", "--manifest-path",
+                          str(FLOOR_DIR / "Cargo.toml")], capture_output=True, text=True)
+    if out.returncode != 0 or not FLOOR_BIN.exists():
+        run.skipped.append(("floor", f"build failed: {out.stderr.strip()[-300:]}"))
+        return False
+    return True
+
+
 def section_loads(run: Run, servers: list[str]) -> None:
     lua = lua_file(run)
     if STOKE_R2 and "stoke" in servers:
         servers = servers[:1 + servers.index("stoke")] + ["stoke-r2"] + \
             servers[1 + servers.index("stoke"):]
+    if FLOOR and "stoke" in servers and floor_loads() and build_floor(run):
+        servers = servers + ["floor"]
     loads = [LOADS[k] for k in LOAD_KEYS]
-    res: dict[str, dict[str, list[dict]]] = {l.key: {s: [] for s in servers} for l in loads}
+    res: dict[str, dict[str, list[dict]]] = {
+        l.key: {s: [] for s in servers if s != "floor" or l.key in floor_loads()}
+        for l in loads}
     run.results["loads"] = res
     live: dict[str, bl.Server] = {}
     for name in servers:
         try:
             srv = run.start(name)
-            bl.check_serves(srv.port, run.root, list(FILES), name)
+            # The floor serves no files: wrk's error count is its check.
+            if name != "floor":
+                bl.check_serves(srv.port, run.root, list(FILES), name)
             live[name] = srv
             bl.log(f"{name} up on 127.0.0.1:{srv.port} (pid {srv.pid})")
         except (bl.StartError, OSError, ValueError, RuntimeError) as e:
             run.fail("loads", name, f"did not start or serve correctly: {e}")
-    total = ROUNDS * len(loads) * len(live)
+    total = ROUNDS * sum(len([s for s in res[l.key] if s in live]) for l in loads)
     n = 0
     try:
         for rnd in range(ROUNDS):
@@ -323,6 +362,8 @@ def section_loads(run: Run, servers: list[str]) -> None:
             order = order[rnd % max(1, len(order)):] + order[:rnd % max(1, len(order))]
             for load in loads:
                 for name in order:
+                    if name not in res[load.key]:
+                        continue
                     n += 1
                     srv = live[name]
                     what = f"{load.key} {name} round {rnd + 1}"
@@ -1020,10 +1061,15 @@ def load_tables(run: Run, servers: list[str]) -> tuple[list[str], dict]:
     if "stoke" in servers and any("stoke-r2" in res.get(k, {}) for k in LOAD_KEYS):
         i = servers.index("stoke") + 1
         servers = servers[:i] + ["stoke-r2"] + servers[i:]
-    peers = [s for s in servers if not s.startswith("stoke")]
+    if any("floor" in res.get(k, {}) for k in LOAD_KEYS):
+        servers = servers + ["floor"]
+    # The floor is not a peer: its row shows how near stoke comes to it,
+    # and it stays out of the ratios the chart and the targets use.
+    peers = [s for s in servers if not s.startswith("stoke") and s != "floor"]
     for key in LOAD_KEYS:
         load = LOADS[key]
-        sums = {s: load_summary(load, res.get(key, {}).get(s, [])) for s in servers}
+        sums = {s: load_summary(load, res.get(key, {}).get(s, [])) for s in servers
+                if s != "floor" or "floor" in res.get(key, {})}
         st = sums.get("stoke")
         eff_col = "req/CPU-s" if load.unit == "req" else "MB/CPU-s"
         lines += [f"### {load.label}", "",
@@ -1032,6 +1078,8 @@ def load_tables(run: Run, servers: list[str]) -> tuple[list[str], dict]:
                   "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
         ratios[key] = {}
         for s in servers:
+            if s not in sums:
+                continue
             r = sums[s]
             if r is None:
                 lines.append(f"| {s} | failed or skipped | | | | | | | | |")
@@ -1039,7 +1087,7 @@ def load_tables(run: Run, servers: list[str]) -> tuple[list[str], dict]:
             own = s.startswith("stoke")
             tput = ratio(st["throughput"], r["throughput"]) if st and not own else None
             eff = ratio(st["efficiency"], r["efficiency"]) if st and not own else None
-            if not own:
+            if not own and s != "floor":
                 ratios[key][s] = (tput, eff)
             lines.append(
                 f"| {s} | {bl.fmt_num(r['rps'])} | {bl.fmt_num(r['mbps'], 1)} | "
@@ -1048,7 +1096,7 @@ def load_tables(run: Run, servers: list[str]) -> tuple[list[str], dict]:
                 f"{'' if own else fmt_ratio(tput)} | "
                 f"{'' if own else fmt_ratio(eff)} |")
         r2 = sums.get("stoke-r2")
-        if r2:
+        if r2 and peers:
             vs = ", ".join(
                 f"{p} {fmt_ratio(ratio(r2['throughput'], sums[p]['throughput']))} / "
                 f"{fmt_ratio(ratio(r2['efficiency'], sums[p]['efficiency']))}"
@@ -1208,7 +1256,8 @@ def report(run: Run, servers: list[str], started: float, load_before: str) -> st
               "Every server: loopback only, the same worker count, no access log, "
               "keep-alive on; each run bounded in time.", ""]
     r2 = ["stoke-r2"] if STOKE_R2 and "loads" in SECTIONS and "stoke" in servers else []
-    for s in (servers[:1] + r2 + servers[1:]
+    floor = ["floor"] if FLOOR and "loads" in SECTIONS and "stoke" in servers else []
+    for s in (servers[:1] + r2 + servers[1:] + floor
               + (["nginx-aio"] if "cold" in SECTIONS and "nginx" in servers else [])):
         if s in SETTINGS:
             lines.append(f"- **{s}**: {SETTINGS[s]}")
