@@ -470,6 +470,35 @@ PERF_SYSCALLS = (
     "rt_sigprocmask", "sched_yield", "io_uring_enter", "poll", "ppoll", "lseek")
 
 
+def traced(argv: list[str], ready, what: str, drive, errpath: Path) -> None:
+    """Runs the tracer `argv` until `ready(its stderr so far)` says it is
+    attached (or raises `what` with that stderr), then drive(), then stops
+    it with SIGINT, which makes both perf and strace write their counts."""
+    errf = open(errpath, "w+")
+    tracer = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=errf,
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            errf.seek(0)
+            if ready(errf.read()):
+                break
+            if tracer.poll() is not None or time.monotonic() > deadline:
+                errf.seek(0)
+                raise RuntimeError(f"{what}: {errf.read()[-300:]}")
+            time.sleep(0.05)
+        drive()
+    finally:
+        if tracer.poll() is None:
+            tracer.send_signal(signal.SIGINT)
+        try:
+            tracer.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            tracer.kill()
+            tracer.wait()
+        errf.close()
+
+
 def perf_syscalls_work() -> bool:
     """Whether perf can count syscall tracepoints here (root or a low
     perf_event_paranoid, and a kernel with tracefs)."""
@@ -494,25 +523,8 @@ def perf_count(srv: bl.Server, drive, out: Path) -> dict[str, int]:
     # -I: one block of counts per 100 ms; the first block says perf is attached.
     argv = [bl.which("perf"), "stat", "-x,", "-I", "100", "-o", str(out),
             "-e", ",".join(events), "-p", ",".join(str(p) for p in pids)]
-    errf = open(out.with_suffix(".err"), "w+")
-    pr = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=errf, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 10
-        while not (out.exists() and "raw_syscalls" in out.read_text()):
-            if pr.poll() is not None or time.monotonic() > deadline:
-                errf.seek(0)
-                raise RuntimeError(f"perf stat did not start: {errf.read()[-300:]}")
-            time.sleep(0.05)
-        drive()
-    finally:
-        if pr.poll() is None:
-            pr.send_signal(signal.SIGINT)
-        try:
-            pr.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pr.kill()
-            pr.wait()
-        errf.close()
+    traced(argv, lambda _err: out.exists() and "raw_syscalls" in out.read_text(),
+           "perf stat did not start", drive, out.with_suffix(".err"))
     counts: dict[str, int] = {}
     for line in out.read_text().splitlines():
         f = line.split(",")
@@ -549,28 +561,9 @@ def strace_count(srv: bl.Server, drive, out: Path) -> dict[str, int]:
     argv = [bl.which("strace"), "-f", "-c", "-o", str(out)]
     for p in pids:
         argv += ["-p", str(p)]
-    errf = open(out.with_suffix(".err"), "w+")
-    st = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=errf, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 10
-        while True:  # one "attached" line per process
-            errf.seek(0)
-            if errf.read().count("attached") >= len(pids):
-                break
-            if st.poll() is not None or time.monotonic() > deadline:
-                errf.seek(0)
-                raise RuntimeError(f"strace did not attach: {errf.read()[-300:]}")
-            time.sleep(0.05)
-        drive()
-    finally:
-        if st.poll() is None:
-            st.send_signal(signal.SIGINT)
-        try:
-            st.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            st.kill()
-            st.wait()
-        errf.close()
+    # strace says "attached" once per process.
+    traced(argv, lambda err: err.count("attached") >= len(pids), "strace did not attach",
+           drive, out.with_suffix(".err"))
     return parse_strace_c(out.read_text())
 
 
