@@ -184,9 +184,10 @@ impl Handle {
         self.warmups.load(Ordering::Relaxed)
     }
 
-    /// Times an event loop handed the request jobs it had read to the
-    /// pool and woke workers for them: at most once per loop turn, however
-    /// many requests the turn read (0 for the models without a pool).
+    /// Times an event loop handed a batch of jobs to the pool: once per
+    /// loop turn that made any, however many requests the turn read, and
+    /// once more after each download that used up its write budget and
+    /// led to jobs (0 for the models without a pool).
     pub fn pool_handoffs(&self) -> u64 {
         self.handoffs.load(Ordering::Relaxed)
     }
