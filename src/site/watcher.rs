@@ -207,9 +207,12 @@ impl Watcher {
     /// goes to this thread, and it is the reason a fence may skip the read
     /// (see the module doc). An `Err` leaves every fence reading.
     pub fn fence_on_signal(&self) -> io::Result<()> {
-        let signal = self.inotify.signal_calling_thread()?;
-        // A second call keeps the first thread's signal (and drops this one).
-        let _ = self.signal.set(signal);
+        // A second call changes nothing: re-pointing the signal at another
+        // thread would break the first one's fences.
+        if self.signal.get().is_some() {
+            return Ok(());
+        }
+        let _ = self.signal.set(self.inotify.signal_calling_thread()?);
         Ok(())
     }
 
