@@ -114,9 +114,9 @@ impl Inotify {
     /// and unblocks `SIGIO` on this thread. The kernel makes the signal
     /// pending inside the syscall that caused the event, and a thread runs
     /// the handlers of its pending signals on its way out of every syscall
-    /// (`site::watcher` builds its fence on these two facts). The caller
-    /// The returned [`EventSignal`] says whether a signal came since it was
-    /// last asked; dropping it removes its handler.
+    /// (`site::watcher` builds its fence on these two facts). The returned
+    /// [`EventSignal`] says whether a signal came since it was last asked;
+    /// dropping it removes its handler.
     pub fn signal_calling_thread(&self) -> io::Result<EventSignal> {
         use std::os::fd::AsRawFd;
         // <fcntl.h>; the libc crate has no `F_SETOWN_EX` for every target.
